@@ -1,0 +1,221 @@
+"""Evaluation of algorithms on tasks: the backend-independent entry points.
+
+Two backends implement the reference evaluation loop (spec §4):
+
+* ``"jax"`` -- :mod:`azero_jax.jax_evaluator`, a jitted, vmapped interpreter that runs a
+  whole batch of (algorithm, task) pairs at once (the engine on accelerators);
+* ``"cpu"`` -- :mod:`azero_jax.cpu_evaluator`, a numba interpreter that runs one pair at a
+  time per core at the C++ reference's speed (float64 always).
+
+``"auto"`` takes ``"cpu"`` when JAX's default device is a CPU and ``"jax"`` otherwise.
+
+Random ops draw from streams keyed by ``(seed, task.index, algorithm_id)``, so a pair's
+result does not depend on the batch it landed in. The two backends use different
+generators: their random streams differ (results of algorithms with random ops agree
+in distribution only).
+
+Example:
+    >>> import azero_jax as az
+    >>> task = az.tasks.scalar_linear_regression_task(4, 1000, 100, data_seed=1, param_seed=2)
+    >>> grid = az.evaluate([az.generator.linear_model(0.01)], [task], num_scalars=4,
+    ...                    num_vectors=3, num_matrices=1, backend="cpu")
+    >>> bool(grid[0, 0] > 0.999)
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import numpy as np
+
+from azero_jax import ops as ops_lib
+from azero_jax.program import Algorithm, validate_addresses
+from azero_jax.tasks import Task
+
+BACKENDS = ("auto", "jax", "cpu")
+NEG_TWO_OVER_PI = -0.63661977236758138243
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryConfig:
+    """Address-space sizes (the reference's compile-time MAX_*_ADDRESSES)."""
+
+    num_scalars: int
+    num_vectors: int
+    num_matrices: int
+
+    def __post_init__(self):
+        for name, minimum in (("num_scalars", 2), ("num_vectors", 1), ("num_matrices", 1)):
+            value = getattr(self, name)
+            if int(value) != value or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+
+
+@dataclasses.dataclass
+class PairResults:
+    """What an evaluation of B (algorithm, task) pairs returns, per pair.
+
+    Attributes:
+      fitness: ``[B]`` float64 fitness in [0, 1].
+      train_steps: ``[B]`` int64 training steps executed (an aborting step counts).
+      train_errors: ``[B, K_train]`` float64 per-step ``|label - s1|`` of the first
+        training steps (first epoch), NaN beyond ``num_train_errors``; only when recorded.
+      num_train_errors: ``[B]`` how many train errors were recorded.
+      valid_errors: ``[B, K_valid]`` per-example validation errors (RMS: ``|label - s1|``,
+        accuracy: 0/1), NaN beyond ``num_valid_errors``; only when recorded.
+      num_valid_errors: ``[B]``.
+    """
+
+    fitness: np.ndarray
+    train_steps: np.ndarray
+    train_errors: np.ndarray | None = None
+    num_train_errors: np.ndarray | None = None
+    valid_errors: np.ndarray | None = None
+    num_valid_errors: np.ndarray | None = None
+
+    def error_fingerprint(self, i: int) -> tuple[bytes, bytes]:
+        """Exact bytes of pair ``i``'s recorded errors (what FEC hashes)."""
+        train = self.train_errors[i, :self.num_train_errors[i]]
+        valid = self.valid_errors[i, :self.num_valid_errors[i]]
+        # +0.0 and -0.0 hash alike in the reference (libstdc++ std::hash<double>).
+        return ((train + 0.0).tobytes(), (valid + 0.0).tobytes())
+
+
+def flip_and_squash(x):
+    """``1 - (2/pi) atan(x)`` for finite x >= 0, else 0 (the reference's regression fitness)."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        out = 1.0 + NEG_TWO_OVER_PI * np.arctan(x)
+    return np.where(np.isfinite(x), out, 0.0)[()]
+
+
+def combine_fitnesses(fitnesses, mode: str = "mean", axis: int = -1):
+    """Combines per-task fitnesses: ``"mean"`` or ``"median"`` (the upper median, as the reference).
+
+    Example:
+        >>> float(combine_fitnesses([0.9, 0.12, 0.13, 0.1, 0.11], "median"))
+        0.12
+    """
+    values = np.asarray(fitnesses, dtype=np.float64)
+    mode = str(mode).lower().replace("_fitness_combination", "")
+    if mode == "mean":
+        return values.mean(axis=axis)
+    if mode == "median":
+        n = values.shape[axis]
+        return np.take(np.sort(values, axis=axis), n // 2, axis=axis)
+    raise ValueError(f"unknown fitness combination {mode!r}; expected 'mean' or 'median'")
+
+
+def default_backend() -> str:
+    """The backend ``"auto"`` resolves to: ``"cpu"`` when JAX's default device is a CPU."""
+    import jax
+    return "cpu" if jax.default_backend() == "cpu" else "jax"
+
+
+def resolve_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return default_backend() if backend == "auto" else backend
+
+
+def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task],
+                   algorithm_index, task_index, *, memory: MemoryConfig,
+                   max_abs_error: float = 100.0, seed: int = 0, algorithm_ids=None,
+                   train_steps=None, valid_steps: int | None = None,
+                   record_errors: tuple[int, int] | None = None, backend: str = "auto",
+                   dtype: str = "float32", op_sets=None, **backend_options) -> PairResults:
+    """Evaluates B (algorithm, task) pairs with the reference loop of spec §4.
+
+    Args:
+      algorithms: the distinct algorithms referenced by ``algorithm_index``.
+      tasks: the distinct tasks referenced by ``task_index``; ``task.index`` keys the
+        random streams and the FEC fingerprint.
+      algorithm_index, task_index: ``[B]`` integer arrays naming each pair.
+      memory: address-space sizes.
+      max_abs_error: the early-termination threshold of §4.4.
+      seed: the evaluation seed for random ops.
+      algorithm_ids: ``[len(algorithms)]`` caller ids keying random streams (default
+        0..A-1); the same id on the same task gives the same random draws.
+      train_steps: ``[B]`` requested training steps (all epochs); default each task's
+        ``num_epochs * num_train``; 0 means rejected by the train budget.
+      valid_steps: validation examples to run (default all); the loss is still divided
+        by the task's total (as the reference's FEC run does).
+      record_errors: ``(K_train, K_valid)`` to record the first per-step errors (FEC).
+      backend: ``"auto"``, ``"jax"`` or ``"cpu"``.
+      dtype: ``"float32"`` or ``"float64"`` (JAX backend; the CPU backend is float64).
+      op_sets: optional per-component collections of op codes that the JAX backend
+        compiles its switches for (default: the ops the algorithms use). Give the
+        search's allowed ops plus the initial algorithms' ops so one compile serves a run.
+      **backend_options: passed to the backend (e.g. ``num_threads`` for ``"cpu"``).
+    """
+    algorithm_index = np.asarray(algorithm_index, dtype=np.int64).reshape(-1)
+    task_index = np.asarray(task_index, dtype=np.int64).reshape(-1)
+    if algorithm_index.shape != task_index.shape:
+        raise ValueError("algorithm_index and task_index must have the same length")
+    if len(algorithm_index) and (algorithm_index.min() < 0 or algorithm_index.max() >= len(algorithms)):
+        raise ValueError("algorithm_index out of range")
+    if len(task_index) and (task_index.min() < 0 or task_index.max() >= len(tasks)):
+        raise ValueError("task_index out of range")
+    if not math.isfinite(max_abs_error) or max_abs_error <= 0:
+        raise ValueError(f"max_abs_error must be a positive number, got {max_abs_error}")
+    for algorithm in algorithms:
+        validate_addresses(algorithm, memory.num_scalars, memory.num_vectors, memory.num_matrices)
+    if algorithm_ids is None:
+        algorithm_ids = np.arange(len(algorithms), dtype=np.int64)
+    algorithm_ids = np.asarray(algorithm_ids, dtype=np.int64).reshape(-1)
+    if len(algorithm_ids) != len(algorithms):
+        raise ValueError("algorithm_ids must have one id per algorithm")
+    if train_steps is None:
+        train_steps = np.array([tasks[t].total_train_steps for t in task_index], dtype=np.int64)
+    train_steps = np.broadcast_to(np.asarray(train_steps, dtype=np.int64),
+                                  algorithm_index.shape).copy()
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    backend = resolve_backend(backend)
+    kwargs = dict(memory=memory, max_abs_error=float(max_abs_error), seed=int(seed),
+                  algorithm_ids=algorithm_ids, train_steps=train_steps, valid_steps=valid_steps,
+                  record_errors=record_errors, **backend_options)
+    if backend == "jax":
+        from azero_jax import jax_evaluator
+        return jax_evaluator.evaluate_pairs(algorithms, tasks, algorithm_index, task_index,
+                                            dtype=dtype, op_sets=op_sets, **kwargs)
+    from azero_jax import cpu_evaluator
+    return cpu_evaluator.evaluate_pairs(algorithms, tasks, algorithm_index, task_index, **kwargs)
+
+
+def evaluate(algorithms: Sequence[Algorithm] | Algorithm, tasks: Sequence[Task] | Task, *,
+             num_scalars: int, num_vectors: int, num_matrices: int, max_abs_error: float = 100.0,
+             seed: int = 0, backend: str = "auto", dtype: str = "float32",
+             algorithm_ids=None, op_sets=None, **backend_options) -> np.ndarray:
+    """Fitness of every algorithm on every task: an ``[A, T]`` float64 array.
+
+    Combine the task axis with :func:`combine_fitnesses`. See :func:`evaluate_pairs`
+    for the arguments.
+    """
+    if isinstance(algorithms, Algorithm):
+        algorithms = [algorithms]
+    if isinstance(tasks, Task):
+        tasks = [tasks]
+    algorithms, tasks = list(algorithms), list(tasks)
+    memory = MemoryConfig(num_scalars, num_vectors, num_matrices)
+    a_index, t_index = np.meshgrid(np.arange(len(algorithms)), np.arange(len(tasks)),
+                                   indexing="ij")
+    results = evaluate_pairs(algorithms, tasks, a_index.ravel(), t_index.ravel(), memory=memory,
+                             max_abs_error=max_abs_error, seed=seed, algorithm_ids=algorithm_ids,
+                             backend=backend, dtype=dtype, op_sets=op_sets, **backend_options)
+    return results.fitness.reshape(len(algorithms), len(tasks))
+
+
+def used_op_sets(algorithms: Sequence[Algorithm], extra=None) -> tuple[frozenset[int], ...]:
+    """Per-component op codes used by ``algorithms`` (plus ``extra`` per component)."""
+    sets = [set(), set(), set()]
+    for algorithm in algorithms:
+        for c, component in enumerate(algorithm.components):
+            sets[c].update(int(op) for op in np.unique(component["op"]))
+    if extra is not None:
+        for c in range(3):
+            sets[c].update(ops_lib.op_codes(extra[c]))
+    return tuple(frozenset(s | {ops_lib.NO_OP}) for s in sets)
