@@ -1,0 +1,591 @@
+"""The batched JAX evaluator: many (algorithm, task) pairs in one jitted call.
+
+Programs are fixed-length instruction tensors. One compiled function serves every
+call with the same static :class:`EvalShape` (memory sizes, per-component op sets and
+padded lengths, task shape, batch size, dtype): a search compiles once per distinct
+evaluation shape and never again (see :data:`TRACE_COUNTS`).
+
+How a batch runs: ``jax.vmap`` over pairs; per pair a ``lax.while_loop`` over epochs
+wraps a ``lax.while_loop`` over training examples and one over validation examples
+(a vmapped while loop stops as soon as every pair of the batch has finished or
+aborted); each instruction is a ``lax.switch`` over only the ops that can occur in its
+component function, split by result type, so that each branch returns just a scalar,
+a vector or a matrix and the instruction makes a single write into that memory.
+Operands are read once per instruction (only the types the component's ops read).
+
+Example:
+    >>> import azero_jax as az
+    >>> task = az.tasks.scalar_linear_regression_task(4, 1000, 100, 1, 2)
+    >>> grid = az.evaluate([az.generator.linear_model()], [task], num_scalars=4,
+    ...                    num_vectors=3, num_matrices=1, backend="jax")
+    >>> bool(grid[0, 0] > 0.999)
+    True
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from azero_jax import ops as ops_lib
+from azero_jax.evaluator import NEG_TWO_OVER_PI, MemoryConfig, PairResults, used_op_sets
+from azero_jax.program import Algorithm, pad_components
+from azero_jax.tasks import ACCURACY, Task
+
+# How many times each static shape has been traced (a retrace would show up here).
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+_KIND_CODE = {None: 0, "S": 1, "V": 2, "M": 3}
+_UNROLL_LIMIT = 64  # longer component functions run as a lax.scan instead of unrolled
+
+
+def bucket_length(n: int) -> int:
+    """Padded length for a component function of ``n`` instructions."""
+    if n <= 0:
+        return 0
+    if n <= 8:
+        return n
+    if n <= 32:
+        return -(-n // 4) * 4
+    return -(-n // 16) * 16
+
+
+def bucket_batch(n: int, max_batch: int) -> int:
+    """Padded batch size: the next power of two (at least 8), at most ``max_batch``."""
+    size = 8
+    while size < n and size < max_batch:
+        size *= 2
+    return min(size, max_batch)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalShape:
+    """Everything static about one compiled evaluator."""
+
+    features_size: int
+    num_train: int
+    num_valid: int
+    num_epochs: int
+    label_size: int
+    num_tasks: int
+    memory: MemoryConfig
+    op_sets: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+    lengths: tuple[int, int, int]
+    batch_size: int
+    valid_steps: int
+    record: tuple[int, int]
+    dtype: str
+    return_memory: bool = False
+
+
+def x64_context(dtype: str):
+    if dtype != "float64":
+        return contextlib.nullcontext()
+    enable = getattr(jax, "enable_x64", None)
+    if enable is None:  # older JAX
+        from jax.experimental import enable_x64 as enable
+        return enable()
+    return enable(True)
+
+
+# ----------------------------------------------------------------------------------
+# Op semantics. Each function takes the operands and returns one typed result.
+
+
+class _Args:
+    """Operands of one instruction (only the fields the component needs are set)."""
+
+    __slots__ = ("sa", "sb", "va", "vb", "ma", "mb", "vo", "mo", "data", "key", "F", "dt")
+
+    _DYNAMIC = ("sa", "sb", "va", "vb", "ma", "mb", "vo", "mo", "data", "key")
+
+    def __init__(self, **kwargs):
+        for name in self.__slots__:
+            setattr(self, name, kwargs.get(name))
+
+
+jax.tree_util.register_pytree_node(
+    _Args,
+    lambda a: (tuple(getattr(a, n) for n in _Args._DYNAMIC), (a.F, a.dt)),
+    lambda aux, children: _Args(**dict(zip(_Args._DYNAMIC, children)), F=aux[0], dt=aux[1]))
+
+
+def _one(dt, cond):
+    return jnp.where(cond, jnp.ones((), dt), jnp.zeros((), dt))
+
+
+def _std(x, count):
+    mean = jnp.sum(x, axis=-1) / count
+    return jnp.sqrt(jnp.sum(x * x, axis=-1) / count - mean * mean)
+
+
+def _const_index(fraction, F):
+    index = (jnp.float32(F) * fraction.astype(jnp.float32)).astype(jnp.int32)
+    return jnp.clip(index, 0, F - 1)
+
+
+def _uniform(a: _Args, shape):
+    low, high = a.data[1], a.data[2]
+    draw = jax.random.uniform(a.key, shape, a.dt, minval=low, maxval=high)
+    return jnp.where(low < high, draw, jnp.broadcast_to(low, shape))
+
+
+def _gaussian(a: _Args, shape):
+    return a.data[1] + a.data[2] * jax.random.normal(a.key, shape, a.dt)
+
+
+_HI = lax.Precision.HIGHEST
+
+_OP_IMPLS = {
+    1: lambda a: a.sa + a.sb,
+    2: lambda a: a.sa - a.sb,
+    3: lambda a: a.sa * a.sb,
+    4: lambda a: a.sa / a.sb,
+    5: lambda a: jnp.abs(a.sa),
+    6: lambda a: 1 / a.sa,
+    7: lambda a: jnp.sin(a.sa),
+    8: lambda a: jnp.cos(a.sa),
+    9: lambda a: jnp.tan(a.sa),
+    10: lambda a: jnp.arcsin(a.sa),
+    11: lambda a: jnp.arccos(a.sa),
+    12: lambda a: jnp.arctan(a.sa),
+    13: lambda a: jnp.exp(a.sa),
+    14: lambda a: jnp.log(a.sa),
+    15: lambda a: _one(a.dt, a.sa >= 0),
+    16: lambda a: _one(a.dt, a.va > 0),
+    17: lambda a: _one(a.dt, a.ma > 0),
+    18: lambda a: a.sa * a.vb,
+    19: lambda a: jnp.broadcast_to(a.sa, (a.F,)),
+    20: lambda a: 1 / a.va,
+    21: lambda a: jnp.sqrt(jnp.sum(a.va * a.va)),
+    22: lambda a: jnp.abs(a.va),
+    23: lambda a: a.va + a.vb,
+    24: lambda a: a.va - a.vb,
+    25: lambda a: a.va * a.vb,
+    26: lambda a: a.va / a.vb,
+    27: lambda a: jnp.sum(a.va * a.vb),
+    28: lambda a: a.va[:, None] * a.vb[None, :],
+    29: lambda a: a.sa * a.mb,
+    30: lambda a: 1 / a.ma,
+    31: lambda a: jnp.matmul(a.ma, a.vb, precision=_HI),
+    32: lambda a: jnp.broadcast_to(a.va[:, None], (a.F, a.F)),
+    33: lambda a: jnp.broadcast_to(a.va[None, :], (a.F, a.F)),
+    34: lambda a: jnp.sqrt(jnp.sum(a.ma * a.ma)),
+    35: lambda a: jnp.sqrt(jnp.sum(a.ma * a.ma, axis=0)),
+    36: lambda a: jnp.sqrt(jnp.sum(a.ma * a.ma, axis=1)),
+    37: lambda a: a.ma.T,
+    38: lambda a: jnp.abs(a.ma),
+    39: lambda a: a.ma + a.mb,
+    40: lambda a: a.ma - a.mb,
+    41: lambda a: a.ma * a.mb,
+    42: lambda a: a.ma / a.mb,
+    43: lambda a: jnp.matmul(a.ma, a.mb, precision=_HI),
+    44: lambda a: jnp.where(a.sb < a.sa, a.sb, a.sa),
+    45: lambda a: jnp.where(a.vb < a.va, a.vb, a.va),
+    46: lambda a: jnp.where(a.ma < a.mb, a.ma, a.mb),
+    47: lambda a: jnp.where(a.sa < a.sb, a.sb, a.sa),
+    48: lambda a: jnp.where(a.va < a.vb, a.vb, a.va),
+    49: lambda a: jnp.where(a.ma > a.mb, a.ma, a.mb),
+    50: lambda a: jnp.sum(a.va) / a.F,
+    51: lambda a: jnp.sum(a.ma) / (a.F * a.F),
+    52: lambda a: jnp.sum(a.ma, axis=1) / a.F,
+    53: lambda a: _std(a.ma, a.F),
+    54: lambda a: _std(a.va, a.F),
+    55: lambda a: _std(a.ma.reshape(-1), a.F * a.F),
+    56: lambda a: a.data[0],
+    57: lambda a: a.vo.at[_const_index(a.data[1], a.F)].set(a.data[2]),
+    58: lambda a: a.mo.at[_const_index(a.data[1], a.F), _const_index(a.data[2], a.F)].set(a.data[3]),
+    59: lambda a: _uniform(a, ()),
+    60: lambda a: _uniform(a, (a.F,)),
+    61: lambda a: _uniform(a, (a.F, a.F)),
+    62: lambda a: _gaussian(a, ()),
+    63: lambda a: _gaussian(a, (a.F,)),
+    64: lambda a: _gaussian(a, (a.F, a.F)),
+}
+assert sorted(_OP_IMPLS) == list(range(1, ops_lib.NUM_OPS))
+
+
+class _ComponentExec:
+    """Executes one component function whose ops come from a fixed (static) op set."""
+
+    def __init__(self, op_set: Sequence[int], features_size: int, memory: MemoryConfig, dt):
+        self.codes = tuple(sorted(set(op_set) | {ops_lib.NO_OP}))
+        self.F = features_size
+        self.dt = dt
+        self.memory = memory
+        specs = [ops_lib.OPS[c] for c in self.codes]
+        reads = {(t, slot) for s in specs for t, slot in ((s.in1_type, "a"), (s.in2_type, "b")) if t}
+        self.reads = reads
+        self.reads_vo = 57 in self.codes
+        self.reads_mo = 58 in self.codes
+        self.random = any(ops_lib.OPS[c].random for c in self.codes)
+        self.kind_table = np.array([_KIND_CODE[s.out_type] for s in specs], np.int32)
+        self.by_type = {}
+        for type_ in ("S", "V", "M"):
+            typed = [c for c in self.codes if ops_lib.OPS[c].out_type == type_]
+            if typed:
+                local = np.zeros(len(self.codes), np.int32)
+                for i, c in enumerate(self.codes):
+                    if c in typed:
+                        local[i] = typed.index(c)
+                self.by_type[type_] = (typed, local)
+
+    def branch_table(self) -> np.ndarray:
+        """Maps op code -> branch index in this component (-1 for ops outside the set)."""
+        table = np.full(ops_lib.NUM_OPS, -1, np.int32)
+        for i, c in enumerate(self.codes):
+            table[c] = i
+        return table
+
+    def step(self, mem, branch, addr, data, key):
+        s, v, m = mem
+        in1, in2, out = addr[0], addr[1], addr[2]
+        args = _Args(data=data, key=key, F=self.F, dt=self.dt)
+        for (type_, slot) in self.reads:
+            index = in1 if slot == "a" else in2
+            source = {"S": s, "V": v, "M": m}[type_]
+            setattr(args, type_.lower() + slot, source[index])
+        if self.reads_vo:
+            args.vo = v[out]
+        if self.reads_mo:
+            args.mo = m[out]
+        kind = jnp.asarray(self.kind_table)[branch]
+        memories = {"S": s, "V": v, "M": m}
+        for type_, (typed, local) in self.by_type.items():
+            fns = [functools.partial(lambda code, a: _OP_IMPLS[code](a).astype(self.dt), c)
+                   for c in typed]
+            if len(fns) == 1:
+                result = fns[0](args)
+            else:
+                result = lax.switch(jnp.asarray(local)[branch], fns, args)
+            target = memories[type_]
+            size = target.shape[0]
+            hit = (kind == _KIND_CODE[type_]) & (jnp.arange(size) == out)
+            hit = hit.reshape((size,) + (1,) * (target.ndim - 1))
+            memories[type_] = jnp.where(hit, result[None], target)
+        return (memories["S"], memories["V"], memories["M"])
+
+    def run(self, mem, branches, addrs, datas, key):
+        length = branches.shape[0]
+        if length == 0 or self.codes == (ops_lib.NO_OP,):
+            return mem
+
+        def instruction_key(i):
+            return jax.random.fold_in(key, i) if self.random else None
+
+        if length <= _UNROLL_LIMIT:
+            for i in range(length):
+                mem = self.step(mem, branches[i], addrs[i], datas[i], instruction_key(i))
+            return mem
+
+        def body(carry, xs):
+            i, branch, addr, data = xs
+            return self.step(carry, branch, addr, data, instruction_key(i)), None
+
+        mem, _ = lax.scan(body, mem, (jnp.arange(length), branches, addrs, datas))
+        return mem
+
+
+# ----------------------------------------------------------------------------------
+# The per-pair evaluation loop (spec §4), vmapped over the batch.
+
+
+def _build(shape: EvalShape):
+    dt = jnp.float64 if shape.dtype == "float64" else jnp.float32
+    F, n_train, n_valid, E = shape.features_size, shape.num_train, shape.num_valid, shape.num_epochs
+    S, V, M = shape.memory.num_scalars, shape.memory.num_vectors, shape.memory.num_matrices
+    vector_labels = shape.label_size > 0
+    K = shape.label_size
+    rec_train, rec_valid = shape.record
+    valid_steps = shape.valid_steps
+    setup_x, predict_x, learn_x = (_ComponentExec(shape.op_sets[c], F, shape.memory, dt)
+                                   for c in range(3))
+
+    def sigmoid(x):
+        return 1 / (1 + jnp.exp(-x))
+
+    def truncating_softmax(pred):
+        logits = pred[:K]
+        z = jnp.exp(logits - jnp.max(logits))
+        return jnp.concatenate([z / jnp.sum(z), jnp.zeros((F - K,), dt)])
+
+    def argmax_first(x):
+        # First index of the maximum; NaN entries never win.
+        safe = jnp.where(jnp.isnan(x), -jnp.inf, x)
+        return jnp.argmax(safe)
+
+    def load_example(mem, x, label_value):
+        s, v, m = mem
+        v = v.at[0].set(x)
+        if vector_labels:
+            v = v.at[1].set(label_value)
+        else:
+            s = s.at[0].set(label_value)
+        return (s, v, m)
+
+    def pair_fn(progs, tslot, task_index, alg_id, train_req, is_acc, task_data, base_key,
+                max_abs_error):
+        TRACE_COUNTS[shape] += 1
+        x_train, y_train, x_valid, y_valid, orders = task_data
+        (sb, sa, sd), (pb, pa, pd), (lb, la, ld) = progs
+        pair_key = jax.random.fold_in(jax.random.fold_in(base_key, task_index), alg_id)
+        setup_key, train_key, learn_key, valid_key = (jax.random.fold_in(pair_key, i)
+                                                      for i in range(4))
+        zero_label = jnp.zeros((F,), dt) if vector_labels else jnp.zeros((), dt)
+        mem = (jnp.zeros((S,), dt), jnp.zeros((V, F), dt), jnp.zeros((M, F, F), dt))
+        mem = setup_x.run(mem, sb, sa, sd, setup_key)
+        total = jnp.minimum(train_req, E * n_train)
+
+        def predict(mem, x, key):
+            mem = load_example(mem, x, zero_label)
+            return predict_x.run(mem, pb, pa, pd, key)
+
+        def train_epoch(carry, epoch, steps_this_epoch):
+            def cond(c):
+                i, _, aborted, *_ = c
+                return (i < steps_this_epoch) & ~aborted
+
+            def body(c):
+                i, mem, aborted, steps, errs, n_errs = c
+                example = orders[tslot, epoch, i]
+                x = x_train[tslot, example]
+                y = y_train[tslot, example]
+                t = epoch * n_train + i
+                mem = predict(mem, x, jax.random.fold_in(train_key, t))
+                s, v, m = mem
+                if vector_labels:
+                    prob = truncating_softmax(v[2])
+                    v = v.at[2].set(jnp.where(is_acc, prob, v[2]))
+                    err = jnp.max(jnp.abs(y - v[2]))
+                else:
+                    s = s.at[1].set(jnp.where(is_acc, sigmoid(s[1]), s[1]))
+                    err = jnp.abs(y - s[1])
+                mem = (s, v, m)
+                bad = jnp.isnan(err) | (err > max_abs_error)
+                if rec_train:
+                    record = (epoch == 0) & ~bad & (i < rec_train)
+                    errs = jnp.where(record & (jnp.arange(rec_train) == i), err, errs)
+                    n_errs = n_errs + record.astype(jnp.int32)
+                learned = learn_x.run(load_example(mem, x, y), lb, la, ld,
+                                      jax.random.fold_in(learn_key, t))
+                mem = jax.tree_util.tree_map(lambda new, old: jnp.where(bad, old, new),
+                                             learned, mem)
+                return (i + 1, mem, bad, steps + 1, errs, n_errs)
+
+            return lax.while_loop(cond, body, carry)
+
+        def validate(mem, epoch, errs, n_errs):
+            count = min(valid_steps, n_valid)
+
+            def cond(c):
+                j, _, _, failed, *_ = c
+                return (j < count) & ~failed
+
+            def body(c):
+                j, mem, loss, failed, errs, n_errs = c
+                x, y = x_valid[tslot, j], y_valid[tslot, j]
+                mem = predict(mem, x, jax.random.fold_in(valid_key, epoch * n_valid + j))
+                s, v, _ = mem
+                if vector_labels:
+                    wrong = (argmax_first(v[2][:K]) != argmax_first(y[:K])).astype(dt)
+                    error, bad = wrong, jnp.zeros((), bool)
+                    increment = wrong
+                else:
+                    diff = y - s[1]
+                    rms_bad = jnp.isnan(diff) | (jnp.abs(diff) > max_abs_error)
+                    wrong = ((y > 0.5) != (sigmoid(s[1]) > 0.5)).astype(dt)
+                    error = jnp.where(is_acc, wrong, jnp.abs(diff))
+                    bad = ~is_acc & rms_bad
+                    increment = jnp.where(is_acc, wrong, diff * diff)
+                if rec_valid:
+                    record = (epoch == 0) & ~bad & (j < rec_valid)
+                    errs = jnp.where(record & (jnp.arange(rec_valid) == j), error, errs)
+                    n_errs = n_errs + record.astype(jnp.int32)
+                loss = jnp.where(bad, loss, loss + increment)
+                return (j + 1, mem, loss, failed | bad, errs, n_errs)
+
+            init = (jnp.int32(0), mem, jnp.zeros((), dt), jnp.zeros((), bool), errs, n_errs)
+            _, mem, loss, failed, errs, n_errs = lax.while_loop(cond, body, init)
+            mean_loss = loss / n_valid
+            if vector_labels:
+                fitness = 1 - mean_loss
+            else:
+                rms = jnp.sqrt(mean_loss)
+                squashed = jnp.where(jnp.isfinite(rms), 1 + NEG_TWO_OVER_PI * jnp.arctan(rms), 0.0)
+                fitness = jnp.where(is_acc, 1 - mean_loss, jnp.where(failed, 0.0, squashed))
+            return mem, fitness.astype(dt), errs, n_errs
+
+        def epoch_cond(c):
+            epoch, remaining, done = c[0], c[1], c[2]
+            return (epoch < E) & (remaining > 0) & ~done
+
+        def epoch_body(c):
+            epoch, remaining, done, mem, best, steps, terr, nterr, verr, nverr = c
+            k = jnp.minimum(n_train, remaining)
+            i, mem, aborted, steps, terr, nterr = train_epoch(
+                (jnp.int32(0), mem, jnp.zeros((), bool), steps, terr, nterr), epoch, k)
+            mem_v, fitness, verr_v, nverr_v = validate(mem, epoch, verr, nverr)
+            keep = ~aborted
+            mem = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), mem_v, mem)
+            best = jnp.where(keep, jnp.maximum(best, fitness), best)
+            verr = jnp.where(keep, verr_v, verr)
+            nverr = jnp.where(keep, nverr_v, nverr)
+            return (epoch + 1, remaining - n_train, aborted, mem, best, steps, terr, nterr,
+                    verr, nverr)
+
+        init = (jnp.int32(0), total.astype(jnp.int32), jnp.zeros((), bool), mem,
+                jnp.zeros((), dt), jnp.int32(0), jnp.full((max(rec_train, 1),), jnp.nan, dt),
+                jnp.int32(0), jnp.full((max(rec_valid, 1),), jnp.nan, dt), jnp.int32(0))
+        (_, _, _, mem, best, steps, terr, nterr, verr, nverr) = lax.while_loop(
+            epoch_cond, epoch_body, init)
+        out = {"fitness": best, "train_steps": steps}
+        if rec_train or rec_valid:
+            out.update(train_errors=terr, num_train_errors=nterr, valid_errors=verr,
+                       num_valid_errors=nverr)
+        if shape.return_memory:
+            out.update(scalars=mem[0], vectors=mem[1], matrices=mem[2])
+        return out
+
+    batched = jax.vmap(pair_fn, in_axes=(0, 0, 0, 0, 0, 0, None, None, None))
+    return jax.jit(batched)
+
+
+@functools.lru_cache(maxsize=256)
+def compiled_evaluator(shape: EvalShape):
+    """The jitted batch function for ``shape`` (built once per shape and process)."""
+    return _build(shape)
+
+
+# ----------------------------------------------------------------------------------
+# Host side: grouping, padding, calling.
+
+
+def _task_group_key(task: Task):
+    return (task.features_size, task.num_train, task.num_valid, task.num_epochs, task.label_size)
+
+
+def _stack_tasks(tasks: Sequence[Task], dtype, label_size: int, F: int):
+    x_train = np.stack([t.x_train for t in tasks]).astype(dtype)
+    x_valid = np.stack([t.x_valid for t in tasks]).astype(dtype)
+    if label_size:
+        if label_size > F:
+            raise ValueError(f"vector labels of size {label_size} exceed the feature size {F}")
+        pad = [(0, 0), (0, 0), (0, F - label_size)]
+        y_train = np.pad(np.stack([t.y_train for t in tasks]), pad).astype(dtype)
+        y_valid = np.pad(np.stack([t.y_valid for t in tasks]), pad).astype(dtype)
+    else:
+        y_train = np.stack([t.y_train for t in tasks]).astype(dtype)
+        y_valid = np.stack([t.y_valid for t in tasks]).astype(dtype)
+    orders = np.stack([t.train_orders for t in tasks]).astype(np.int32)
+    return x_train, y_train, x_valid, y_valid, orders
+
+
+def _program_arrays(algorithms, lengths, tables, dtype):
+    blocks = pad_components(algorithms, lengths)
+    out = []
+    for c, block in enumerate(blocks):
+        branch = tables[c][block["op"]]
+        if (branch < 0).any():
+            bad = sorted(set(block["op"][branch < 0].tolist()))
+            raise ValueError(f"component {c} uses ops {bad} outside the compiled op set")
+        addr = np.stack([block["in1"], block["in2"], block["out"]], axis=-1).astype(np.int32)
+        data = np.stack([block["d"], block["f0"].astype(np.float64), block["f1"].astype(np.float64),
+                         block["f2"].astype(np.float64)], axis=-1).astype(dtype)
+        out.append((branch.astype(np.int32), addr, data))
+    return out
+
+
+def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algorithm_index,
+                   task_index, *, memory: MemoryConfig, max_abs_error: float, seed: int,
+                   algorithm_ids, train_steps, valid_steps, record_errors, dtype: str = "float32",
+                   op_sets=None, max_batch: int | None = None, return_memory: bool = False,
+                   length_buckets: bool = True) -> PairResults:
+    """The JAX backend of :func:`azero_jax.evaluator.evaluate_pairs` (arguments validated there).
+
+    Extra options:
+      max_batch: pairs per device call (default 512 on a CPU, 8192 on an accelerator).
+      return_memory: also return the final memory of each pair (a debugging aid), as
+        attributes ``scalars``, ``vectors``, ``matrices`` of the result.
+      length_buckets: pad component lengths to coarse buckets (fewer compiles).
+    """
+    B = len(algorithm_index)
+    np_dtype = np.float64 if dtype == "float64" else np.float32
+    sets = used_op_sets(algorithms, op_sets)
+    sets = tuple(tuple(sorted(s)) for s in sets)
+    longest = [max((len(a.components[c]) for a in algorithms), default=0) for c in range(3)]
+    lengths = tuple(bucket_length(n) if length_buckets else n for n in longest)
+    if max_batch is None:
+        max_batch = 512 if jax.default_backend() == "cpu" else 8192
+    record = tuple(int(k) for k in record_errors) if record_errors else (0, 0)
+
+    fitness = np.zeros(B, np.float64)
+    steps = np.zeros(B, np.int64)
+    rec = None
+    if record != (0, 0):
+        rec = dict(train_errors=np.full((B, record[0]), np.nan),
+                   num_train_errors=np.zeros(B, np.int64),
+                   valid_errors=np.full((B, record[1]), np.nan),
+                   num_valid_errors=np.zeros(B, np.int64))
+    memories = {} if return_memory else None
+
+    groups = collections.defaultdict(list)
+    for t in sorted(set(task_index.tolist())):
+        groups[_task_group_key(tasks[t])].append(t)
+
+    with x64_context(dtype):
+        base_key = jax.random.PRNGKey(np.uint32(seed % 2**32))
+        for (F, n_train, n_valid, E, label_size), group_tasks in groups.items():
+            slot_of = {t: i for i, t in enumerate(group_tasks)}
+            task_data = tuple(jnp.asarray(a) for a in _stack_tasks(
+                [tasks[t] for t in group_tasks], np_dtype, label_size, F))
+            is_acc_task = np.array([tasks[t].eval_type == ACCURACY for t in group_tasks])
+            index_of_task = np.array([tasks[t].index for t in group_tasks], np.uint32)
+            members = np.nonzero(np.isin(task_index, group_tasks))[0]
+            vsteps = n_valid if valid_steps is None else min(int(valid_steps), n_valid)
+            for start in range(0, len(members), max_batch):
+                chunk = members[start:start + max_batch]
+                size = bucket_batch(len(chunk), max_batch)
+                shape = EvalShape(F, n_train, n_valid, E, label_size, len(group_tasks), memory,
+                                  sets, lengths, size, vsteps, record, dtype, return_memory)
+                fn = compiled_evaluator(shape)
+                tables = [_ComponentExec(sets[c], F, memory, None).branch_table() for c in range(3)]
+                # Pad the chunk with copies of its first pair that do no training.
+                padded = np.concatenate([chunk, np.full(size - len(chunk), chunk[0])])
+                req = train_steps[padded].copy()
+                req[len(chunk):] = 0
+                uniq, inverse = np.unique(algorithm_index[padded], return_inverse=True)
+                progs = _program_arrays([algorithms[a] for a in uniq], lengths, tables, np_dtype)
+                progs = tuple(tuple(jnp.asarray(part[inverse]) for part in comp) for comp in progs)
+                slots = np.array([slot_of[t] for t in task_index[padded]], np.int32)
+                out = fn(progs, jnp.asarray(slots), jnp.asarray(index_of_task[slots]),
+                         jnp.asarray((algorithm_ids[algorithm_index[padded]] % 2**32).astype(np.uint32)),
+                         jnp.asarray(np.minimum(req, 2**31 - 1).astype(np.int32)),
+                         jnp.asarray(is_acc_task[slots]), task_data, base_key,
+                         jnp.asarray(max_abs_error, np_dtype))
+                out = jax.device_get(out)
+                n = len(chunk)
+                fitness[chunk] = out["fitness"][:n]
+                steps[chunk] = out["train_steps"][:n]
+                if rec is not None:
+                    rec["train_errors"][chunk] = out["train_errors"][:n, :record[0]]
+                    rec["num_train_errors"][chunk] = out["num_train_errors"][:n]
+                    rec["valid_errors"][chunk] = out["valid_errors"][:n, :record[1]]
+                    rec["num_valid_errors"][chunk] = out["num_valid_errors"][:n]
+                if memories is not None:
+                    for name in ("scalars", "vectors", "matrices"):
+                        memories.setdefault(name, {})
+                        for i, pair in enumerate(chunk):
+                            memories[name][int(pair)] = out[name][i]
+    results = PairResults(fitness, steps, **(rec or {}))
+    if memories is not None:
+        for name, by_pair in memories.items():
+            setattr(results, name, [by_pair[i] for i in range(B)])
+    return results
