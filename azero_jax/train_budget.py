@@ -1,0 +1,77 @@
+"""The reference's static train budget (spec §8): reject algorithms that cost too much.
+
+The cost of a component function is the sum of its instructions' compute-cost units
+(:attr:`azero_jax.ops.OpSpec.cost`, the reference's benchmark-derived table; NO_OPs
+cost too). An algorithm trained for ``B`` steps is accepted iff
+``cost(setup) + B * (cost(predict) + cost(learn)) <= factor * (same for the baseline)``;
+a rejected one trains for 0 steps and scores 0.
+
+Example:
+    >>> from azero_jax import generator
+    >>> from azero_jax.train_budget import TrainBudget
+    >>> budget = TrainBudget(generator.neural_net(), 2.0)
+    >>> budget.train_steps(generator.linear_model(), 1000)
+    1000
+    >>> TrainBudget(generator.linear_model(), 2.0).train_steps(generator.neural_net(), 1000)
+    0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from azero_jax import ops as ops_lib
+from azero_jax.program import Algorithm
+
+@dataclasses.dataclass(frozen=True)
+class TrainBudgetConfig:
+    """The reference's ``TrainBudgetSpec``: baseline kind and threshold factor."""
+
+    baseline: str = "NEURAL_NET_ALGORITHM"
+    threshold_factor: float = 2.0
+
+    def __post_init__(self):
+        if not self.threshold_factor > 0:
+            raise ValueError("train_budget.train_budget_threshold_factor must be > 0, got "
+                             f"{self.threshold_factor}")
+
+
+COSTS = np.array([spec.cost for spec in ops_lib.OPS], dtype=np.int64)
+
+
+def component_cost(component: np.ndarray) -> int:
+    """Compute-cost units of one component function."""
+    return int(COSTS[component["op"]].sum())
+
+
+def algorithm_costs(algorithm: Algorithm) -> tuple[int, int]:
+    """``(setup cost, per-step train cost = predict + learn)``."""
+    return (component_cost(algorithm.setup),
+            component_cost(algorithm.predict) + component_cost(algorithm.learn))
+
+
+class TrainBudget:
+    """A budget relative to a baseline algorithm.
+
+    Args:
+      baseline: the baseline algorithm, already padded as the search generator pads it.
+      threshold_factor: allowed multiple of the baseline's cost (reference default 2.0).
+    """
+
+    def __init__(self, baseline: Algorithm, threshold_factor: float = 2.0):
+        if not threshold_factor > 0:
+            raise ValueError(f"train_budget_threshold_factor must be > 0, got {threshold_factor}")
+        self.baseline = baseline
+        self.threshold_factor = float(threshold_factor)
+        self.baseline_setup, self.baseline_train = algorithm_costs(baseline)
+
+    def train_steps(self, algorithm: Algorithm, steps: int) -> int:
+        """``steps`` if the algorithm fits the budget for that many steps, else 0."""
+        setup, train = algorithm_costs(algorithm)
+        if train <= 0:
+            raise ValueError("an algorithm with empty Predict and Learn has no train cost "
+                             "(the reference treats this as fatal)")
+        limit = self.threshold_factor * (self.baseline_setup + steps * self.baseline_train)
+        return int(steps) if setup + steps * train <= limit else 0
