@@ -1,0 +1,271 @@
+"""Hand-designed baselines trained with optax: logistic regression and a 2-layer ReLU network.
+
+These give the paper's "linear success" and "NN success" thresholds (Tables S2, S5) and
+the baselines of the final evaluation (S7). They are trained exactly as AutoML-Zero
+evaluates an algorithm (spec §4): one example at a time (SGD, batch size 1), in each
+task's epoch orders (``Task.train_orders``), validation after every epoch, accuracy =
+the best over epochs. Scalar-label tasks use the sigmoid cross-entropy (the gradient the
+reference's hand-coded ``LinearModel`` and ``NeuralNet`` compute); one-hot ``[n, K]``
+labels use a K-way softmax cross-entropy.
+
+Hyperparameters are tuned by the same random search the final evaluation applies to an
+algorithm's constants: each base value is scaled by a log-uniform factor in
+``[1e-3, 1e3]`` (trial 0 keeps the base values). Base values are those of the
+reference's hand-coded models: learning rate 0.01, initial weight scales 0.1.
+
+Everything for one model runs as one jitted ``vmap`` over (trial, task) pairs of a
+``lax.scan`` over training steps, so a whole random search is one compile per shape.
+
+Example:
+    >>> import numpy as np
+    >>> from azero_jax import baselines, tasks
+    >>> rng = np.random.RandomState(0)
+    >>> x = rng.randn(300, 4); y = (x @ [1., -2., .5, 0.] > 0).astype(float)
+    >>> task = tasks.Task.from_arrays(x[:200], y[:200], x[200:], y[200:], eval_type="accuracy")
+    >>> acc = baselines.train_and_evaluate("linear", [task], [baselines.Hyperparameters(0.1)])
+    >>> bool(acc[0, 0] > 0.9)
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from azero_jax.tasks import ACCURACY, Task
+
+MODELS = ("linear", "nn")
+TUNING_RANGE = (1e-3, 1e3)
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    """One baseline configuration.
+
+    Attributes:
+      learning_rate: SGD step size.
+      init_scale: std of the first-layer weights (NN) -- the linear model starts at 0.
+      final_init_scale: std of the NN's output-layer weights.
+    """
+
+    learning_rate: float = 0.01
+    init_scale: float = 0.1
+    final_init_scale: float = 0.1
+
+    def __post_init__(self):
+        for name in ("learning_rate", "init_scale", "final_init_scale"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"Hyperparameters.{name} must be finite and >= 0, got {value}")
+
+
+def sample_hyperparameters(model: str, num_trials: int, seed: int = 0,
+                           base: Hyperparameters = Hyperparameters(),
+                           factor_range: tuple[float, float] = TUNING_RANGE
+                           ) -> list[Hyperparameters]:
+    """Random-search trials: base values times log-uniform factors (trial 0 = the base).
+
+    The linear model tunes only the learning rate; the NN tunes all three values.
+    """
+    _check_model(model)
+    if num_trials < 1:
+        raise ValueError(f"num_trials must be >= 1, got {num_trials}")
+    rng = np.random.RandomState(seed)
+    low, high = np.log(factor_range[0]), np.log(factor_range[1])
+    trials = [base]
+    for _ in range(num_trials - 1):
+        factors = np.exp(rng.uniform(low, high, size=3))
+        if model == "linear":
+            factors[1:] = 1.0
+        trials.append(Hyperparameters(float(base.learning_rate * factors[0]),
+                                      float(base.init_scale * factors[1]),
+                                      float(base.final_init_scale * factors[2])))
+    return trials
+
+
+def _check_model(model):
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+
+
+def _group_key(task: Task):
+    return (task.features_size, task.num_train, task.num_valid, task.num_epochs, task.label_size)
+
+
+_COMPILED: dict = {}
+
+
+def _trainer(model: str, F: int, n_train: int, n_valid: int, epochs: int, K: int, hidden: int,
+             bias: bool, x64: bool):
+    """A jitted ``(lr[B], s1[B], s2[B], key[B], data...) -> acc[B]`` for one shape."""
+    key = (model, F, n_train, n_valid, epochs, K, hidden, bias, x64)
+    if key in _COMPILED:
+        return _COMPILED[key]
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    outputs = max(K, 1)
+
+    def init(k, s1, s2, dtype):
+        k1, k2 = jax.random.split(k)
+        if model == "linear":
+            return {"w": jnp.zeros((F, outputs), dtype), "b": jnp.zeros((outputs,), dtype)}
+        return {"w1": s1 * jax.random.normal(k1, (F, hidden), dtype),
+                "b1": jnp.zeros((hidden,), dtype),
+                "w2": s2 * jax.random.normal(k2, (hidden, outputs), dtype),
+                "b2": jnp.zeros((outputs,), dtype)}
+
+    def logits(params, x):
+        if model == "linear":
+            out = x @ params["w"]
+            return out + params["b"] if bias else out
+        h = jax.nn.relu(x @ params["w1"] + (params["b1"] if bias else 0.0))
+        out = h @ params["w2"]
+        return out + params["b2"] if bias else out
+
+    def loss(params, x, y):
+        z = logits(params, x)
+        if K:
+            return optax.softmax_cross_entropy(z, y)
+        return optax.sigmoid_binary_cross_entropy(z[0], y)
+
+    def correct(params, x, y):
+        z = logits(params, x)
+        if K:
+            return jnp.argmax(z) == jnp.argmax(y)
+        return (z[0] > 0) == (y > 0.5)
+
+    def one(lr, s1, s2, k, x_train, y_train, x_valid, y_valid, orders):
+        dtype = x_train.dtype
+        params = init(k, s1.astype(dtype), s2.astype(dtype), dtype)
+        optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=lr.astype(dtype))
+        state = optimizer.init(params)
+
+        def step(carry, i):
+            params, state = carry
+            grads = jax.grad(loss)(params, x_train[i], y_train[i])
+            updates, state = optimizer.update(grads, state, params)
+            return (optax.apply_updates(params, updates), state), None
+
+        def epoch(carry, order):
+            carry, _ = jax.lax.scan(step, carry, order)
+            acc = jnp.mean(jax.vmap(correct, (None, 0, 0))(carry[0], x_valid, y_valid).astype(dtype))
+            # A diverged model (NaN weights) predicts NaN logits: count it as chance at best.
+            finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v))
+                                        for v in jax.tree_util.tree_leaves(carry[0])]))
+            return carry, jnp.where(finite, acc, 0.0)
+
+        _, accs = jax.lax.scan(epoch, (params, state), orders)
+        return jnp.max(accs)
+
+    fn = jax.jit(jax.vmap(one, (0, 0, 0, 0, 0, 0, 0, 0, 0)))
+    _COMPILED[key] = fn
+    return fn
+
+
+def train_and_evaluate(model: str, tasks: Sequence[Task], trials: Sequence[Hyperparameters],
+                       seed: int = 0, hidden_size: int | None = None, bias: bool = True,
+                       dtype: str = "float32", chunk: int = 256) -> np.ndarray:
+    """Validation accuracy of every trial on every task: ``[len(trials), len(tasks)]``.
+
+    Args:
+      model: ``"linear"`` (logistic / softmax regression) or ``"nn"`` (one ReLU hidden layer).
+      tasks: accuracy tasks (scalar 0/1 labels or one-hot ``[n, K]`` labels).
+      trials: the hyperparameters to try.
+      seed: seeds the NN's initial weights (``jax.random``; per trial and task).
+      hidden_size: NN hidden units (default F, as the reference's hand-coded network).
+      bias: learn biases (the reference's hand-coded linear model has none).
+      dtype: ``"float32"`` or ``"float64"``.
+      chunk: (trial, task) pairs per device call.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    _check_model(model)
+    tasks, trials = list(tasks), list(trials)
+    if not tasks or not trials:
+        raise ValueError("train_and_evaluate needs at least one task and one trial")
+    for task in tasks:
+        if task.eval_type != ACCURACY:
+            raise ValueError(f"baselines need accuracy tasks, {task.name!r} is {task.eval_type}")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    x64 = dtype == "float64"
+    out = np.zeros((len(trials), len(tasks)))
+    groups: dict = {}
+    for t, task in enumerate(tasks):
+        groups.setdefault(_group_key(task), []).append(t)
+    lr = np.array([h.learning_rate for h in trials])
+    s1 = np.array([h.init_scale for h in trials])
+    s2 = np.array([h.final_init_scale for h in trials])
+    from azero_jax.jax_evaluator import x64_context
+    with x64_context(dtype):
+        np_dtype = np.float64 if x64 else np.float32
+        base_key = jax.random.PRNGKey(seed)
+        for (F, n_train, n_valid, epochs, K), members in groups.items():
+            fn = _trainer(model, F, n_train, n_valid, epochs, K, int(hidden_size or F), bias, x64)
+            data = [np.stack([getattr(tasks[t], name) for t in members]).astype(np_dtype)
+                    for name in ("x_train", "y_train", "x_valid", "y_valid")]
+            orders = np.stack([tasks[t].train_orders for t in members])
+            pairs = [(a, j) for a in range(len(trials)) for j in range(len(members))]
+            for start in range(0, len(pairs), chunk):
+                part = pairs[start:start + chunk]
+                pad = part + [part[-1]] * (chunk - len(part)) if len(pairs) > chunk else part
+                a_idx = np.array([p[0] for p in pad])
+                j_idx = np.array([p[1] for p in pad])
+                keys = jax.vmap(lambda a, t: jax.random.fold_in(jax.random.fold_in(base_key, a), t))(
+                    jnp.asarray(a_idx), jnp.asarray([tasks[members[j]].index for j in j_idx]))
+                acc = fn(jnp.asarray(lr[a_idx], np_dtype), jnp.asarray(s1[a_idx], np_dtype),
+                         jnp.asarray(s2[a_idx], np_dtype), keys,
+                         *[jnp.asarray(d[j_idx]) for d in data], jnp.asarray(orders[j_idx]))
+                acc = np.asarray(acc)[:len(part)]
+                for (a, j), value in zip(part, acc):
+                    out[a, members[j]] = value
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class TuningResult:
+    """A random search's outcome.
+
+    Attributes:
+      model: ``"linear"`` or ``"nn"``.
+      best: the hyperparameters with the highest mean validation accuracy.
+      best_accuracy: that mean.
+      trials: every trial tried, in order.
+      accuracies: ``[trials, tasks]`` validation accuracies.
+    """
+
+    model: str
+    best: Hyperparameters
+    best_accuracy: float
+    trials: tuple[Hyperparameters, ...]
+    accuracies: np.ndarray
+
+
+def tune(model: str, tasks: Sequence[Task], num_trials: int = 100, seed: int = 0,
+         base: Hyperparameters = Hyperparameters(), **kwargs) -> TuningResult:
+    """Random search over :func:`sample_hyperparameters`, scored by mean validation accuracy."""
+    trials = sample_hyperparameters(model, num_trials, seed, base)
+    acc = train_and_evaluate(model, tasks, trials, seed=seed, **kwargs)
+    mean = acc.mean(axis=1)
+    best = int(np.argmax(mean))
+    return TuningResult(model, trials[best], float(mean[best]), tuple(trials), acc)
+
+
+def success_thresholds(tune_tasks: Sequence[Task], eval_tasks: Sequence[Task],
+                       num_trials: int = 100, seed: int = 0, **kwargs) -> dict[str, float]:
+    """The "linear success" and "NN success" thresholds (Tables S2, S5).
+
+    Each baseline is tuned on ``tune_tasks`` and its best configuration is evaluated on
+    ``eval_tasks`` (e.g. T_select); returns ``{"linear": mean accuracy, "nn": ...}``.
+    """
+    out = {}
+    for model in MODELS:
+        result = tune(model, tune_tasks, num_trials, seed, **kwargs)
+        out[model] = float(train_and_evaluate(model, eval_tasks, [result.best], seed=seed + 1,
+                                              **kwargs).mean())
+    return out
