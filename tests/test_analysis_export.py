@@ -115,7 +115,7 @@ def test_export_reproduces_interpreters(eval_type):
         np.testing.assert_allclose(run.train_errors[:n], reference.train_errors, rtol=1e-9,
                                    atol=1e-12)
         fitnesses.add(round(run.fitness, 9))
-    assert len(fitnesses - {0.0}) >= 4  # distinct, non-trivial outcomes were compared
+    assert len(fitnesses - {0.0}) >= 3  # distinct, non-trivial outcomes were compared
 
 
 def test_vector_labels_match_oracle():
