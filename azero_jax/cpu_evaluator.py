@@ -1,0 +1,425 @@
+"""The per-core CPU backend: a numba interpreter running one (algorithm, task) pair per core.
+
+This backend implements exactly the reference evaluation loop (spec §4) in float64, one
+pair at a time per thread, at the C++ reference's speed per core. It is what
+``azero_jax.evaluate(..., backend="cpu")`` runs (and what ``"auto"`` picks when JAX's
+default device is a CPU). The op semantics are written once, as scalar loops, in
+:mod:`azero_jax._cpu_kernels`; op codes, operand types and classes come from
+:mod:`azero_jax.ops`.
+
+How it works:
+
+* Programs are decoded once per call and per feature size F (numpy, vectorised): every
+  operand becomes an offset into one flat float64 memory (scalars, then vectors, then
+  row-major matrices) and const-set indices ``int(float32(F) * f)`` are resolved, so the
+  interpreter does no address arithmetic and allocates nothing while it runs.
+* Pairs are spread over ``num_threads`` Python threads (default: every core this process
+  may use) that call a ``nogil`` kernel on dynamically scheduled chunks of pairs.
+  ``num_threads=1`` runs in the calling thread. JAX's own thread pool is idle while this
+  runs, so the two never oversubscribe the cores; a caller that runs several islands in
+  threads should pass ``num_threads=1`` to each.
+* Compiled kernels are cached on disk (numba ``cache=True``): the first process compiles
+  (see ``benchmarks/bench_evaluator.py`` for the time); later processes load machine code.
+
+Random ops draw from numba's per-thread Mersenne Twister (numpy's legacy algorithms),
+re-seeded for every pair from ``(seed, task.index, algorithm_id)`` when the algorithm has
+random ops. A pair's draws therefore do not depend on its batch or thread, but these
+streams differ from the JAX backend's (``jax.random``) and from the C++ reference's:
+algorithms with random ops agree across backends in distribution only. Uniform draws are
+``low + (high - low) * u`` with ``u`` in [0, 1), ``low`` whenever ``low >= high``.
+
+Example:
+    >>> import numpy as np
+    >>> import azero_jax as az
+    >>> from azero_jax import cpu_evaluator
+    >>> task = az.tasks.scalar_linear_regression_task(4, 1000, 100, data_seed=1, param_seed=2)
+    >>> res = cpu_evaluator.evaluate_pairs(
+    ...     [az.generator.linear_model(0.01)], [task], np.array([0]), np.array([0]),
+    ...     memory=az.MemoryConfig(4, 3, 1), max_abs_error=100.0, seed=0,
+    ...     algorithm_ids=np.array([0]), train_steps=np.array([1000]), valid_steps=None,
+    ...     record_errors=None, num_threads=1)
+    >>> bool(res.fitness[0] > 0.999), int(res.train_steps[0])
+    (True, 1000)
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import os
+import threading
+from typing import Sequence
+
+import numpy as np
+
+from azero_jax import ops as ops_lib
+from azero_jax import _cpu_kernels as kernels
+from azero_jax import _cpu_specialize
+from azero_jax.evaluator import MemoryConfig, PairResults
+from azero_jax.program import INSTRUCTION_DTYPE, Algorithm, format_instruction
+from azero_jax.tasks import ACCURACY, Task
+
+# Per-op operand types as small integers (0 none, 1 scalar, 2 vector, 3 matrix), from ops.OPS.
+_TYPE_CODE = {None: 0, "S": 1, "V": 2, "M": 3}
+_IN1_TYPE = np.array([_TYPE_CODE[op.in1_type] for op in ops_lib.OPS], dtype=np.int64)
+_IN2_TYPE = np.array([_TYPE_CODE[op.in2_type] for op in ops_lib.OPS], dtype=np.int64)
+_OUT_TYPE = np.array([_TYPE_CODE[op.out_type] for op in ops_lib.OPS], dtype=np.int64)
+_RANDOM = np.zeros(ops_lib.NUM_OPS, dtype=bool)
+_RANDOM[list(ops_lib.RANDOM_OPS)] = True
+_CONST = {name: ops_lib.OP_BY_NAME[name].code for name in
+          ("SCALAR_CONST_SET_OP", "VECTOR_CONST_SET_OP", "MATRIX_CONST_SET_OP")}
+
+
+def default_num_threads() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# ----------------------------------------------------------------------------------
+# Packing: programs and tasks into flat arrays the kernels index.
+
+
+def _flatten_programs(algorithms: Sequence[Algorithm]):
+    """All instructions in one structured array, and per algorithm its 4 boundaries."""
+    parts = [component for algorithm in algorithms for component in algorithm.components]
+    sizes = np.fromiter((len(part) for part in parts), dtype=np.int64, count=len(parts))
+    bounds = np.zeros((len(algorithms), 4), dtype=np.int64)
+    ends = np.cumsum(sizes).reshape(len(algorithms), 3)
+    bounds[:, 1:] = ends
+    bounds[1:, 0] = ends[:-1, 2]
+    flat = np.frombuffer(b"".join(part.tobytes() for part in parts), dtype=INSTRUCTION_DTYPE)
+    return flat, bounds
+
+
+def _const_index(fraction: np.ndarray, F: int) -> np.ndarray:
+    """The reference's FloatToIndex: ``int(float32(F) * f)`` (float32 product, truncation)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        product = np.float32(F) * fraction.astype(np.float32)
+        product = np.where(np.isfinite(product), product, -1.0)
+    return np.trunc(product).astype(np.int64)
+
+
+def _decode(flat: np.ndarray, memory: MemoryConfig, F: int, algorithms, bounds):
+    """Decodes instructions for feature size F: ``ins [n, 4]`` (op, x, y, z), ``dat [n, 2]``."""
+    S, V = memory.num_scalars, memory.num_vectors
+    op = flat["op"].astype(np.int64)
+    vec0, mat0 = S, S + V * F
+
+    def offset(address, types):
+        address = address.astype(np.int64)
+        return np.where(types == 1, address,
+                        np.where(types == 2, vec0 + address * F,
+                                 np.where(types == 3, mat0 + address * F * F, 0)))
+
+    ins = np.empty((len(flat), 4), dtype=np.int64)
+    ins[:, 0] = op
+    ins[:, 1] = offset(flat["in1"], _IN1_TYPE[op])
+    ins[:, 2] = offset(flat["in2"], _IN2_TYPE[op])
+    ins[:, 3] = offset(flat["out"], _OUT_TYPE[op])
+    dat = np.zeros((len(flat), 2), dtype=np.float64)
+    dat[:, 0] = flat["f0"]
+    dat[:, 1] = flat["f1"]
+
+    is_scalar_const = op == _CONST["SCALAR_CONST_SET_OP"]
+    dat[is_scalar_const, 0] = flat["d"][is_scalar_const]
+    for name, index_fields, value_field in (("VECTOR_CONST_SET_OP", ("f0",), "f1"),
+                                            ("MATRIX_CONST_SET_OP", ("f0", "f1"), "f2")):
+        rows = np.nonzero(op == _CONST[name])[0]
+        if not len(rows):
+            continue
+        entry = np.zeros(len(rows), dtype=np.int64)
+        for field in index_fields:
+            index = _const_index(flat[field][rows], F)
+            bad = (index < 0) | (index >= F)
+            if bad.any():
+                row = rows[np.nonzero(bad)[0][0]]
+                a = int(np.searchsorted(bounds[:, 0], row, side="right") - 1)
+                raise ValueError(f"algorithm {a}: {format_instruction(flat[row])!r} has the "
+                                 f"index fraction {float(flat[field][row])!r}, which is outside "
+                                 f"[0, 1) for F={F}")
+            entry = entry * F + index
+        ins[rows, 3] += entry
+        dat[rows, 0] = flat[value_field][rows]
+    return ins, dat
+
+
+class _TaskPack:
+    """Tasks concatenated into flat float64/int32 arrays plus a table of offsets."""
+
+    def __init__(self, tasks: Sequence[Task]):
+        self.tasks = tuple(tasks)  # keeps the tasks alive while cached (ids stay valid)
+        table = np.zeros((len(tasks), kernels.TASK_COLUMNS), dtype=np.int64)
+        xs, ys, orders = [], [], []
+        x_pos = y_pos = o_pos = 0
+        for t, task in enumerate(tasks):
+            F, K = task.features_size, task.label_size
+            row = table[t]
+            row[kernels.T_F] = F
+            row[kernels.T_NTRAIN] = task.num_train
+            row[kernels.T_NVALID] = task.num_valid
+            row[kernels.T_EPOCHS] = task.num_epochs
+            row[kernels.T_K] = K
+            row[kernels.T_ACC] = task.eval_type == ACCURACY
+            if K and task.eval_type != ACCURACY:
+                raise ValueError(f"task {t}: vector labels need eval_type 'accuracy'")
+            if K > F:
+                raise ValueError(f"task {t}: {K} classes but only F={F} features")
+            for part, pos_field in ((task.x_train, kernels.T_XTR), (task.x_valid, kernels.T_XVA)):
+                row[pos_field] = x_pos
+                xs.append(np.ascontiguousarray(part, dtype=np.float64).ravel())
+                x_pos += part.size
+            for part, pos_field in ((task.y_train, kernels.T_YTR), (task.y_valid, kernels.T_YVA)):
+                row[pos_field] = y_pos
+                ys.append(np.ascontiguousarray(part, dtype=np.float64).ravel())
+                y_pos += part.size
+            row[kernels.T_ORD] = o_pos
+            orders.append(np.ascontiguousarray(task.train_orders, dtype=np.int64).ravel())
+            o_pos += task.train_orders.size
+        self.table = table
+        self.x = np.concatenate(xs) if xs else np.zeros(0)
+        self.y = np.concatenate(ys) if ys else np.zeros(0)
+        self.orders = np.concatenate(orders) if orders else np.zeros(0, dtype=np.int64)
+        self.feature_sizes = sorted({task.features_size for task in tasks})
+
+
+_PACK_CACHE: "collections.OrderedDict[tuple, _TaskPack]" = collections.OrderedDict()
+_PACK_LOCK = threading.Lock()
+
+
+def _task_pack(tasks: Sequence[Task]) -> _TaskPack:
+    """Packs ``tasks`` once; a search calling again with the same Task objects reuses it."""
+    key = tuple(id(task) for task in tasks)
+    with _PACK_LOCK:
+        pack = _PACK_CACHE.get(key)
+        if pack is not None:
+            _PACK_CACHE.move_to_end(key)
+            return pack
+    pack = _TaskPack(tasks)
+    with _PACK_LOCK:
+        _PACK_CACHE[key] = pack
+        while len(_PACK_CACHE) > 8:
+            _PACK_CACHE.popitem(last=False)
+    return pack
+
+
+def _mix(*values) -> np.ndarray:
+    """splitmix64-style hash of int64 arrays into 32-bit seeds (numba's np.random.seed)."""
+    with np.errstate(over="ignore"):
+        h = np.uint64(0x9E3779B97F4A7C15)
+        for value in values:
+            v = np.asarray(value).astype(np.uint64)
+            h = (h ^ v) * np.uint64(0xBF58476D1CE4E5B9)
+            h = (h ^ (h >> np.uint64(31))) * np.uint64(0x94D049BB133111EB)
+            h = h ^ (h >> np.uint64(29))
+    return (h & np.uint64(0xFFFFFFFF)).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------
+# Thread pool.
+
+_POOLS: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(num_threads: int) -> concurrent.futures.ThreadPoolExecutor:
+    with _POOL_LOCK:
+        pool = _POOLS.get(num_threads)
+        if pool is None:
+            pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=num_threads, thread_name_prefix="azero_cpu")
+            _POOLS[num_threads] = pool
+        return pool
+
+
+# ----------------------------------------------------------------------------------
+# Entry points.
+
+
+def _prepare(algorithms, tasks, algorithm_index, task_index, memory, seed, algorithm_ids,
+             train_steps):
+    pack = _task_pack(tasks)
+    S, V, M = memory.num_scalars, memory.num_vectors, memory.num_matrices
+    if any(task.label_size for task in tasks) and V < 3:
+        raise ValueError(f"num_vectors={V}: vector-label tasks need v1 (labels) and v2 "
+                         "(predictions), i.e. num_vectors >= 3")
+    flat, bounds = _flatten_programs(algorithms)
+    A, n = len(algorithms), len(flat)
+    slots = {F: s for s, F in enumerate(pack.feature_sizes)}
+    ins = np.empty((len(slots) * n, 4), dtype=np.int64)
+    dat = np.empty((len(slots) * n, 2), dtype=np.float64)
+    progs = np.empty((len(slots) * A, 4), dtype=np.int64)
+    for F, s in slots.items():
+        ins[s * n:(s + 1) * n], dat[s * n:(s + 1) * n] = _decode(flat, memory, F, algorithms,
+                                                                 bounds)
+        progs[s * A:(s + 1) * A] = bounds + s * n
+    random_count = np.concatenate([[0], np.cumsum(_RANDOM[flat["op"]])])
+    has_random = random_count[bounds[:, 3]] > random_count[bounds[:, 0]]
+    task_slot = np.array([slots[task.features_size] for task in tasks], dtype=np.int64)
+    task_ids = np.array([task.index for task in tasks], dtype=np.int64)
+    B = len(algorithm_index)
+    pairs = np.empty((B, kernels.PAIR_COLUMNS), dtype=np.int64)
+    pairs[:, kernels.P_PROG] = task_slot[task_index] * A + algorithm_index
+    pairs[:, kernels.P_TASK] = task_index
+    pairs[:, kernels.P_TRAIN] = np.maximum(train_steps, 0)
+    pairs[:, kernels.P_SEED] = _mix(np.full(B, seed), task_ids[task_index],
+                                    algorithm_ids[algorithm_index])
+    pairs[:, kernels.P_RANDOM] = has_random[algorithm_index]
+    mem_size = max(S + V * F + M * F * F for F in slots) if slots else S
+    tmp_size = max(F * F for F in slots) if slots else 1
+    return pack, ins, dat, progs, pairs, mem_size, tmp_size
+
+
+def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algorithm_index,
+                   task_index, *, memory: MemoryConfig, max_abs_error: float, seed: int,
+                   algorithm_ids, train_steps, valid_steps: int | None,
+                   record_errors: tuple[int, int] | None,
+                   num_threads: int | None = None) -> PairResults:
+    """Evaluates B (algorithm, task) pairs with the reference loop (spec §4), float64.
+
+    Arguments are those of :func:`azero_jax.evaluator.evaluate_pairs` (already validated
+    there), plus:
+
+    Args:
+      num_threads: threads to spread the pairs over (default: every core this process may
+        use; ``1`` runs in the calling thread, e.g. one island per core).
+
+    Returns:
+      :class:`azero_jax.evaluator.PairResults`.
+    """
+    results, _ = _evaluate(algorithms, tasks, algorithm_index, task_index, memory=memory,
+                           max_abs_error=max_abs_error, seed=seed, algorithm_ids=algorithm_ids,
+                           train_steps=train_steps, valid_steps=valid_steps,
+                           record_errors=record_errors, num_threads=num_threads)
+    return results
+
+
+def _evaluate(algorithms, tasks, algorithm_index, task_index, *, memory, max_abs_error, seed,
+              algorithm_ids, train_steps, valid_steps, record_errors, num_threads,
+              keep_memory=False):
+    algorithm_index = np.asarray(algorithm_index, dtype=np.int64).reshape(-1)
+    task_index = np.asarray(task_index, dtype=np.int64).reshape(-1)
+    B = len(algorithm_index)
+    if algorithm_ids is None:
+        algorithm_ids = np.arange(len(algorithms), dtype=np.int64)
+    algorithm_ids = np.asarray(algorithm_ids, dtype=np.int64).reshape(-1)
+    if train_steps is None:
+        train_steps = np.array([tasks[t].total_train_steps for t in task_index], dtype=np.int64)
+    train_steps = np.broadcast_to(np.asarray(train_steps, dtype=np.int64), (B,))
+    if num_threads is None:
+        num_threads = default_num_threads()
+    num_threads = int(num_threads)
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+    kt, kv = (0, 0) if record_errors is None else (int(record_errors[0]), int(record_errors[1]))
+    if kt < 0 or kv < 0:
+        raise ValueError(f"record_errors must be two counts >= 0, got {record_errors}")
+    valid_limit = np.iinfo(np.int64).max if valid_steps is None else int(valid_steps)
+    if valid_limit < 0:
+        raise ValueError(f"valid_steps must be >= 0, got {valid_steps}")
+
+    fitness = np.zeros(B, dtype=np.float64)
+    steps = np.zeros(B, dtype=np.int64)
+    terr = np.full((B, kt), np.nan)
+    verr = np.full((B, kv), np.nan)
+    nterr = np.zeros(B, dtype=np.int64)
+    nverr = np.zeros(B, dtype=np.int64)
+    final_memory = None
+    if B:
+        pack, ins, dat, progs, pairs, mem_size, tmp_size = _prepare(
+            algorithms, tasks, algorithm_index, task_index, memory, seed, algorithm_ids,
+            train_steps)
+        S, V, M = memory.num_scalars, memory.num_vectors, memory.num_matrices
+        # Group the pairs by feature size: each group runs the kernels specialised for it.
+        pair_f = pack.table[pairs[:, kernels.P_TASK], kernels.T_F]
+        order = None
+        if len(pack.feature_sizes) > 1:
+            order = np.argsort(pair_f, kind="stable")
+            pairs, pair_f = pairs[order], pair_f[order]
+            outputs = (np.zeros(B), np.zeros(B, dtype=np.int64), np.full((B, kt), np.nan),
+                       np.zeros(B, dtype=np.int64), np.full((B, kv), np.nan),
+                       np.zeros(B, dtype=np.int64))
+        else:
+            outputs = (fitness, steps, terr, nterr, verr, nverr)
+        args = (ins, dat, progs, pack.table, pack.x, pack.y, pack.orders, pairs)
+        threads = min(num_threads, B)
+        chunk = B if threads == 1 else int(max(1, min(64, B // (threads * 8))))
+        work = []
+        boundaries = np.flatnonzero(np.diff(pair_f)) + 1
+        for first_of_group, end_of_group in zip(np.r_[0, boundaries], np.r_[boundaries, B]):
+            module = _cpu_specialize.kernels_for(int(pair_f[first_of_group]))
+            for first in range(int(first_of_group), int(end_of_group), chunk):
+                work.append((module, first, min(int(end_of_group), first + chunk)))
+
+        def run(item, mem, tmp):
+            module, first, last = item
+            module.evaluate_chunk(*args, first, last, S, V, M, valid_limit,
+                                  float(max_abs_error), mem, tmp, outputs[0], outputs[1],
+                                  outputs[2], outputs[3], outputs[4], outputs[5])
+
+        if threads == 1:
+            mem, tmp = np.zeros(mem_size), np.zeros(tmp_size)
+            for item in work:
+                run(item, mem, tmp)
+            final_memory = mem
+        else:
+            items = iter(work)
+            lock = threading.Lock()
+
+            def worker():
+                mem, tmp = np.zeros(mem_size), np.zeros(tmp_size)
+                while True:
+                    with lock:
+                        item = next(items, None)
+                    if item is None:
+                        return
+                    run(item, mem, tmp)
+
+            futures = [_pool(threads).submit(worker) for _ in range(threads)]
+            for future in futures:
+                future.result()
+        if order is not None:
+            for target, source in zip((fitness, steps, terr, nterr, verr, nverr), outputs):
+                target[order] = source
+    if kt == 0 and kv == 0 and record_errors is None:
+        results = PairResults(fitness, steps)
+    else:
+        results = PairResults(fitness, steps, terr, nterr, verr, nverr)
+    return results, final_memory
+
+
+def run_debug(algorithm: Algorithm, task: Task, memory: MemoryConfig, *,
+              max_abs_error: float = 100.0, seed: int = 0, algorithm_id: int = 0,
+              train_steps: int | None = None, valid_steps: int | None = None,
+              record_errors: tuple[int, int] | None = None) -> dict:
+    """Evaluates one pair in the calling thread and returns its final memory (for tests).
+
+    Returns:
+      dict with ``fitness``, ``train_steps``, ``results`` (the PairResults) and the final
+      memory as ``scalars [S]``, ``vectors [V, F]``, ``matrices [M, F, F]`` (the state when
+      the evaluation ended, including after an early abort).
+
+    Example:
+        >>> import azero_jax as az
+        >>> from azero_jax import cpu_evaluator
+        >>> task = az.tasks.unit_test_ones_task(4, 10, 5)
+        >>> out = cpu_evaluator.run_debug(az.parse_algorithm(
+        ...     "def Setup():\\ndef Predict():\\ndef Learn():\\n  s1 = s0 + s1\\n"),
+        ...     task, az.MemoryConfig(4, 3, 1))
+        >>> float(out["scalars"][1])
+        10.0
+    """
+    results, mem = _evaluate([algorithm], [task], np.array([0]), np.array([0]), memory=memory,
+                             max_abs_error=max_abs_error, seed=seed,
+                             algorithm_ids=np.array([algorithm_id]),
+                             train_steps=None if train_steps is None else np.array([train_steps]),
+                             valid_steps=valid_steps, record_errors=record_errors,
+                             num_threads=1)
+    S, V, M = memory.num_scalars, memory.num_vectors, memory.num_matrices
+    F = task.features_size
+    return dict(fitness=float(results.fitness[0]), train_steps=int(results.train_steps[0]),
+                results=results, scalars=mem[:S].copy(),
+                vectors=mem[S:S + V * F].reshape(V, F).copy(),
+                matrices=mem[S + V * F:S + V * F + M * F * F].reshape(M, F, F).copy())
