@@ -91,7 +91,15 @@ def _check_model(model):
 
 
 def _group_key(task: Task):
-    return (task.features_size, task.num_train, task.num_valid, task.num_epochs, task.label_size)
+    return (task.features_size, task.num_epochs, task.label_size)
+
+
+def _bucket(n: int) -> int:
+    """Pads example counts to a few sizes (powers of 2 and 1.5x them) to share compiles."""
+    size = 8
+    while size < n:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+    return size
 
 
 _COMPILED: dict = {}
@@ -99,7 +107,10 @@ _COMPILED: dict = {}
 
 def _trainer(model: str, F: int, n_train: int, n_valid: int, epochs: int, K: int, hidden: int,
              bias: bool, x64: bool):
-    """A jitted ``(lr[B], s1[B], s2[B], key[B], data...) -> acc[B]`` for one shape."""
+    """A jitted ``(lr[B], s1[B], s2[B], key[B], data...) -> acc[B]`` for one padded shape.
+
+    Orders are padded with -1 (a skipped step) and validation rows with a 0 mask.
+    """
     key = (model, F, n_train, n_valid, epochs, K, hidden, bias, x64)
     if key in _COMPILED:
         return _COMPILED[key]
@@ -138,22 +149,28 @@ def _trainer(model: str, F: int, n_train: int, n_valid: int, epochs: int, K: int
             return jnp.argmax(z) == jnp.argmax(y)
         return (z[0] > 0) == (y > 0.5)
 
-    def one(lr, s1, s2, k, x_train, y_train, x_valid, y_valid, orders):
+    def one(lr, s1, s2, k, x_train, y_train, x_valid, y_valid, valid_mask, orders):
         dtype = x_train.dtype
         params = init(k, s1.astype(dtype), s2.astype(dtype), dtype)
         optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=lr.astype(dtype))
         state = optimizer.init(params)
+        n_valid_real = jnp.sum(valid_mask)
 
         def step(carry, i):
             params, state = carry
-            grads = jax.grad(loss)(params, x_train[i], y_train[i])
-            updates, state = optimizer.update(grads, state, params)
-            return (optax.apply_updates(params, updates), state), None
+            j = jnp.maximum(i, 0)
+            grads = jax.grad(loss)(params, x_train[j], y_train[j])
+            updates, new_state = optimizer.update(grads, state, params)
+            new_params = optax.apply_updates(params, updates)
+            keep = i >= 0
+            return jax.tree_util.tree_map(lambda new, old: jnp.where(keep, new, old),
+                                          (new_params, new_state), (params, state)), None
 
         def epoch(carry, order):
             carry, _ = jax.lax.scan(step, carry, order)
-            acc = jnp.mean(jax.vmap(correct, (None, 0, 0))(carry[0], x_valid, y_valid).astype(dtype))
-            # A diverged model (NaN weights) predicts NaN logits: count it as chance at best.
+            hits = jax.vmap(correct, (None, 0, 0))(carry[0], x_valid, y_valid)
+            acc = jnp.sum(hits.astype(dtype) * valid_mask) / n_valid_real
+            # A diverged model (NaN weights) predicts NaN logits: score it 0.
             finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v))
                                         for v in jax.tree_util.tree_leaves(carry[0])]))
             return carry, jnp.where(finite, acc, 0.0)
@@ -161,9 +178,28 @@ def _trainer(model: str, F: int, n_train: int, n_valid: int, epochs: int, K: int
         _, accs = jax.lax.scan(epoch, (params, state), orders)
         return jnp.max(accs)
 
-    fn = jax.jit(jax.vmap(one, (0, 0, 0, 0, 0, 0, 0, 0, 0)))
+    fn = jax.jit(jax.vmap(one))
     _COMPILED[key] = fn
     return fn
+
+
+def _padded(tasks, members, np_dtype):
+    n_train = _bucket(max(tasks[t].num_train for t in members))
+    n_valid = _bucket(max(tasks[t].num_valid for t in members))
+
+    def pad(a, n):
+        a = np.asarray(a, dtype=np_dtype)
+        return np.concatenate([a, np.zeros((n - len(a),) + a.shape[1:], np_dtype)])
+
+    x_train = np.stack([pad(tasks[t].x_train, n_train) for t in members])
+    y_train = np.stack([pad(tasks[t].y_train, n_train) for t in members])
+    x_valid = np.stack([pad(tasks[t].x_valid, n_valid) for t in members])
+    y_valid = np.stack([pad(tasks[t].y_valid, n_valid) for t in members])
+    mask = np.stack([pad(np.ones(tasks[t].num_valid), n_valid) for t in members])
+    orders = np.stack([np.concatenate([tasks[t].train_orders,
+                                       np.full((tasks[t].num_epochs, n_train - tasks[t].num_train),
+                                               -1, np.int32)], axis=1) for t in members])
+    return n_train, n_valid, [x_train, y_train, x_valid, y_valid, mask], orders
 
 
 def train_and_evaluate(model: str, tasks: Sequence[Task], trials: Sequence[Hyperparameters],
@@ -183,6 +219,7 @@ def train_and_evaluate(model: str, tasks: Sequence[Task], trials: Sequence[Hyper
     """
     import jax
     import jax.numpy as jnp
+    from azero_jax.jax_evaluator import x64_context
 
     _check_model(model)
     tasks, trials = list(tasks), list(trials)
@@ -201,23 +238,22 @@ def train_and_evaluate(model: str, tasks: Sequence[Task], trials: Sequence[Hyper
     lr = np.array([h.learning_rate for h in trials])
     s1 = np.array([h.init_scale for h in trials])
     s2 = np.array([h.final_init_scale for h in trials])
-    from azero_jax.jax_evaluator import x64_context
     with x64_context(dtype):
         np_dtype = np.float64 if x64 else np.float32
         base_key = jax.random.PRNGKey(seed)
-        for (F, n_train, n_valid, epochs, K), members in groups.items():
+        for (F, epochs, K), members in groups.items():
+            n_train, n_valid, data, orders = _padded(tasks, members, np_dtype)
             fn = _trainer(model, F, n_train, n_valid, epochs, K, int(hidden_size or F), bias, x64)
-            data = [np.stack([getattr(tasks[t], name) for t in members]).astype(np_dtype)
-                    for name in ("x_train", "y_train", "x_valid", "y_valid")]
-            orders = np.stack([tasks[t].train_orders for t in members])
             pairs = [(a, j) for a in range(len(trials)) for j in range(len(members))]
-            for start in range(0, len(pairs), chunk):
-                part = pairs[start:start + chunk]
-                pad = part + [part[-1]] * (chunk - len(part)) if len(pairs) > chunk else part
-                a_idx = np.array([p[0] for p in pad])
-                j_idx = np.array([p[1] for p in pad])
+            size = min(chunk, _bucket(len(pairs)))
+            for start in range(0, len(pairs), size):
+                part = pairs[start:start + size]
+                padded = part + [part[-1]] * (size - len(part))
+                a_idx = np.array([p[0] for p in padded])
+                j_idx = np.array([p[1] for p in padded])
+                t_idx = np.array([tasks[members[j]].index for j in j_idx])
                 keys = jax.vmap(lambda a, t: jax.random.fold_in(jax.random.fold_in(base_key, a), t))(
-                    jnp.asarray(a_idx), jnp.asarray([tasks[members[j]].index for j in j_idx]))
+                    jnp.asarray(a_idx), jnp.asarray(t_idx))
                 acc = fn(jnp.asarray(lr[a_idx], np_dtype), jnp.asarray(s1[a_idx], np_dtype),
                          jnp.asarray(s2[a_idx], np_dtype), keys,
                          *[jnp.asarray(d[j_idx]) for d in data], jnp.asarray(orders[j_idx]))

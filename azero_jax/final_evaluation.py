@@ -6,7 +6,7 @@ Protocol, for an algorithm and a dataset at its FULL input dimension (no project
 1. Tasks: one binary task per class pair (default: the reference's 9 held-out pairs,
    those of T_select), positive = smaller class id. The pair's training images are split
    (stratified, ``random_state=0``) into 8000 train / 2000 valid -- or the same 80/20
-   proportions of what there is (digits: ~290 images a pair, nothing resampled).
+   proportions of the smallest pair's images (digits: 227 / 56, nothing resampled).
    Features are standardized with a scaler fitted on the train split.
 2. Tuning: every constant of the algorithm -- each const-set value and each random-op
    parameter -- is a hyperparameter. A random-search trial scales each one by its own
@@ -16,7 +16,8 @@ Protocol, for an algorithm and a dataset at its FULL input dimension (no project
    same number of trials.
 3. Test: for each of ``num_seeds`` seeds, each pair is retrained on a train split drawn
    with that seed (same sizes) and scored on the pair's images of the dataset's TEST split
-   (at most 2000); the evaluation seed of random ops / initial weights is the seed too.
+   (at most 2000; digits: 71); the evaluation seed of random ops / initial weights is
+   the seed too.
    Reported: mean +- std over seeds of the mean test accuracy over pairs.
 
 Only the algorithm's own ops are compiled on the JAX backend
@@ -140,6 +141,10 @@ def _split_indices(labels, num_first: int, num_second: int | None, seed: int):
     """Sorted indices of a stratified split into ``num_first`` and ``num_second`` (or the rest)."""
     from sklearn.model_selection import train_test_split
     index = np.arange(len(labels))
+    rest = len(labels) - num_first if num_second is None else num_second
+    if rest < len(np.unique(labels)):  # too few left to stratify: a plain random subset
+        perm = np.random.RandomState(seed).permutation(len(labels))
+        return np.sort(perm[:num_first]), np.sort(perm[num_first:num_first + rest])
     first, second = train_test_split(index, train_size=num_first, test_size=num_second,
                                      random_state=seed, stratify=labels)
     return np.sort(first), np.sort(second)
@@ -147,25 +152,36 @@ def _split_indices(labels, num_first: int, num_second: int | None, seed: int):
 
 def pair_tasks(dataset: ImageDataset, pairs=HELD_OUT_PAIRS, num_train: int = 8000,
                num_valid: int = 2000, seed: int = 0, test: bool = False) -> list[Task]:
-    """One full-dimension binary task per pair.
+    """One full-dimension binary task per pair, all of the same size.
 
-    With ``test=False`` the task's validation set is the valid split of the pair's training
-    images (tuning); with ``test=True`` the task trains on the train split and validates on
-    the pair's test images (at most 2000). ``seed`` draws the split.
+    Every pair gets the same counts: ``num_train`` / ``num_valid`` of its training images,
+    or the requested proportions of the smallest pair's images when there are fewer
+    (so one compiled shape serves all pairs). With ``test=False`` the task validates on
+    the valid split (tuning); with ``test=True`` it trains on the train split and
+    validates on the pair's test images (the same number for every pair, at most
+    2000).
+    ``seed`` draws the train/valid split.
     """
+    pairs = [normalize_pair(p) for p in pairs]
+    pools = [class_pair_examples(dataset.x_train, dataset.y_train, pos, neg) for pos, neg in pairs]
+    smallest = min(len(y) for _, y in pools)
+    n_train, n_valid = split_counts(smallest, (num_train, num_valid))
+    if n_train < 2 or n_valid < 2:
+        raise ValueError(f"{dataset.name}: a pair has only {smallest} images, too few to split")
+    if test:
+        test_pools = [class_pair_examples(dataset.x_test, dataset.y_test, pos, neg)
+                      for pos, neg in pairs]
+        n_test = min(MAX_TEST_EXAMPLES, min(len(y) for _, y in test_pools))
+        if n_test < 1:
+            raise ValueError(f"{dataset.name}: a pair has no test images")
     tasks = []
-    for index, pair in enumerate(pairs):
-        pos, neg = normalize_pair(pair)
-        x, y = class_pair_examples(dataset.x_train, dataset.y_train, pos, neg)
-        n_train, n_valid = split_counts(len(y), (num_train, num_valid))
-        if n_train < 2 or n_valid < 1:
-            raise ValueError(f"{dataset.name}: classes {pos}/{neg} have only {len(y)} images")
+    for index, ((pos, neg), (x, y)) in enumerate(zip(pairs, pools)):
         train, valid = _split_indices(y, n_train, n_valid, seed)
         x = x.astype(np.float64)
         if test:
-            x_test, y_test = class_pair_examples(dataset.x_test, dataset.y_test, pos, neg)
-            if len(y_test) > MAX_TEST_EXAMPLES:
-                keep, _ = _split_indices(y_test, MAX_TEST_EXAMPLES, None, 0)
+            x_test, y_test = test_pools[index]
+            if len(y_test) > n_test:
+                keep, _ = _split_indices(y_test, n_test, None, 0)
                 x_test, y_test = x_test[keep], y_test[keep]
             x_tr, x_te = _standardize(x[train], x_test.astype(np.float64))
             task = Task(x_tr, y[train], x_te, y_test, ACCURACY, index=index, data_seed=seed,

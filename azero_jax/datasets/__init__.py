@@ -23,6 +23,9 @@ from azero_jax.datasets.projected import (ALL_PAIRS, HELD_OUT_PAIRS, MULTICLASS_
                                           projected_multiclass_dataset,
                                           projected_multiclass_task, split_counts,
                                           write_projected_binary_datasets)
+from azero_jax.datasets.protocol import (VARIANTS, multiclass_task_spec,
+                                         reference_baseline_specs, search_task_spec,
+                                         select_task_spec, task_variant)
 from azero_jax.datasets.reference import (SplitDataset, parse_reference_dataset,
                                           read_reference_dataset, reference_dataset_bytes,
                                           reference_file_name, write_reference_dataset)
@@ -36,5 +39,7 @@ __all__ = [
     "projected_binary_dataset", "projected_binary_task", "projected_multiclass_dataset",
     "projected_multiclass_task", "read_cifar10_batch", "read_idx", "read_reference_dataset",
     "reference_dataset_bytes", "reference_file_name", "save_npz", "split_counts",
-    "write_projected_binary_datasets", "write_reference_dataset",
+    "write_projected_binary_datasets", "write_reference_dataset", "VARIANTS",
+    "multiclass_task_spec", "reference_baseline_specs", "search_task_spec", "select_task_spec",
+    "task_variant",
 ]

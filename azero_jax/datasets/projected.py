@@ -49,7 +49,8 @@ import numpy as np
 from azero_jax import tasks as tasks_lib
 from azero_jax.datasets.errors import DatasetError, DatasetNotFoundError
 from azero_jax.datasets.loaders import ImageDataset, class_pair_examples, load_dataset
-from azero_jax.datasets.reference import (SplitDataset, read_reference_dataset,
+from azero_jax.datasets.reference import (SplitDataset, parse_reference_dataset,
+                                          read_reference_dataset,
                                           reference_file_name, write_reference_dataset)
 
 # The reference's recommended held-out pairs (task.proto): T_select / final tasks.
@@ -255,8 +256,11 @@ def _source_dataset(spec_params: dict) -> ImageDataset | SplitDataset | None:
     inline = spec_params.get("dataset")
     if inline is None or isinstance(inline, (ImageDataset, SplitDataset)):
         return inline
-    raise ValueError(f"{TASK_TYPE}: params 'dataset' must be a SplitDataset or ImageDataset, "
-                     f"got {type(inline).__name__}")
+    if getattr(getattr(inline, "DESCRIPTOR", None), "name", None) == "ScalarLabelDataset":
+        # The reference's inline `dataset` option (a ScalarLabelDataset message).
+        return parse_reference_dataset(inline.SerializeToString(), "<inline dataset>")
+    raise ValueError(f"{TASK_TYPE}: params 'dataset' must be a ScalarLabelDataset message, a "
+                     f"SplitDataset or an ImageDataset, got {type(inline).__name__}")
 
 
 def projected_binary_task(features_size: int, num_train: int, num_valid: int, data_seed: int,
