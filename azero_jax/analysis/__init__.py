@@ -15,6 +15,6 @@ Example:
     (1, 1, 4)
 """
 
-from azero_jax.analysis import export, simplify
+from azero_jax.analysis import ablation, export, plotting, simplify
 
-__all__ = ["export", "simplify"]
+__all__ = ["ablation", "export", "plotting", "simplify"]
