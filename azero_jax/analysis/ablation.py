@@ -33,6 +33,7 @@ import numpy as np
 
 from azero_jax import evaluator as evaluator_lib
 from azero_jax import ops as ops_lib
+from azero_jax.analysis.export import touched_cells
 from azero_jax.program import (COMPONENTS, Algorithm, as_component, format_instruction,
                                noop_component)
 
@@ -147,13 +148,8 @@ def memory_for(*algorithms: Algorithm, num_classes: int = 0) -> evaluator_lib.Me
     """The smallest memory holding every cell the algorithms use."""
     top = {"S": 1, "V": 0, "M": 0}
     for algorithm in algorithms:
-        for part in algorithm.components:
-            for record in part:
-                spec = ops_lib.OPS[int(record["op"])]
-                for field, type_ in (("in1", spec.in1_type), ("in2", spec.in2_type),
-                                     ("out", spec.out_type)):
-                    if type_ is not None:
-                        top[type_] = max(top[type_], int(record[field]))
+        for type_, address in touched_cells(algorithm):
+            top[type_] = max(top[type_], address)
     if num_classes:
         top["V"] = max(top["V"], 2)
     return evaluator_lib.MemoryConfig(top["S"] + 1, top["V"] + 1, top["M"] + 1)

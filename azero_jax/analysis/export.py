@@ -134,7 +134,8 @@ def _instruction_line(record, random_index: int | None) -> str | None:
     raise AssertionError(f"unhandled op {spec.name}")  # pragma: no cover
 
 
-def _touched(algorithm: Algorithm) -> set[tuple[str, int]]:
+def touched_cells(algorithm: Algorithm) -> set[tuple[str, int]]:
+    """Every memory cell ``(type, address)`` an instruction of ``algorithm`` reads or writes."""
     cells = set()
     for component in algorithm.components:
         for record in component:
@@ -148,7 +149,7 @@ def _touched(algorithm: Algorithm) -> set[tuple[str, int]]:
 
 def state_cells(algorithm: Algorithm, num_classes: int = 0) -> list[str]:
     """Names of the memory cells held in the exported state, in a fixed order."""
-    cells = _touched(algorithm) | {("S", 1)}
+    cells = touched_cells(algorithm) | {("S", 1)}
     if num_classes:
         cells |= {("V", 1), ("V", 2)}
     cells -= {("V", 0)} if num_classes else {("S", 0), ("V", 0)}
@@ -540,4 +541,4 @@ def run_task(model: ExportedAlgorithm | Algorithm, task, key=None, max_abs_error
 
 
 __all__ = ["ExportedAlgorithm", "TaskRun", "export", "export_for_task", "export_source",
-           "load_source", "run_task", "state_cells", "validate"]
+           "load_source", "run_task", "state_cells", "touched_cells", "validate"]
