@@ -158,8 +158,10 @@ def build_messages(file_name: str, package: str, messages: Mapping[str, Sequence
             else:
                 qualified = _qualify(field.type, package, local_types)
                 proto.type_name = qualified
-                defining_file = _defining_file(qualified)
-                if defining_file and defining_file not in file_proto.dependency:
+                defining_file = (None if field.type in local_types
+                                 else _defining_file(qualified))
+                if (defining_file and defining_file != file_name
+                        and defining_file not in file_proto.dependency):
                     file_proto.dependency.append(defining_file)
                 if field.type in enums or _is_enum(qualified):
                     proto.type = FDP.TYPE_ENUM

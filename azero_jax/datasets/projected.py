@@ -10,9 +10,11 @@ and ``R = randn(D, F)``, ``X @ R``, ``StandardScaler`` fitted on the train split
 Tasks come from the reference's dataset files (``<path>/binary_<dataset>-pos_<p>-neg_<n>-
 dim_<F>-seed_<s>``) when they exist, or are projected in memory from a loaded dataset
 (digits built in, or raw CIFAR-10 / MNIST files in the folder) with the same procedure.
-Where a pair has fewer images than requested (digits: ~290 per pair in its train part),
-all of them are used, split in the requested train:valid(:test) proportions (8000/2000
-gives 80/20) -- never resampled.
+In memory, a pair's images are split as a file of generate_datasets.py would be (8000
+train / 2000 valid; with ``num_test_examples = 1000``: 8000 / 1000 / 1000, the script's
+defaults) and a task takes the first ``num_train`` / ``num_valid`` of them. Where a pair
+has fewer images (digits: ~290 per pair in its train part), all of them are split in
+those proportions (80/20) and a task takes what there is -- never resampled.
 
 The task type ``projected_binary_classification_task`` (registered with
 :func:`azero_jax.tasks.register_task_type`) takes the reference's fields as
@@ -285,7 +287,11 @@ def projected_binary_task(features_size: int, num_train: int, num_valid: int, da
     elif file_path and os.path.isfile(file_path):
         data, source = _read_cached(file_path), file_path
     else:
-        counts = (int(num_train), int(num_valid), int(num_test_examples))
+        # Generate what generate_datasets.py would put in a file (8000 train, and 2000
+        # valid -- or 1000 valid + 1000 test with num_test_examples=1000, its defaults),
+        # then take the first examples, as from a file.
+        num_test = int(num_test_examples)
+        counts = (max(int(num_train), 8000), max(int(num_valid), 2000 - num_test), num_test)
         if isinstance(dataset, ImageDataset):
             data = projected_binary_dataset(dataset, pos, neg, *counts, projected_dim=features_size,
                                             seed=file_seed)
@@ -305,7 +311,8 @@ def projected_binary_task(features_size: int, num_train: int, num_valid: int, da
             data = _project_cached(dataset_name, folder if dataset_name != "digits" else "",
                                    pos, neg, counts, features_size, file_seed)
         source = "<in memory>"
-        num_train, num_valid = len(data.y_train), len(data.y_valid)
+        num_train = min(int(num_train), len(data.y_train))  # all there is (digits)
+        num_valid = min(int(num_valid), len(data.y_valid))
     if data.features_size != features_size:
         raise DatasetError(source, f"features have size {data.features_size}, the spec asks "
                                    f"for features_size {features_size}")
