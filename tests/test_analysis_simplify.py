@@ -102,10 +102,37 @@ def test_const_set_is_a_partial_write():
     def Learn():
     """)
     assert simp.simplify(algorithm) == algorithm
-    # A full write after it kills both.
+    # A full write after it kills both (1 / v0 is inf in Setup, where v0 is zero).
     overwritten = parse_algorithm(str(algorithm).replace("def Predict():",
-                                                         "  v1 = abs(v0)\ndef Predict():"))
+                                                         "  v1 = 1 / v0\ndef Predict():"))
     assert simp.simplify(overwritten).sizes == (1, 1, 0)
+    # Zero written over a cell that is zero again once the dead writes are gone: nothing.
+    zeroed = parse_algorithm(str(algorithm).replace("def Predict():",
+                                                    "  v1 = abs(v0)\ndef Predict():"))
+    assert simp.simplify(zeroed).sizes == (0, 1, 0)
+
+
+def test_setup_writes_of_zero_over_zero_are_noops():
+    algorithm = parse_algorithm("""
+    def Setup():
+      v2 = s3 * v0
+      s3 = dot(v2, v1)
+      s2 = -0
+      s4 = 1 / s2
+      s1 = heaviside(s3, 1.0)
+      v1[0.5] = 0
+      m0 = outer(v2, v2)
+      s3 = s3 * s4
+    def Predict():
+      s1 = s1 + s3
+      v1 = dot(m0, v1)
+      s1 = s1 + s2
+    def Learn():
+    """)
+    assert simp.setup_noops(algorithm.setup).tolist() == [True, True, False, False, False,
+                                                           True, True, False]
+    simplified = simp.simplify(algorithm)
+    assert [int(r["op"]) for r in simplified.setup] == [56, 6, 15, 3]
 
 
 def test_harness_overwrites_features_and_label():

@@ -21,6 +21,9 @@ evaluation loop of spec §4, with memory cells (``s3``, ``v1``, ``m0``...) as va
   such as a weight update that never reaches the prediction are removed too).
   Const-set ops 57/58 write one entry: the cell's other entries pass through, so they
   do not kill the cell.
+* Before that, Setup instructions that provably change nothing are dropped: Setup runs
+  on wiped memory, so e.g. ``v2 = s3 * v0`` with ``s3`` and ``v0`` still zero writes a
+  zero over a zero (:func:`setup_noops`; signed zeros are tracked).
 
 **Random ops** consume random numbers, so removing a dead one would shift the draws of
 every later random op of the stream and change (in distribution only) the fitness. By
@@ -108,6 +111,55 @@ def _backward(component, live_out: frozenset, keep_random: bool):
     return frozenset(live), needed
 
 
+# Ops whose result is exactly +0 (every entry) when all their inputs are +0.
+_ZERO_PRESERVING = frozenset({1, 2, 3, 5, 7, 9, 10, 12, 16, 17, 18, 19, 21, 22, 23, 24, 25, 27,
+                              28, 29, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 43, 44, 45,
+                              46, 47, 48, 49, 50, 51, 52, 53, 54, 55})
+
+
+def _is_positive_zero(x) -> bool:
+    return float(x) == 0.0 and not np.signbit(float(x))
+
+
+def setup_noops(setup) -> np.ndarray:
+    """Setup instructions that provably leave memory unchanged (a bool mask).
+
+    Setup starts on wiped memory (every cell +0, including ``s0`` and ``v0``). An
+    instruction whose result is +0 because all its inputs are still +0 (e.g.
+    ``v2 = s3 * v0`` before anything wrote ``s3``), or a constant +0, written into a cell
+    that is still +0, changes nothing. Signed zeros are tracked (``-0`` is not ``+0``:
+    ``1 / -0`` is ``-inf``).
+    """
+    written: set[Cell] = set()
+    mask = np.zeros(len(setup), dtype=bool)
+
+    def is_zero(cell):
+        return cell not in written
+
+    for i, record in enumerate(setup):
+        code = int(record["op"])
+        out = _write(record)
+        if out is None:
+            continue
+        if code in _ZERO_PRESERVING:
+            result_zero = all(is_zero(c) for c in _reads(record))
+        elif code == 56:
+            result_zero = _is_positive_zero(record["d"])
+        elif code == 57:
+            result_zero = _is_positive_zero(np.float32(record["f1"]))
+        elif code == 58:
+            result_zero = _is_positive_zero(np.float32(record["f2"]))
+        else:
+            result_zero = False
+        if result_zero and is_zero(out):
+            mask[i] = True
+        elif result_zero and code not in PARTIAL_WRITE_OPS:
+            written.discard(out)
+        else:
+            written.add(out)
+    return mask
+
+
 @dataclasses.dataclass(frozen=True)
 class Liveness:
     """Result of :func:`analyze`.
@@ -151,6 +203,11 @@ def analyze(algorithm: Algorithm, num_classes: int = 0, random_ops: str = "keep"
     if random_ops not in RANDOM_MODES:
         raise ValueError(f"random_ops must be one of {RANDOM_MODES}, got {random_ops!r}")
     keep_random = random_ops == "keep"
+    noops = setup_noops(algorithm.setup)
+    if noops.any():
+        setup = np.array(algorithm.setup)
+        setup[noops] = noop_component(int(noops.sum()))
+        algorithm = algorithm.replace(0, as_component(setup))
     harness, outputs = _harness_cells(num_classes)
     in_predict, in_learn = frozenset(), frozenset()
     iterations = 0
@@ -192,13 +249,19 @@ def simplify(algorithm: Algorithm, num_classes: int = 0, random_ops: str = "keep
       The simplified algorithm; with the same tasks and seed it gives the identical
       fitness (see the module doc for random ops).
     """
-    liveness = analyze(algorithm, num_classes, random_ops)
-    simplified = apply_mask(algorithm, liveness.needed, compact=True)
+    # Dropping a dead write can make a later Setup write a no-op (a zero over a zero
+    # again), so repeat until nothing changes; positions are kept while iterating.
+    masked = algorithm
+    while True:
+        liveness = analyze(masked, num_classes, random_ops)
+        again = apply_mask(masked, liveness.needed, compact=False)
+        if again == masked:
+            break
+        masked = again
+    simplified = strip_noops(masked)
     if compact is None:
         compact = not simplified.uses_random_ops()
-    if compact:
-        return simplified
-    return apply_mask(algorithm, liveness.needed, compact=False)
+    return simplified if compact else masked
 
 
 def apply_mask(algorithm: Algorithm, masks, compact: bool = True) -> Algorithm:
@@ -232,4 +295,5 @@ def size_report(original: Algorithm, simplified: Algorithm) -> str:
     return ", ".join(parts) + f" ({sum(before)} -> {sum(after)} instructions)"
 
 
-__all__ = ["Liveness", "analyze", "apply_mask", "simplify", "size_report", "strip_noops"]
+__all__ = ["Liveness", "analyze", "apply_mask", "setup_noops", "simplify", "size_report",
+           "strip_noops"]
