@@ -97,6 +97,18 @@ def _error_words(errors: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return clean.view(np.uint64)
 
 
+def fingerprint_words(results, task_index: Iterable[int]) -> np.ndarray:
+    """``[B, k]`` uint64 words of each pair's fingerprint, without the budget part."""
+    n = len(results.fitness)
+    return np.concatenate([
+        _error_words(results.train_errors, results.num_train_errors),
+        _error_words(results.valid_errors, results.num_valid_errors),
+        np.stack([np.asarray(results.num_train_errors, np.int64),
+                  np.asarray(results.num_valid_errors, np.int64),
+                  np.asarray(task_index, np.int64).reshape(n)], axis=1).view(np.uint64),
+    ], axis=1)
+
+
 def fingerprint_keys(results, task_index: Iterable[int], budget_steps: Iterable[int]) -> list[int]:
     """FEC keys of every pair of a probe evaluation.
 
@@ -107,15 +119,8 @@ def fingerprint_keys(results, task_index: Iterable[int], budget_steps: Iterable[
         rejected).
     """
     n = len(results.fitness)
-    words = np.concatenate([
-        _error_words(results.train_errors, results.num_train_errors),
-        _error_words(results.valid_errors, results.num_valid_errors),
-        np.stack([np.asarray(results.num_train_errors, np.int64),
-                  np.asarray(results.num_valid_errors, np.int64),
-                  np.asarray(task_index, np.int64).reshape(n),
-                  np.asarray(budget_steps, np.int64).reshape(n)], axis=1).view(np.uint64),
-    ], axis=1)
-    return hash_rows(words)
+    budget = np.asarray(budget_steps, np.int64).reshape(n, 1).view(np.uint64)
+    return hash_rows(np.concatenate([fingerprint_words(results, task_index), budget], axis=1))
 
 
 class FECCache:

@@ -133,6 +133,12 @@ def _parse(text: str, message, what: str):
         raise ValueError(f"{what}: cannot parse the text-format proto: {detail}") from None
 
 
+def _is_repeated(field) -> bool:
+    if hasattr(field, "is_repeated"):  # protobuf >= 5.28 (label was removed in 7)
+        return bool(field.is_repeated)
+    return field.label == field.LABEL_REPEATED
+
+
 def _message_value(value):
     """A sub-message (or repeated field) as plain Python values."""
     if hasattr(value, "ListFields"):
@@ -142,7 +148,7 @@ def _message_value(value):
             return tuple(float(x) for x in value.elements)
         out = {}
         for field in value.DESCRIPTOR.fields:
-            if field.label == field.LABEL_REPEATED:
+            if _is_repeated(field):
                 items = getattr(value, field.name)
                 if len(items):
                     out[field.name] = tuple(_message_value(x) for x in items)

@@ -1,0 +1,175 @@
+"""Exact, atomic checkpoints of a search: one ``.npz`` file, no pickle.
+
+A checkpoint holds the population (every instruction field, per-slot sizes), the
+fitnesses and birth numbers, the controller RNG state, the FEC cache, every counter
+and the caller's own JSON state (the experiment loop's), all in one ``.npz`` written
+to a temporary file and renamed into place (``os.replace``), so a crash or SIGKILL
+leaves either the previous or the new checkpoint, never a torn one. The JSON part is
+stored inside the npz as a string and also written beside it (``.json``) for people.
+Load with ``numpy.load(allow_pickle=False)``.
+
+Example:
+    >>> import tempfile, os
+    >>> from azero_jax import checkpoint
+    >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.npz")
+    >>> checkpoint.save(path, {"step": 3}, {"x": __import__("numpy").arange(3)})
+    >>> state, arrays = checkpoint.load(path)
+    >>> state["step"], arrays["x"].tolist()
+    (3, [0, 1, 2])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from azero_jax.hurdles import HurdleStats
+from azero_jax.program import COMPONENTS, INSTRUCTION_DTYPE, Algorithm, format_algorithm
+
+FORMAT_VERSION = 1
+_FIELDS = INSTRUCTION_DTYPE.names
+
+
+def save(path: str, state: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Atomically writes ``state`` (JSON-able) and ``arrays`` to ``path`` (an .npz)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    payload = dict(arrays)
+    text = json.dumps({"format_version": FORMAT_VERSION, **state}, sort_keys=True)
+    payload["__state_json__"] = np.array(text)
+    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".npz", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    side = os.path.splitext(path)[0] + ".json"
+    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".json", dir=directory)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(json.loads(text), indent=1, sort_keys=True))
+    os.replace(tmp, side)
+
+
+def load(path: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """Reads what :func:`save` wrote: ``(state, arrays)``."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files if k != "__state_json__"}
+        state = json.loads(str(data["__state_json__"]))
+    if state.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: checkpoint format {state.get('format_version')} is not "
+                         f"{FORMAT_VERSION}")
+    return state, arrays
+
+
+# --------------------------------------------------------------------------------------
+# Algorithms <-> arrays.
+
+
+def pack_algorithms(algorithms, prefix: str) -> dict[str, np.ndarray]:
+    """Flattens algorithms into per-field arrays plus ``[N, 3]`` sizes (no pickle needed)."""
+    sizes = np.array([a.sizes for a in algorithms], dtype=np.int64).reshape(-1, 3)
+    parts = [c for a in algorithms for c in a.components]
+    flat = np.concatenate(parts) if parts else np.zeros(0, dtype=INSTRUCTION_DTYPE)
+    out = {f"{prefix}_sizes": sizes}
+    for field in _FIELDS:
+        out[f"{prefix}_{field}"] = np.ascontiguousarray(flat[field])
+    return out
+
+
+def unpack_algorithms(arrays, prefix: str) -> list[Algorithm]:
+    """Inverse of :func:`pack_algorithms`."""
+    sizes = arrays[f"{prefix}_sizes"]
+    flat = np.zeros(int(sizes.sum()), dtype=INSTRUCTION_DTYPE)
+    for field in _FIELDS:
+        flat[field] = arrays[f"{prefix}_{field}"]
+    out, pos = [], 0
+    for row in sizes:
+        parts = []
+        for size in row:
+            parts.append(flat[pos:pos + int(size)].copy())
+            pos += int(size)
+        out.append(Algorithm(*parts))
+    return out
+
+
+def rng_state_to_json(state) -> list:
+    version, internal, gauss_next = state
+    return [version, list(internal), gauss_next]
+
+
+def rng_state_from_json(data) -> tuple:
+    return (data[0], tuple(data[1]), data[2])
+
+
+# --------------------------------------------------------------------------------------
+# Search state.
+
+
+def search_state(search) -> tuple[dict, dict[str, np.ndarray]]:
+    """``(json_state, arrays)`` of a :class:`~azero_jax.evolution.Search`."""
+    count = len(search.population) if search.initialized else search.next_slot
+    arrays = pack_algorithms(search.population[:count], "population")
+    arrays["fitness"] = search.fitness.copy()
+    arrays["birth"] = search.birth.copy()
+    if search.best_ever is not None:
+        arrays.update(pack_algorithms([search.best_ever[0]], "best_ever"))
+    if search.fec is not None:
+        arrays.update(search.fec.to_arrays())
+    state = {
+        "seed": search.seed,
+        "population_size": len(search.population),
+        "child_batch_size": search.child_batch_size,
+        "random_search": search.random_search,
+        "num_individuals": search.num_individuals,
+        "train_steps": search.train_steps,
+        "next_slot": search.next_slot,
+        "initialized": search.initialized,
+        "elapsed_secs": search.elapsed_secs,
+        "last_printed": search.last_printed,
+        "fec_saved_train_steps": search.fec_saved_train_steps,
+        "fec_probe_train_steps": search.fec_probe_train_steps,
+        "budget_rejections": search.budget_rejections,
+        "hurdle_stats": search.hurdle_stats.to_dict(),
+        "best_ever_fitness": None if search.best_ever is None else search.best_ever[1],
+        "best_ever_text": None if search.best_ever is None else format_algorithm(search.best_ever[0]),
+        "rng_state": rng_state_to_json(search.rng.getstate()),
+    }
+    return state, arrays
+
+
+def load_search_state(search, state: dict, arrays) -> None:
+    """Restores :func:`search_state` into a freshly built search with the same spec."""
+    if state["population_size"] != len(search.population):
+        raise ValueError(f"checkpoint has population_size {state['population_size']}, the spec "
+                         f"{len(search.population)}")
+    for name in ("seed", "child_batch_size", "random_search"):
+        if state[name] != getattr(search, name):
+            raise ValueError(f"checkpoint was written with {name}={state[name]!r}, this run has "
+                             f"{getattr(search, name)!r}; resume with the same flags")
+    search.reset()
+    population = unpack_algorithms(arrays, "population")
+    search.population[:len(population)] = population
+    search.fitness[:] = arrays["fitness"]
+    search.birth[:] = arrays["birth"]
+    for name in ("num_individuals", "train_steps", "next_slot", "initialized", "last_printed",
+                 "fec_saved_train_steps", "fec_probe_train_steps", "budget_rejections"):
+        setattr(search, name, state[name])
+    search.elapsed_before = float(state["elapsed_secs"])
+    search.hurdle_stats = HurdleStats(**state["hurdle_stats"])
+    if state["best_ever_fitness"] is not None:
+        search.best_ever = (unpack_algorithms(arrays, "best_ever")[0], state["best_ever_fitness"])
+    if search.fec is not None and "fec_key_hi" in arrays:
+        search.fec.load_arrays(arrays)
+    search.rng.setstate(rng_state_from_json(state["rng_state"]))
+
+
+__all__ = ["save", "load", "pack_algorithms", "unpack_algorithms", "search_state",
+           "load_search_state", "COMPONENTS"]

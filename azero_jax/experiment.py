@@ -1,0 +1,388 @@
+"""The experiments loop of the reference's ``run_search_experiment`` (spec §6.8).
+
+Each experiment runs one search (:class:`~azero_jax.evolution.Search`) until its
+train-step budget is used up, evaluates the candidate on T_select (mean fitness, no
+FEC, no budget), keeps the best (ties go to the later experiment) and stops when the
+best select fitness exceeds ``sufficient_fitness`` or after ``max_experiments``
+(0 = unlimited). The best algorithm is finally evaluated on T_final.
+
+Progress lines start exactly like the reference's
+(``indivs=…, elapsed_secs=…, mean=…, stdev=…, best fit=…,``) and add individuals/s,
+training steps/s and the FEC hit rate; the same figures go, one JSON object a line,
+to the metrics log. With a checkpoint directory the whole loop (the experiment
+counter, the best algorithm, the main RNG and the running search) is checkpointed
+periodically and resumed when restarted with the same configuration.
+
+Example:
+    >>> import azero_jax as az
+    >>> from azero_jax import experiment, spec as spec_lib
+    >>> text = open("experiments/specs/linear_search.textproto").read()
+    >>> config = experiment.ExperimentConfig(
+    ...     search=spec_lib.parse_search_experiment_spec(text).replace(
+    ...         population_size=20, max_train_steps=30000),
+    ...     select_tasks=spec_lib.parse_task_collection(
+    ...         open("experiments/specs/linear_select.textproto").read().replace("10000", "100")),
+    ...     final_tasks=(), memory=az.MemoryConfig(4, 3, 1), random_seed=5, backend="cpu")
+    >>> result = experiment.run_experiments(config, log=lambda line: None)
+    >>> result["num_experiments"]
+    1
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random as random_lib
+import signal
+import sys
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from azero_jax import checkpoint as checkpoint_lib
+from azero_jax.evaluator import MemoryConfig, evaluate_pairs
+from azero_jax.evolution import Search
+from azero_jax.hurdles import HurdlesConfig
+from azero_jax.program import Algorithm, format_algorithm, parse_algorithm
+from azero_jax.spec import SearchSpec
+from azero_jax.tasks import TaskSpec, make_tasks
+
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything the binary's flags set.
+
+    Attributes:
+      search: the search spec (``--search_experiment_spec``).
+      select_tasks, final_tasks: T_select and T_final (an empty T_final skips the final
+        evaluation).
+      memory: address-space sizes (``--max_*_addresses``).
+      random_seed: the main seed; 0 draws one from the clock (as the reference).
+      max_experiments: 0 = unlimited.
+      randomize_task_seeds: re-draw T_search and T_select seeds for every experiment.
+      sufficient_fitness: stop once the best select fitness exceeds it (strictly).
+      backend, child_batch_size, random_search: see :class:`~azero_jax.evolution.Search`.
+      hurdles: overrides the spec's ``hurdles`` (None keeps the spec's).
+      output_dir: where ``summary.json`` and ``best_algorithm.txt`` go.
+      checkpoint_dir: periodic checkpoints, resumed on restart.
+      checkpoint_every_secs: seconds between checkpoints.
+      metrics_log: JSON-lines metrics file (appended).
+      max_individuals: optional cap on individuals per experiment (at a sweep boundary).
+      evaluator_options: extra keyword arguments for the evaluator (e.g. ``dtype``).
+    """
+
+    search: SearchSpec
+    select_tasks: tuple[TaskSpec, ...]
+    final_tasks: tuple[TaskSpec, ...]
+    memory: MemoryConfig
+    random_seed: int = 0
+    max_experiments: int = 1
+    randomize_task_seeds: bool = False
+    sufficient_fitness: float = sys.float_info.max
+    backend: str = "auto"
+    child_batch_size: int | None = None
+    random_search: bool = False
+    hurdles: HurdlesConfig | None = None
+    output_dir: str | None = None
+    checkpoint_dir: str | None = None
+    checkpoint_every_secs: float = 30.0
+    metrics_log: str | None = None
+    max_individuals: int | None = None
+    evaluator_options: tuple[tuple[str, object], ...] = ()
+
+    def __post_init__(self):
+        if int(self.max_experiments) < 0:
+            raise ValueError(f"max_experiments must be >= 0, got {self.max_experiments}")
+        if not self.select_tasks:
+            raise ValueError("select_tasks must name at least one task")
+
+
+def randomize_task_seeds(specs: Sequence[TaskSpec], seed: int) -> tuple[TaskSpec, ...]:
+    """Fresh data and param seeds for every task (``RandomizeTaskSeeds``; our own stream).
+
+    Seeds are uniform in ``(1, 2**32 - 1)``; per spec, ``num_tasks`` param seeds, then
+    ``num_tasks`` data seeds.
+    """
+    rng = np.random.RandomState(int(seed) % 2**32)
+    out = []
+    for spec in specs:
+        params = tuple(int(x) for x in rng.randint(2, 2**32 - 1, size=spec.num_tasks, dtype=np.int64))
+        datas = tuple(int(x) for x in rng.randint(2, 2**32 - 1, size=spec.num_tasks, dtype=np.int64))
+        out.append(dataclasses.replace(spec, param_seeds=params, data_seeds=datas))
+    return tuple(out)
+
+
+def format_progress(record: dict) -> str:
+    """A progress line: the reference's prefix, then our throughput figures."""
+    line = (f"indivs={record['individuals']}, elapsed_secs={int(record['elapsed_secs'])}, "
+            f"mean={record['mean_fitness']:.6f}, stdev={record['stdev_fitness']:.6f}, "
+            f"best fit={record['best_fitness']:.6f}, "
+            f"indivs/s={record['individuals_per_sec']:.1f}, "
+            f"train_steps/s={record['train_steps_per_sec']:.4g}, "
+            f"fec_hit_rate={record['fec_hit_rate']:.4f}")
+    if record.get("hurdle") is not None:
+        line += f", hurdle={record['hurdle']:.6f}"
+    return line
+
+
+def evaluate_on_tasks(algorithm: Algorithm, task_specs: Sequence[TaskSpec], *, memory,
+                      max_abs_error: float, seed: int, backend: str, **options) -> float:
+    """Mean fitness of one algorithm on a task collection (T_select / T_final)."""
+    tasks = make_tasks(task_specs)
+    results = evaluate_pairs([algorithm], tasks, np.zeros(len(tasks), np.int64),
+                             np.arange(len(tasks)), memory=memory, max_abs_error=max_abs_error,
+                             seed=seed, backend=backend, **options)
+    return float(np.mean(results.fitness))
+
+
+class _StopFlag:
+    """First Ctrl-C asks for a clean stop at the next step boundary; a second one aborts."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _seed_from_clock() -> int:
+    return (time.time_ns() % (2**32 - 2)) + 1
+
+
+def run_experiments(config: ExperimentConfig, log: Callable[[str], None] = print) -> dict:
+    """Runs the experiments loop; returns the JSON summary (also written to output_dir)."""
+    return ExperimentRunner(config, log).run()
+
+
+class ExperimentRunner:
+    """The experiments loop with its checkpoint state (see :func:`run_experiments`)."""
+
+    def __init__(self, config: ExperimentConfig, log: Callable[[str], None] = print):
+        self.config = config
+        self.log = log
+        self.spec = config.search if config.hurdles is None else \
+            config.search.replace(hurdles=config.hurdles)
+        self.seed = int(config.random_seed) or _seed_from_clock()
+        self.rng = random_lib.Random(self.seed)
+        self.num_experiments = 0
+        self.best: tuple[Algorithm, float] | None = None
+        self.experiments: list[dict] = []
+        self.current: dict | None = None  # the running experiment's drawn values
+        self.search: Search | None = None
+        self.total_elapsed_before = 0.0
+        self._start = time.monotonic()
+        self._last_checkpoint = time.monotonic()
+        self.interrupted = False
+
+    # -- checkpointing ------------------------------------------------------------------
+
+    @property
+    def checkpoint_path(self) -> str | None:
+        if not self.config.checkpoint_dir:
+            return None
+        return os.path.join(self.config.checkpoint_dir, CHECKPOINT_NAME)
+
+    def save_checkpoint(self) -> None:
+        path = self.checkpoint_path
+        if path is None:
+            return
+        state = {
+            "random_seed": self.seed,
+            "num_experiments": self.num_experiments,
+            "experiments": self.experiments,
+            "best_text": None if self.best is None else format_algorithm(self.best[0]),
+            "best_select_fitness": None if self.best is None else self.best[1],
+            "current": self.current,
+            "main_rng": checkpoint_lib.rng_state_to_json(self.rng.getstate()),
+            "total_elapsed_secs": self.elapsed_secs,
+            "search": None,
+        }
+        arrays = {}
+        if self.search is not None and self.current is not None:
+            search_state, arrays = checkpoint_lib.search_state(self.search)
+            state["search"] = search_state
+        checkpoint_lib.save(path, state, arrays)
+        self._last_checkpoint = time.monotonic()
+
+    def load_checkpoint(self) -> bool:
+        path = self.checkpoint_path
+        if path is None or not os.path.exists(path):
+            return False
+        state, arrays = checkpoint_lib.load(path)
+        if self.config.random_seed and state["random_seed"] != self.seed:
+            raise ValueError(f"{path} was written with --random_seed={state['random_seed']}, "
+                             f"this run has {self.seed}; use the same flags or another "
+                             "--checkpoint_dir")
+        self.seed = int(state["random_seed"])
+        self.num_experiments = int(state["num_experiments"])
+        self.experiments = list(state["experiments"])
+        if state["best_text"] is not None:
+            self.best = (parse_algorithm(state["best_text"]), float(state["best_select_fitness"]))
+        self.rng.setstate(checkpoint_lib.rng_state_from_json(state["main_rng"]))
+        self.total_elapsed_before = float(state["total_elapsed_secs"])
+        self._start = time.monotonic()
+        self.current = state["current"]
+        if self.current is not None and state["search"] is not None:
+            self.search = self._make_search(self.current)
+            checkpoint_lib.load_search_state(self.search, state["search"], arrays)
+        self.log(f"Resumed from {path}: experiment {self.num_experiments + 1}, "
+                 f"{self.search.num_individuals if self.search else 0} individuals.")
+        return True
+
+    @property
+    def elapsed_secs(self) -> float:
+        return self.total_elapsed_before + (time.monotonic() - self._start)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _draw_experiment(self) -> dict:
+        draw = lambda: self.rng.randrange(1, 2**31 - 1)  # noqa: E731
+        return {"search_seed": draw(), "search_task_seed": draw(), "select_task_seed": draw(),
+                "select_seed": draw()}
+
+    def _search_task_specs(self, current: dict):
+        specs = self.spec.search_tasks
+        if self.config.randomize_task_seeds:
+            specs = randomize_task_seeds(specs, current["search_task_seed"])
+        return specs
+
+    def _make_search(self, current: dict) -> Search:
+        spec = self.spec.replace(search_tasks=self._search_task_specs(current))
+        return Search(spec, memory=self.config.memory, seed=current["search_seed"],
+                      backend=self.config.backend,
+                      child_batch_size=self.config.child_batch_size,
+                      random_search=self.config.random_search,
+                      progress_fn=self._progress,
+                      evaluator_options=dict(self.config.evaluator_options))
+
+    def _progress(self, record: dict) -> None:
+        self.log(format_progress(record))
+        if self.config.metrics_log:
+            directory = os.path.dirname(os.path.abspath(self.config.metrics_log))
+            os.makedirs(directory, exist_ok=True)
+            with open(self.config.metrics_log, "a") as handle:
+                handle.write(json.dumps({"experiment": self.num_experiments, **record}) + "\n")
+
+    def _on_step(self, search: Search) -> None:
+        if (self.checkpoint_path is not None and
+                time.monotonic() - self._last_checkpoint >= self.config.checkpoint_every_secs):
+            self.save_checkpoint()
+
+    def run(self) -> dict:
+        config = self.config
+        resumed = self.load_checkpoint()
+        if not resumed:
+            self.log(f"Random seed = {self.seed}")
+        with _StopFlag() as stop:
+            while True:
+                if self.current is None:
+                    self.current = self._draw_experiment()
+                    self.search = None
+                if self.search is None:
+                    self.search = self._make_search(self.current)
+                    self.log("Running evolution experiment (on the T_search tasks)...")
+                search = self.search
+                candidate = search.run(max_individuals=config.max_individuals,
+                                       should_stop=lambda: stop.requested, on_step=self._on_step)
+                if stop.requested:
+                    self.interrupted = True
+                    self.save_checkpoint()
+                    best = self.best[0] if self.best is not None else candidate.algorithm
+                    self.log("Interrupted: checkpoint saved." if self.checkpoint_path else
+                             "Interrupted.")
+                    self.log("Best algorithm so far:")
+                    self.log(format_algorithm(best).rstrip("\n"))
+                    return self._summary(final_fitness=None)
+                search.maybe_report(force=search.last_printed != search.num_individuals)
+                self.log("Experiment done. Retrieving candidate algorithm.")
+                self.log(f"Search fitness for candidate algorithm = {candidate.fitness:.6f}")
+                select_specs = config.select_tasks
+                if config.randomize_task_seeds:
+                    select_specs = randomize_task_seeds(select_specs, self.current["select_task_seed"])
+                self.log("Evaluating candidate algorithm from experiment (on T_select tasks)... ")
+                select = evaluate_on_tasks(candidate.algorithm, select_specs, memory=config.memory,
+                                           max_abs_error=self.spec.max_abs_error,
+                                           seed=self.current["select_seed"], backend=config.backend)
+                self.log(f"Select fitness for candidate algorithm = {select:.6f}")
+                record = {
+                    "experiment": self.num_experiments, "search_fitness": candidate.fitness,
+                    "select_fitness": select, "individuals": candidate.num_individuals,
+                    "train_steps": candidate.train_steps, "search_elapsed_secs": candidate.elapsed_secs,
+                    "elapsed_secs": self.elapsed_secs, "fec_hit_rate": search.fec_hit_rate(),
+                    "fec_saved_train_steps": search.fec_saved_train_steps,
+                    "budget_rejections": search.budget_rejections,
+                    "hurdles": search.hurdle_stats.to_dict(),
+                    "algorithm": format_algorithm(candidate.algorithm),
+                }
+                if self.best is None or select >= self.best[1]:
+                    self.best = (candidate.algorithm, select)
+                    self.log("Select fitness is the best so far. ")
+                self.experiments.append(record)
+                self.current, self.search = None, None
+                stop_now = (config.sufficient_fitness > 0 and self.best[1] > config.sufficient_fitness)
+                self.num_experiments += 1
+                if config.max_experiments and self.num_experiments >= config.max_experiments:
+                    stop_now = True
+                self.save_checkpoint()
+                if stop_now:
+                    break
+        final = None
+        if config.final_tasks:
+            final_seed = self.rng.randrange(1, 2**31 - 1)
+            final = evaluate_on_tasks(self.best[0], config.final_tasks, memory=config.memory,
+                                      max_abs_error=self.spec.max_abs_error, seed=final_seed,
+                                      backend=config.backend)
+            self.log("")
+            self.log("Final evaluation of best algorithm (on unseen tasks)...")
+            self.log(f"Final evaluation fitness (on unseen data) = {final:.6f}")
+        self.log("Algorithm found: ")
+        self.log(format_algorithm(self.best[0]).rstrip("\n"))
+        return self._summary(final_fitness=final)
+
+    def _summary(self, final_fitness) -> dict:
+        best_text = None if self.best is None else format_algorithm(self.best[0])
+        summary = {
+            "random_seed": self.seed,
+            "num_experiments": self.num_experiments,
+            "interrupted": self.interrupted,
+            "best_select_fitness": None if self.best is None else self.best[1],
+            "final_fitness": final_fitness,
+            "elapsed_secs": self.elapsed_secs,
+            "experiments": self.experiments,
+            "best_algorithm": best_text,
+            "memory": dataclasses.asdict(self.config.memory),
+            "backend": self.config.backend,
+            "child_batch_size": self.search.child_batch_size if self.search else
+            self.config.child_batch_size,
+            "random_search": self.config.random_search,
+        }
+        if self.experiments:
+            best_exp = max(self.experiments, key=lambda e: e["select_fitness"])
+            summary["best_search_fitness"] = best_exp["search_fitness"]
+        if self.config.output_dir:
+            os.makedirs(self.config.output_dir, exist_ok=True)
+            with open(os.path.join(self.config.output_dir, "summary.json"), "w") as handle:
+                json.dump(summary, handle, indent=1)
+            if best_text is not None:
+                with open(os.path.join(self.config.output_dir, "best_algorithm.txt"), "w") as handle:
+                    handle.write(best_text)
+        return summary

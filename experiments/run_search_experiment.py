@@ -1,0 +1,122 @@
+r"""Runs AutoML-Zero search experiments: the reference's ``run_search_experiment``.
+
+With no flags it runs the reference's run_demo.sh spec (``experiments/specs/demo_*``,
+memory 4/3/1) with a fixed seed and stops once a linear regressor is found
+(select fitness > 0.9999). The reference's flags take the same text-format protos:
+
+  python experiments/run_search_experiment.py \
+    --search_experiment_spec="$(cat experiments/specs/linear_search.textproto)" \
+    --select_tasks="$(cat experiments/specs/linear_select.textproto)" \
+    --final_tasks="$(cat experiments/specs/linear_select.textproto)" \
+    --random_seed=100021 --max_experiments=1
+
+A flag value that names an existing file is read from that file. Ctrl-C stops at the
+next step, saves a checkpoint (with --checkpoint_dir) and prints the best algorithm.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+
+from azero_jax import experiment
+from azero_jax.evaluator import MemoryConfig
+from azero_jax.hurdles import HurdlesConfig
+from azero_jax.spec import parse_search_experiment_spec, parse_task_collection
+
+SPECS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
+DEMO_SEED = 1000  # the demo's fixed seed
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("search_experiment_spec", None, "Text-format SearchExperimentSpec (or a "
+                    "file). Default: the reference's run_demo.sh spec.")
+flags.DEFINE_string("select_tasks", None, "Text-format TaskCollection for T_select (or a file).")
+flags.DEFINE_string("final_tasks", None, "Text-format TaskCollection for T_final (or a file).")
+flags.DEFINE_integer("random_seed", None, "Main seed; 0 = from the clock. Default: the demo's "
+                     f"fixed seed {DEMO_SEED} with the demo spec, else 0.")
+flags.DEFINE_integer("max_experiments", None, "0 = unlimited (demo default), reference default 1.")
+flags.DEFINE_boolean("randomize_task_seeds", None, "Re-draw T_search/T_select seeds per "
+                     "experiment (demo default true).")
+flags.DEFINE_float("sufficient_fitness", None, "Stop once the best select fitness exceeds this "
+                   "(demo default 0.9999).")
+flags.DEFINE_integer("max_scalar_addresses", None, "Scalar memory size (demo 4, else 20).")
+flags.DEFINE_integer("max_vector_addresses", None, "Vector memory size (demo 3, else 20).")
+flags.DEFINE_integer("max_matrix_addresses", None, "Matrix memory size (demo 1, else 20).")
+flags.DEFINE_enum("backend", "auto", ["auto", "cpu", "jax"], "Evaluator backend.")
+flags.DEFINE_integer("child_batch_size", None, "Children per step (1 = the reference's loop).")
+flags.DEFINE_boolean("random_search", False, "Random search instead of evolution.")
+flags.DEFINE_string("hurdles", None, "Text-format HurdlesSpec (e.g. 'num_tasks: 2'); sets or "
+                    "overrides the spec's hurdles { }.")
+flags.DEFINE_string("output_dir", None, "Writes summary.json and best_algorithm.txt here.")
+flags.DEFINE_string("checkpoint_dir", None, "Periodic checkpoints; a restart resumes from them.")
+flags.DEFINE_float("checkpoint_every_secs", 30.0, "Seconds between checkpoints.")
+flags.DEFINE_string("metrics_log", None, "Appends progress figures as JSON lines.")
+flags.DEFINE_integer("max_individuals", None, "Optional cap on individuals per experiment.")
+
+
+def _text(value: str) -> str:
+    if value is not None and "\n" not in value and "{" not in value and os.path.isfile(value):
+        with open(value) as handle:
+            return handle.read()
+    return value
+
+
+def _spec_file(name: str) -> str:
+    with open(os.path.join(SPECS, name)) as handle:
+        return handle.read()
+
+
+def config_from_flags() -> experiment.ExperimentConfig:
+    """Flags -> :class:`azero_jax.experiment.ExperimentConfig`."""
+    demo = FLAGS.search_experiment_spec is None
+    if demo:
+        search_text = _spec_file("demo_search.textproto")
+        select_text = _text(FLAGS.select_tasks) or _spec_file("demo_select.textproto")
+        final_text = _text(FLAGS.final_tasks) or _spec_file("demo_final.textproto")
+    else:
+        search_text = _text(FLAGS.search_experiment_spec)
+        if FLAGS.select_tasks is None or FLAGS.final_tasks is None:
+            raise app.UsageError("--select_tasks and --final_tasks are required with "
+                                 "--search_experiment_spec")
+        select_text, final_text = _text(FLAGS.select_tasks), _text(FLAGS.final_tasks)
+
+    def pick(value, demo_default, default):
+        return value if value is not None else (demo_default if demo else default)
+
+    hurdles = None
+    if FLAGS.hurdles is not None:
+        from google.protobuf import text_format
+        from azero_jax import spec_protos
+        proto = text_format.Parse(FLAGS.hurdles, spec_protos.HurdlesSpec())
+        hurdles = HurdlesConfig(proto.percentile, proto.num_train_examples, proto.num_tasks)
+    return experiment.ExperimentConfig(
+        search=parse_search_experiment_spec(search_text),
+        select_tasks=parse_task_collection(select_text, "select_tasks"),
+        final_tasks=parse_task_collection(final_text, "final_tasks"),
+        memory=MemoryConfig(pick(FLAGS.max_scalar_addresses, 4, 20),
+                            pick(FLAGS.max_vector_addresses, 3, 20),
+                            pick(FLAGS.max_matrix_addresses, 1, 20)),
+        random_seed=pick(FLAGS.random_seed, DEMO_SEED, 0),
+        max_experiments=pick(FLAGS.max_experiments, 0, 1),
+        randomize_task_seeds=pick(FLAGS.randomize_task_seeds, True, False),
+        sufficient_fitness=pick(FLAGS.sufficient_fitness, 0.9999, sys.float_info.max),
+        backend=FLAGS.backend, child_batch_size=FLAGS.child_batch_size,
+        random_search=FLAGS.random_search, hurdles=hurdles, output_dir=FLAGS.output_dir,
+        checkpoint_dir=FLAGS.checkpoint_dir, checkpoint_every_secs=FLAGS.checkpoint_every_secs,
+        metrics_log=FLAGS.metrics_log, max_individuals=FLAGS.max_individuals)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        config = config_from_flags()
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    experiment.run_experiments(config, log=lambda line: print(line, flush=True))
+
+
+if __name__ == "__main__":
+    app.run(main)

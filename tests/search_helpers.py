@@ -1,0 +1,68 @@
+"""Small specs and a fake evaluator shared by the search tests."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from azero_jax.evaluator import MemoryConfig, PairResults
+from azero_jax.spec import SearchSpec
+from azero_jax.tasks import TaskSpec
+
+MEMORY = MemoryConfig(4, 3, 1)
+LINEAR_OPS = (("SCALAR_CONST_SET_OP",), ("VECTOR_INNER_PRODUCT_OP",),
+              ("SCALAR_DIFF_OP", "SCALAR_PRODUCT_OP", "SCALAR_VECTOR_PRODUCT_OP", "VECTOR_SUM_OP"))
+
+
+def task_spec(task_type="scalar_linear_regression_task", num_train=30, num_valid=20, num_tasks=2,
+              **kw):
+    return TaskSpec(task_type, 4, num_train, num_valid, "rms_error", num_tasks=num_tasks, **kw)
+
+
+def small_spec(**changes) -> SearchSpec:
+    base = dict(
+        search_tasks=(task_spec(),), population_size=12, tournament_size=3,
+        mutation_types=("ALTER_PARAM", "RANDOMIZE_INSTRUCTION", "RANDOMIZE_COMPONENT_FUNCTION"),
+        setup_ops=LINEAR_OPS[0], predict_ops=LINEAR_OPS[1], learn_ops=LINEAR_OPS[2],
+        setup_size_init=3, predict_size_init=1, learn_size_init=4,
+        initial_population="RANDOM_ALGORITHM", max_train_steps=5000, progress_every=1000)
+    base.update(changes)
+    return SearchSpec(**base)
+
+
+class FakeEvaluator:
+    """Deterministic fitness from the algorithm's bytes; counts calls and pairs.
+
+    fitness = u(algorithm) * steps / full_steps, so a shorter (hurdle) run scores lower.
+    Probe errors are derived from the algorithm's bytes and the task index.
+    """
+
+    def __init__(self):
+        self.calls = []
+
+    @staticmethod
+    def _u(algorithm, salt=b""):
+        digest = hashlib.blake2b(algorithm.key() + salt, digest_size=8).digest()
+        return int.from_bytes(digest, "little") / 2**64
+
+    def __call__(self, algorithms, tasks, algorithm_index, task_index, *, train_steps,
+                 record_errors=None, valid_steps=None, seed=0, algorithm_ids=None, **kwargs):
+        B = len(algorithm_index)
+        self.calls.append(dict(kind="probe" if record_errors else "eval", pairs=B,
+                               algorithms=len(algorithms), seed=seed))
+        steps = np.asarray(train_steps, dtype=np.int64)
+        fitness = np.empty(B)
+        for p, (a, t) in enumerate(zip(algorithm_index, task_index)):
+            full = tasks[t].total_train_steps
+            fitness[p] = self._u(algorithms[a]) * min(steps[p], full) / full
+        if not record_errors:
+            return PairResults(fitness, steps.copy())
+        kt, kv = record_errors
+        terr = np.full((B, kt), np.nan)
+        verr = np.full((B, kv), np.nan)
+        for p, (a, t) in enumerate(zip(algorithm_index, task_index)):
+            u = self._u(algorithms[a], bytes([tasks[t].index]))
+            terr[p] = u
+            verr[p] = u / 2
+        return PairResults(fitness, steps.copy(), terr, np.full(B, kt), verr, np.full(B, kv))

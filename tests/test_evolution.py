@@ -1,0 +1,170 @@
+"""Tests of regularized evolution: bookkeeping, budget accounting, FEC, hurdles (§6.7)."""
+
+import random
+
+import numpy as np
+import pytest
+
+from azero_jax import generator
+from azero_jax.evolution import Search
+from azero_jax.fec import FECConfig
+from azero_jax.hurdles import HurdlesConfig
+from azero_jax.train_budget import TrainBudgetConfig
+from search_helpers import MEMORY, FakeEvaluator, small_spec, task_spec
+
+
+def test_reference_train_step_accounting():  # §13 item 13
+    spec = small_spec(search_tasks=(task_spec("unit_test_ones_task", 1000, 10, 2),),
+                      population_size=5, initial_population="NO_OP_ALGORITHM",
+                      mutation_types=("IDENTITY",), max_train_steps=10000 + 10 * 2000)
+    search = Search(spec, memory=MEMORY, seed=1, backend="cpu", child_batch_size=1)
+    search.step()
+    while not search.initialized:
+        search.step()
+    assert (search.num_individuals, search.train_steps) == (5, 10000)
+    search.run()
+    assert (search.num_individuals, search.train_steps) == (15, 30000)
+    search.run(max_train_steps=30000 + 20000)
+    assert (search.num_individuals, search.train_steps) == (25, 50000)
+
+
+def test_budget_checked_between_sweeps_only():
+    spec = small_spec(population_size=10, max_train_steps=1)
+    fake = FakeEvaluator()
+    search = Search(spec, memory=MEMORY, seed=2, evaluate_fn=fake, child_batch_size=3)
+    sizes = []
+    while not search.done:
+        sizes.append(search.step())
+    # Init (one sweep of 10 in steps of 3, 3, 3, 1), then the budget is already spent.
+    assert sizes == [3, 3, 3, 1]
+    assert search.num_individuals == 10
+
+
+def test_cyclic_replacement_removes_the_oldest():
+    fake = FakeEvaluator()
+    search = Search(small_spec(population_size=7), memory=MEMORY, seed=3, evaluate_fn=fake,
+                    child_batch_size=3)
+    while not search.initialized:
+        search.step()
+    assert search.birth.tolist() == list(range(7))
+    for _ in range(4):
+        oldest = set(np.argsort(search.birth)[:min(3, 7 - search.next_slot)].tolist())
+        slot = search.next_slot
+        n = search.step()
+        assert set(range(slot, slot + n)) == oldest
+    assert sorted(search.birth.tolist()) == list(range(search.num_individuals - 7,
+                                                       search.num_individuals))
+
+
+def test_tournament_ties_go_to_the_earliest_draw():
+    search = Search(small_spec(population_size=6, tournament_size=4), memory=MEMORY, seed=4,
+                    evaluate_fn=FakeEvaluator())
+    search.fitness[:] = [0.5, 0.9, 0.9, 0.1, 0.9, 0.2]
+
+    class Sequence(random.Random):
+        def __init__(self, values):
+            super().__init__(0)
+            self.values = list(values)
+
+        def random(self):
+            return self.values.pop(0)
+
+    search.rng = Sequence([3 / 6, 4 / 6, 1 / 6, 2 / 6])  # draws 3, 4, 1, 2
+    assert search.tournament() == 4  # 4, 1 and 2 tie at 0.9: the earliest drawn wins
+    search.rng = Sequence([0.0, 3 / 6, 5 / 6, 0.0])
+    assert search.tournament() == 0
+    search.rng = Sequence([5 / 6] * 4)  # draws with replacement
+    assert search.tournament() == 5
+
+
+def test_unchanged_child_is_an_fec_hit():
+    spec = small_spec(mutate_prob=0.0, fec=FECConfig(10, 10, forget_every=0), population_size=8)
+    search = Search(spec, memory=MEMORY, seed=5, backend="cpu", child_batch_size=4)
+    while not search.initialized:
+        search.step()
+    hits, misses = search.fec.hits, search.fec.misses
+    for _ in range(4):
+        search.step()
+    T = len(search.tasks)
+    assert search.fec.hits - hits == 16 * T  # every unmutated child hits on every task
+    assert search.fec.misses == misses
+    # A hit returns exactly the parent's fitness (the population only copies fitnesses).
+    assert set(np.round(search.fitness, 12)) <= set(np.round(search.fitness, 12))
+
+
+def test_fec_probe_steps_count_and_repeats_in_a_batch_are_evaluated_once():
+    fake = FakeEvaluator()
+    spec = small_spec(mutate_prob=0.0, fec=FECConfig(10, 10), population_size=4,
+                      initial_population="LINEAR_ALGORITHM")
+    search = Search(spec, memory=MEMORY, seed=6, evaluate_fn=fake, child_batch_size=4)
+    search.step()  # four identical linear models
+    full_pairs = sum(c["pairs"] for c in fake.calls if c["kind"] == "eval")
+    T = len(search.tasks)
+    assert full_pairs == T  # the three repeats are hits on the first one's result
+    assert (search.fec.misses, search.fec.hits) == (T, 3 * T)
+    assert search.train_steps == 4 * T * 10 + T * 30  # probes counted for all four children
+
+
+def test_same_seed_same_run_and_batch_size_keeps_the_initial_population():
+    def run(batch):
+        search = Search(small_spec(fec=FECConfig(10, 10)), memory=MEMORY, seed=7, backend="cpu",
+                        child_batch_size=batch)
+        while not search.initialized:
+            search.step()
+        init = search.fitness.copy()
+        search.run(max_individuals=36)
+        return init, search.fitness.copy(), search.train_steps
+
+    a, b = run(4), run(4)
+    assert np.array_equal(a[1], b[1]) and a[2] == b[2]
+    c = run(12)
+    assert np.array_equal(a[0], c[0])
+
+
+def test_random_search_proposes_fresh_algorithms():
+    fake = FakeEvaluator()
+    search = Search(small_spec(population_size=5), memory=MEMORY, seed=8, evaluate_fn=fake,
+                    random_search=True, child_batch_size=5)
+    result = search.run(max_individuals=20)
+    assert search.num_individuals == 20
+    assert result.fitness == pytest.approx(search.best_ever[1])
+    assert result.fitness >= search.fitness.max()
+
+
+def test_train_budget_rejects_in_search():
+    spec = small_spec(initial_population="NEURAL_NET_ALGORITHM", mutation_types=("IDENTITY",),
+                      train_budget=TrainBudgetConfig("LINEAR_ALGORITHM", 2.0), population_size=3,
+                      setup_size_init=0, predict_size_init=0, learn_size_init=0)
+    search = Search(spec, memory=type(MEMORY)(5, 9, 2), seed=9, backend="cpu")
+    while not search.initialized:
+        search.step()
+    assert search.train_steps == 0 and (search.fitness == 0).all()
+    assert search.budget_rejections == 3 * len(search.tasks)
+
+
+def test_hurdle_failures_keep_first_stage_fitness():
+    fake = FakeEvaluator()
+    spec = small_spec(population_size=10, hurdles=HurdlesConfig(75.0, 10, 1))
+    search = Search(spec, memory=MEMORY, seed=10, evaluate_fn=fake, child_batch_size=5)
+    while not search.initialized:
+        search.step()
+    assert search.hurdle_stats.evaluated == 0  # no hurdle during the initial population
+    for _ in range(6):
+        search.step()
+    stats = search.hurdle_stats
+    assert stats.evaluated == 30 and stats.passed + stats.failed == 30
+    assert stats.failed > 0 and stats.saved_train_steps > 0
+    # A failed child's fitness is its first-stage fitness: u * 10 / 30 on the first task.
+    u = FakeEvaluator._u
+    staged = [search.population[i] for i in range(10)]
+    firsts = [u(a) * 10 / 30 for a in staged]
+    assert any(np.isclose(search.fitness[i], firsts[i]) for i in range(10))
+
+
+def test_hand_coded_initial_population_is_not_mutated():
+    search = Search(small_spec(initial_population="LINEAR_ALGORITHM", population_size=4),
+                    memory=MEMORY, seed=11, evaluate_fn=FakeEvaluator())
+    while not search.initialized:
+        search.step()
+    padded = generator.pad(generator.linear_model(), 3, 1, 4)
+    assert all(a == padded for a in search.population)
