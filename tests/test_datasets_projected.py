@@ -14,32 +14,30 @@ from azero_jax.datasets import DatasetError, DatasetNotFoundError, protocol, pro
 # --- protos ------------------------------------------------------------------------
 
 
-def test_build_messages_enums_defaults_oneofs_and_dependencies():
-    classes = protos.build_messages("test_pkg/spec.proto", "test_pkg", {
+def _build_spec_proto(extra_messages=None):
+    messages = {
         "Pair": [("a", 1, "int32"), ("b", 2, "int32")],
         "Spec": [("kind", 1, "Kind", "optional", None, "SECOND"),
                  ("rate", 2, "double", "optional", None, 0.5),
                  ("pairs", 3, "Pair", "repeated"),
                  ("path", 4, "string", "optional", None, None, "source"),
-                 ("data", 5, "automl_zero.ScalarLabelDataset", "optional", None, None, "source")]},
-        enums={"Kind": [("FIRST", 0), ("SECOND", 4)]})
+                 ("data", 5, "automl_zero.ScalarLabelDataset", "optional", None, None, "source")]}
+    messages.update(extra_messages or {})
+    return protos.build_messages("test_pkg/spec.proto", "test_pkg", messages,
+                                 enums={"Kind": [("FIRST", 0), ("SECOND", 4)]})
+
+
+def test_build_messages_enums_defaults_oneofs_and_dependencies():
+    classes = _build_spec_proto()
     spec = text_format.Parse('pairs { a: 1 b: 2 } data { train_labels: 1 }', classes["Spec"]())
     assert spec.kind == 4 and spec.rate == 0.5 and spec.WhichOneof("source") == "data"
     assert classes["Kind"].Name(4) == "SECOND"
     spec.path = "x"  # oneof: setting path clears data
     assert spec.WhichOneof("source") == "path"
     # Same content again: same classes; different content under the same name: an error.
-    again = protos.build_messages("test_pkg/spec.proto", "test_pkg", {
-        "Pair": [("a", 1, "int32"), ("b", 2, "int32")],
-        "Spec": [("kind", 1, "Kind", "optional", None, "SECOND"),
-                 ("rate", 2, "double", "optional", None, 0.5),
-                 ("pairs", 3, "Pair", "repeated"),
-                 ("path", 4, "string", "optional", None, None, "source"),
-                 ("data", 5, "automl_zero.ScalarLabelDataset", "optional", None, None, "source")]},
-        enums={"Kind": [("FIRST", 0), ("SECOND", 4)]})
-    assert again["Spec"] is classes["Spec"]
+    assert _build_spec_proto()["Spec"] is classes["Spec"]
     with pytest.raises(ValueError, match="already built"):
-        protos.build_messages("test_pkg/spec.proto", "test_pkg", {"Other": []})
+        _build_spec_proto({"Other": []})
     with pytest.raises(ValueError, match="unknown type"):
         protos.build_messages("test_pkg/bad.proto", "test_pkg", {"M": [("x", 1, "Nope")]})
 
