@@ -70,7 +70,7 @@ def default_child_batch_size(population_size: int, backend: str) -> int:
     """A batch that keeps the evaluator busy while staying a small part of a sweep."""
     if backend == "jax":
         return max(1, min(population_size, 1024))
-    return max(1, min(population_size // 10, 200))
+    return max(1, min(population_size // 4, 256))
 
 
 @dataclasses.dataclass
@@ -223,6 +223,15 @@ class Search:
                 best, best_fit = i, fitness[i]
         return best
 
+    def tournaments(self, n: int) -> np.ndarray:
+        """``n`` tournament winners at once (the same draws, in order, as ``n`` calls of
+        :meth:`tournament`)."""
+        P, size = len(self.population), int(self.spec.tournament_size)
+        rng = self.rng.random
+        draws = np.array([rng() for _ in range(n * size)]).reshape(n, size)
+        index = (draws * P).astype(np.int64)
+        return index[np.arange(n), np.argmax(self.fitness[index], axis=1)]
+
     def _initial_algorithm(self) -> Algorithm:
         if self._initial is not None:
             return self.mutator.mutate(self._initial, self.rng, num_mutations=0)
@@ -236,7 +245,8 @@ class Search:
                     for _ in range(n)]
         population = self.population
         mutate = self.mutator.mutate
-        return [mutate(population[self.tournament()], self.rng) for _ in range(n)]
+        rng = self.rng
+        return [mutate(population[i], rng) for i in self.tournaments(n).tolist()]
 
     # -- evaluation ---------------------------------------------------------------------
 
@@ -277,13 +287,10 @@ class Search:
         fec = self.fec
         if fec is not None:
             keys = yield from self._fingerprints(children, budget)
-            flat_budget = budget.ravel()
-            for p, key in enumerate(keys):
-                if fec.contains(key):
-                    i, t = divmod(p, T)
-                    per_task[i, t] = fec.lookup(key)
-                    miss[i, t] = False
-                    self.fec_saved_train_steps += int(flat_budget[p])
+            values, found = fec.lookup_present(keys)
+            per_task.ravel()[found] = values[found]
+            miss.ravel()[found] = False
+            self.fec_saved_train_steps += int(budget.ravel()[found].sum())
         failed = np.zeros(n, dtype=bool)
         stage_fitness = np.zeros(n, dtype=np.float64)
         hurdles = self.spec.hurdles
@@ -382,17 +389,26 @@ class Search:
                 np.tile(np.arange(T), m), np.full(m * T, fec.num_train_examples, dtype=np.int64),
                 FEC_SEED, np.zeros(m, dtype=np.int64), valid_steps=int(fec.num_valid_examples),
                 record_errors=(int(fec.num_train_examples), int(fec.num_valid_examples)))
-            # Fingerprints without the budget part; the budget is mixed in below.
+            # Fingerprint words without the budget part; the budget is mixed in below
+            # (without a train budget it is the full step count: keys are final here).
             words = fingerprint_words(probe, np.tile(self._task_ids, m))
             steps = np.asarray(probe.train_steps, dtype=np.int64).reshape(m, T)
+            final = None
+            if self.budget is None:
+                full = np.tile(self._full_steps, m).reshape(m * T, 1).view(np.uint64)
+                final = hash_rows(np.concatenate([words, full], axis=1))
             for j, i in enumerate(todo_unique):
-                memo[algo_keys[i]] = (words[j * T:(j + 1) * T], steps[j])
-        words = np.concatenate([memo[k][0] for k in algo_keys])
-        probe_steps = int(sum(int(memo[k][1].sum()) for k in algo_keys))
+                memo[algo_keys[i]] = (words[j * T:(j + 1) * T], int(steps[j].sum()),
+                                      None if final is None else final[j * T:(j + 1) * T])
+        entries = [memo[k] for k in algo_keys]
+        probe_steps = sum(entry[1] for entry in entries)
         while len(memo) > self._probe_memo_size:
             memo.pop(next(iter(memo)))
         self.train_steps += probe_steps
         self.fec_probe_train_steps += probe_steps
+        if self.budget is None:
+            return [key for entry in entries for key in entry[2]]
+        words = np.concatenate([entry[0] for entry in entries])
         budget_words = np.asarray(budget, dtype=np.int64).reshape(n * T, 1).view(np.uint64)
         return hash_rows(np.concatenate([words, budget_words], axis=1))
 

@@ -162,6 +162,30 @@ class FECCache:
             self._entries.move_to_end(key)
         return entry[0]
 
+    def lookup_present(self, keys: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Looks up many keys in order; only present keys count (as hits).
+
+        Returns:
+          ``(values, found)``: cached fitnesses (0 where absent) and a boolean mask.
+        """
+        entries, forget = self._entries, self.forget_every
+        values = np.zeros(len(keys), dtype=np.float64)
+        found = np.zeros(len(keys), dtype=bool)
+        move = entries.move_to_end
+        for p, key in enumerate(keys):
+            entry = entries.get(key)
+            if entry is None:
+                continue
+            found[p] = True
+            values[p] = entry[0]
+            entry[1] += 1
+            if forget and entry[1] >= forget:
+                del entries[key]
+            else:
+                move(key)
+        self.hits += int(found.sum())
+        return values, found
+
     def contains(self, key: int) -> bool:
         return key in self._entries
 

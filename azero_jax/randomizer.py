@@ -39,6 +39,7 @@ from azero_jax.program import INSTRUCTION_DTYPE, Algorithm, noop_component
 # Largest float32 below 1: index fractions must stay < 1 after the float32 cast.
 _MAX_FRACTION = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
 _FIRST_OUT = ops_lib.FIRST_OUT_ADDRESS
+_BINARY, _UNARY, _DATA = ops_lib.BINARY, ops_lib.UNARY, ops_lib.DATA
 
 
 def _fraction(rng: random_lib.Random) -> float:
@@ -94,6 +95,9 @@ class Randomizer:
             if spec.in2_type is not None:
                 self._in[(spec.code, 2)] = sizes[spec.in2_type]
         self._kind = [spec.kind for spec in ops_lib.OPS]
+        # Per op code: (kind, #in1 addresses, #in2 addresses, first out, #out addresses).
+        self._info = [(spec.kind, self._in.get((spec.code, 1), 0), self._in.get((spec.code, 2), 0),
+                       *self._out.get(spec.code, (0, 0))) for spec in ops_lib.OPS]
 
     # -- single draws ------------------------------------------------------------------
 
@@ -111,16 +115,24 @@ class Randomizer:
         return ops[int(rng.random() * len(ops))]
 
     def random_instruction_tuple(self, code: int, rng: random_lib.Random) -> tuple:
-        """A fresh random instruction with op ``code`` as a tuple of the 8 fields."""
-        kind = self._kind[code]
-        if kind == ops_lib.NOOP:
-            return (code, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
-        if kind == ops_lib.DATA:
-            out = self.random_out(code, rng)
+        """A fresh random instruction with op ``code`` as a tuple of the 8 fields.
+
+        Draw order (as the reference): data ops ``out`` then data; unary ``in1, out``;
+        binary ``in1, in2, out``.
+        """
+        kind, n1, n2, first, count = self._info[code]
+        r = rng.random
+        if kind == _BINARY:
+            in1 = int(r() * n1)
+            in2 = int(r() * n2)
+            return (code, in1, in2, first + int(r() * count), 0.0, 0.0, 0.0, 0.0)
+        if kind == _UNARY:
+            in1 = int(r() * n1)
+            return (code, in1, 0, first + int(r() * count), 0.0, 0.0, 0.0, 0.0)
+        if kind == _DATA:
+            out = first + int(r() * count)
             return (code, 0, 0, out) + _data_fields(code, rng)
-        in1 = self.random_in(code, 1, rng)
-        in2 = self.random_in(code, 2, rng) if kind == ops_lib.BINARY else 0
-        return (code, in1, in2, self.random_out(code, rng), 0.0, 0.0, 0.0, 0.0)
+        return (code, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
 
     def random_instruction(self, component: int, rng: random_lib.Random) -> tuple:
         """A random instruction for ``component`` (op drawn from its allowed list)."""
@@ -132,7 +144,9 @@ class Randomizer:
         """``size`` random instructions for ``component`` (NO_OPs if it has no allowed ops)."""
         if not self.op_lists[component] or size == 0:
             return noop_component(size)
-        rows = [self.random_instruction(component, rng) for _ in range(size)]
+        ops, make, r = self.op_lists[component], self.random_instruction_tuple, rng.random
+        n = len(ops)
+        rows = [make(ops[int(r() * n)], rng) for _ in range(size)]
         array = np.array(rows, dtype=INSTRUCTION_DTYPE)
         array.setflags(write=False)
         return array
