@@ -62,7 +62,7 @@ def _sigmoid(v):
 @numba.njit(**_JIT)
 def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S, V, M,
                    valid_steps, max_abs_error, mem, tmp, out_fitness, out_steps, terr, nterr,
-                   verr, nverr):
+                   verr, nverr, init_mem):
     """Evaluates pairs ``first..last-1`` of the pair table (spec §4.1), writing the outputs.
 
     Args:
@@ -75,6 +75,7 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
       mem, tmp: scratch (``S + V F + M F^2`` and ``F^2`` floats); after the call ``mem``
         holds the final memory of the last pair.
       out_fitness, out_steps, terr, nterr, verr, nverr: outputs, indexed by pair.
+      init_mem: empty, or the memory every pair starts from instead of zeros (tests).
     """
     record_train = terr.shape[1]
     record_valid = verr.shape[1]
@@ -98,8 +99,12 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
         v0 = S
         v1 = S + F
         v2 = S + 2 * F
-        for k in range(S + V * F + M * F * F):
-            mem[k] = 0.0
+        if init_mem.shape[0] == 0:
+            for k in range(S + V * F + M * F * F):
+                mem[k] = 0.0
+        else:
+            for k in range(S + V * F + M * F * F):
+                mem[k] = init_mem[k]
         if pairs[p, P_RANDOM] != 0:
             np.random.seed(pairs[p, P_SEED])
         p_start = progs[prog, 1]
@@ -126,9 +131,11 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
         while True:
             for i in range(start, end):
                 op = ins[i, 0]
-                x = ins[i, 1]
-                y = ins[i, 2]
-                z = ins[i, 3]
+                # Masking to 32 bits proves to LLVM that every offset is >= 0, which drops
+                # numba's negative-index wraparound and lets it vectorise the loops.
+                x = ins[i, 1] & 0xFFFFFFFF
+                y = ins[i, 2] & 0xFFFFFFFF
+                z = ins[i, 3] & 0xFFFFFFFF
                 if op == 0:
                     pass
                 # ---------------------------------------------------------------- scalar
@@ -528,7 +535,7 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                         nxt = _GO_VALID_STEP
                     else:
                         # no example run: the loss stays 0
-                        vfit = 1.0 if accuracy else 1.0
+                        vfit = 1.0
                         nxt = _GO_VALID_END
                 elif nxt == _GO_VALID_STEP:
                     row = xva + vstep * F

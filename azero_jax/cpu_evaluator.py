@@ -298,7 +298,7 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
 
 def _evaluate(algorithms, tasks, algorithm_index, task_index, *, memory, max_abs_error, seed,
               algorithm_ids, train_steps, valid_steps, record_errors, num_threads,
-              keep_memory=False):
+              initial_memory=None):
     algorithm_index = np.asarray(algorithm_index, dtype=np.int64).reshape(-1)
     task_index = np.asarray(task_index, dtype=np.int64).reshape(-1)
     B = len(algorithm_index)
@@ -344,6 +344,12 @@ def _evaluate(algorithms, tasks, algorithm_index, task_index, *, memory, max_abs
         else:
             outputs = (fitness, steps, terr, nterr, verr, nverr)
         args = (ins, dat, progs, pack.table, pack.x, pack.y, pack.orders, pairs)
+        init_mem = np.zeros(0)
+        if initial_memory is not None:
+            init_mem = np.ascontiguousarray(initial_memory, dtype=np.float64).ravel()
+            if len(pack.feature_sizes) != 1 or init_mem.size != (
+                    S + V * pack.feature_sizes[0] + M * pack.feature_sizes[0] ** 2):
+                raise ValueError("initial_memory must hold S + V F + M F^2 values for one F")
         threads = min(num_threads, B)
         chunk = B if threads == 1 else int(max(1, min(64, B // (threads * 8))))
         work = []
@@ -357,7 +363,7 @@ def _evaluate(algorithms, tasks, algorithm_index, task_index, *, memory, max_abs
             module, first, last = item
             module.evaluate_chunk(*args, first, last, S, V, M, valid_limit,
                                   float(max_abs_error), mem, tmp, outputs[0], outputs[1],
-                                  outputs[2], outputs[3], outputs[4], outputs[5])
+                                  outputs[2], outputs[3], outputs[4], outputs[5], init_mem)
 
         if threads == 1:
             mem, tmp = np.zeros(mem_size), np.zeros(tmp_size)
@@ -393,8 +399,13 @@ def _evaluate(algorithms, tasks, algorithm_index, task_index, *, memory, max_abs
 def run_debug(algorithm: Algorithm, task: Task, memory: MemoryConfig, *,
               max_abs_error: float = 100.0, seed: int = 0, algorithm_id: int = 0,
               train_steps: int | None = None, valid_steps: int | None = None,
-              record_errors: tuple[int, int] | None = None) -> dict:
+              record_errors: tuple[int, int] | None = None,
+              initial_memory: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict:
     """Evaluates one pair in the calling thread and returns its final memory (for tests).
+
+    ``initial_memory = (scalars [S], vectors [V, F], matrices [M, F, F])`` replaces the
+    all-zero memory the evaluation starts from (to test single ops: put the op in Setup
+    and pass ``train_steps=0``).
 
     Returns:
       dict with ``fitness``, ``train_steps``, ``results`` (the PairResults) and the final
@@ -411,14 +422,21 @@ def run_debug(algorithm: Algorithm, task: Task, memory: MemoryConfig, *,
         >>> float(out["scalars"][1])
         10.0
     """
+    S, V, M = memory.num_scalars, memory.num_vectors, memory.num_matrices
+    F = task.features_size
+    flat = None
+    if initial_memory is not None:
+        scalars, vectors, matrices = (np.asarray(a, dtype=np.float64) for a in initial_memory)
+        if scalars.shape != (S,) or vectors.shape != (V, F) or matrices.shape != (M, F, F):
+            raise ValueError(f"initial_memory must have shapes ({S},), ({V}, {F}), "
+                             f"({M}, {F}, {F})")
+        flat = np.concatenate([scalars, vectors.ravel(), matrices.ravel()])
     results, mem = _evaluate([algorithm], [task], np.array([0]), np.array([0]), memory=memory,
                              max_abs_error=max_abs_error, seed=seed,
                              algorithm_ids=np.array([algorithm_id]),
                              train_steps=None if train_steps is None else np.array([train_steps]),
                              valid_steps=valid_steps, record_errors=record_errors,
-                             num_threads=1)
-    S, V, M = memory.num_scalars, memory.num_vectors, memory.num_matrices
-    F = task.features_size
+                             num_threads=1, initial_memory=flat)
     return dict(fitness=float(results.fitness[0]), train_steps=int(results.train_steps[0]),
                 results=results, scalars=mem[:S].copy(),
                 vectors=mem[S:S + V * F].reshape(V, F).copy(),
