@@ -183,3 +183,45 @@ def test_bad_arguments():
     task = az.tasks.scalar_linear_regression_task(5, 20, 5, data_seed=1, param_seed=1)
     with pytest.raises(ValueError, match="F=4"):
         ex.run_task(model, task)
+
+
+# The best algorithm of a real demo search (run_search_experiment.py --random_seed=1
+# --backend=cpu --max_experiments=1), raw.
+EVOLVED_DEMO = parse_algorithm("""
+def Setup():
+  v1 = s0 * v2
+  s3 = 0.00229368
+  s1 = -0.519213
+  s3 = s3 - s1
+  v2 = s1 * v1
+  v1 = v0 + v1
+  v2 = s0 * v0
+  v2 = v0 + v2
+  v2 = s0 * v0
+  s1 = s1 * s3
+def Predict():
+  s2 = 0.894723
+  s1 = dot(v0, v1)
+def Learn():
+  v1 = s0 * v0
+  v1 = v2 + v1
+  v1 = v1 + v2
+  s1 = s2 * s3
+  v1 = s1 * v1
+  v1 = v2 + v1
+  v2 = s1 * v1
+  v1 = s1 * v2
+""")
+
+
+def test_evolved_demo_algorithm_simplified_and_exported_matches_interpreters():
+    simplified = simp.simplify(EVOLVED_DEMO)
+    assert simplified.sizes == (3, 2, 8)
+    task = az.tasks.scalar_linear_regression_task(4, 100, 100, data_seed=3, param_seed=4)
+    memory = dict(num_scalars=4, num_vectors=3, num_matrices=1)
+    cpu = az.evaluate([EVOLVED_DEMO, simplified], task, **memory, backend="cpu")[:, 0]
+    assert cpu[0] == cpu[1] and cpu[0] > 0.3
+    run = ex.run_task(simplified, task, dtype="float64")
+    assert run.fitness == pytest.approx(cpu[0], abs=1e-12)
+    reference = oracle.run(EVOLVED_DEMO, task, **memory, record_errors=(100, 0))
+    np.testing.assert_allclose(run.train_errors, reference.train_errors, rtol=1e-12)
