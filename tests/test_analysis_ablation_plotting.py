@@ -167,3 +167,22 @@ def test_missing_matplotlib_gives_a_clear_error(monkeypatch):
     with pytest.raises(ImportError, match=r"azero_jax\[plot\]"):
         plotting.plot_progress([{"individuals": 1, "elapsed_secs": 1, "best_fitness": 1,
                                  "mean_fitness": 1}])
+
+
+def test_load_algorithm_from_text_checkpoint_and_directory(tmp_path):
+    from azero_jax import analysis, checkpoint
+    lin, nn = generator.linear_model(0.01), generator.neural_net()
+    (tmp_path / "algo.txt").write_text(str(nn))
+    assert analysis.load_algorithm(tmp_path / "algo.txt") == nn
+    arrays = checkpoint.pack_algorithms([lin, nn, lin], "population")
+    arrays["fitness"] = np.array([0.2, 0.9, 0.5])
+    checkpoint.save(str(tmp_path / "ckpt" / "state.npz"), {"best_text": None}, arrays)
+    assert analysis.load_algorithm(tmp_path / "ckpt" / "state.npz") == nn
+    assert analysis.load_algorithm(tmp_path / "ckpt") == nn
+    checkpoint.save(str(tmp_path / "best.npz"), {"best_text": str(lin)}, arrays)
+    assert analysis.load_algorithm(tmp_path / "best.npz") == lin
+    with pytest.raises(ValueError, match="no such file"):
+        analysis.load_algorithm(tmp_path / "missing.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no best_algorithm.txt"):
+        analysis.load_algorithm(tmp_path / "empty")
