@@ -305,3 +305,31 @@ def success_thresholds(tune_tasks: Sequence[Task], eval_tasks: Sequence[Task],
         out[model] = float(train_and_evaluate(model, eval_tasks, [result.best], seed=seed + 1,
                                               **kwargs).mean())
     return out
+
+
+def _main(argv):  # python -m azero_jax.baselines: the success thresholds on projected tasks
+    from absl import flags
+
+    from azero_jax.datasets import protocol
+    from azero_jax.tasks import make_tasks
+
+    del argv
+    f = flags.FLAGS
+    search = make_tasks(protocol.search_task_spec(f.dataset, f.dataset_dir, num_tasks=f.tune_tasks))
+    select = make_tasks(protocol.select_task_spec(f.dataset, f.dataset_dir, num_tasks=f.eval_tasks))
+    thresholds = success_thresholds(search, select, f.trials, f.seed)
+    print(f"Success thresholds on projected binary {f.dataset} (F = 16): tuned on "
+          f"{len(search)} T_search tasks with {f.trials} trials, evaluated on {len(select)} "
+          f"T_select tasks: linear {thresholds['linear']:.4f}, NN {thresholds['nn']:.4f}")
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    flags.DEFINE_string("dataset", "digits", "digits | mnist | fashion_mnist | cifar10.")
+    flags.DEFINE_string("dataset_dir", None, "Reference dataset files or raw dataset files.")
+    flags.DEFINE_integer("tune_tasks", 10, "T_search tasks to tune on.")
+    flags.DEFINE_integer("eval_tasks", 100, "T_select tasks to evaluate on.")
+    flags.DEFINE_integer("trials", 100, "Random-search trials per baseline.")
+    flags.DEFINE_integer("seed", 0, "Random-search seed.")
+    app.run(_main)

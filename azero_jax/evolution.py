@@ -428,10 +428,34 @@ class Search:
             from azero_jax import cpu_evaluator
             return cpu_evaluator.evaluate_pairs(*args, **kwargs)
         if self.evaluate_fn is evaluator_lib.evaluate_pairs and self.backend == "jax":
-            from azero_jax import jax_evaluator
-            kwargs.setdefault("dtype", "float32")
-            return jax_evaluator.evaluate_pairs(*args, op_sets=self.op_sets, **kwargs)
+            return self._run_jax(request, kwargs)
         return self.evaluate_fn(*args, backend=self.backend, op_sets=self.op_sets, **kwargs)
+
+    def _run_jax(self, request: EvalRequest, kwargs: dict) -> PairResults:
+        """JAX: pads every request to one fixed pair count so each kind compiles once.
+
+        Padding pairs repeat the first pair with 0 training steps; their results are
+        dropped.
+        """
+        from azero_jax import jax_evaluator
+        kwargs.setdefault("dtype", "float32")
+        n = len(request)
+        size = 8
+        while size < self.child_batch_size * len(self.tasks):
+            size *= 2
+        size = max(size, -(-n // size) * size)
+        pad = size - n
+        a_idx = np.concatenate([request.algorithm_index, np.full(pad, request.algorithm_index[0])])
+        t_idx = np.concatenate([request.task_index, np.full(pad, request.task_index[0])])
+        kwargs["train_steps"] = np.concatenate([np.asarray(request.train_steps, np.int64),
+                                                np.zeros(pad, np.int64)])
+        kwargs.setdefault("max_batch", size)
+        out = jax_evaluator.evaluate_pairs(request.algorithms, self.tasks, a_idx, t_idx,
+                                           op_sets=self.op_sets, **kwargs)
+        fields = {name: (None if getattr(out, name) is None else getattr(out, name)[:n])
+                  for name in ("fitness", "train_steps", "train_errors", "num_train_errors",
+                               "valid_errors", "num_valid_errors")}
+        return PairResults(**fields)
 
     def _drive(self, gen):
         try:

@@ -44,7 +44,10 @@ from azero_jax.tasks import ACCURACY, Task
 TRACE_COUNTS: collections.Counter = collections.Counter()
 
 _KIND_CODE = {None: 0, "S": 1, "V": 2, "M": 3}
-_UNROLL_LIMIT = 64  # longer component functions run as a lax.scan instead of unrolled
+_UNROLL_LIMIT = 64
+# How an instruction writes its result: "scatter" (one row, in place) or "select" (a masked
+# rewrite of the whole typed memory). Scatter measured 2-12x faster on CPU; GPU untested.
+_WRITE_MODE = __import__("os").environ.get("AZERO_WRITE_MODE", "scatter")  # longer component functions run as a lax.scan instead of unrolled
 
 
 def bucket_length(n: int) -> int:
@@ -267,10 +270,14 @@ class _ComponentExec:
             else:
                 result = lax.switch(jnp.asarray(local)[branch], fns, args)
             target = memories[type_]
-            size = target.shape[0]
-            hit = (kind == _KIND_CODE[type_]) & (jnp.arange(size) == out)
-            hit = hit.reshape((size,) + (1,) * (target.ndim - 1))
-            memories[type_] = jnp.where(hit, result[None], target)
+            if _WRITE_MODE == "scatter":
+                writes = kind == _KIND_CODE[type_]
+                memories[type_] = target.at[out].set(jnp.where(writes, result, target[out]))
+            else:
+                size = target.shape[0]
+                hit = (kind == _KIND_CODE[type_]) & (jnp.arange(size) == out)
+                hit = hit.reshape((size,) + (1,) * (target.ndim - 1))
+                memories[type_] = jnp.where(hit, result[None], target)
         return (memories["S"], memories["V"], memories["M"])
 
     def run(self, mem, branches, addrs, datas, key):
