@@ -44,10 +44,10 @@ from azero_jax.tasks import ACCURACY, Task
 TRACE_COUNTS: collections.Counter = collections.Counter()
 
 _KIND_CODE = {None: 0, "S": 1, "V": 2, "M": 3}
-_UNROLL_LIMIT = 64
+_UNROLL_LIMIT = 64  # longer component functions run as a lax.scan instead of unrolled
 # How an instruction writes its result: "scatter" (one row, in place) or "select" (a masked
 # rewrite of the whole typed memory). Scatter measured 2-12x faster on CPU; GPU untested.
-_WRITE_MODE = __import__("os").environ.get("AZERO_WRITE_MODE", "scatter")  # longer component functions run as a lax.scan instead of unrolled
+_WRITE_MODE = __import__("os").environ.get("AZERO_WRITE_MODE", "scatter")
 
 
 def bucket_length(n: int) -> int:
