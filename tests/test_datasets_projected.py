@@ -241,3 +241,20 @@ def test_multiclass_tasks_one_hot():
         az.make_tasks(protocol.multiclass_task_spec("digits", features_size=8, num_tasks=1))
     with pytest.raises(ValueError, match=r"select seeds must lie in \[800, 1000\)"):
         protocol.multiclass_task_spec("digits", split="select", num_tasks=300)
+
+
+def test_in_memory_projection_from_raw_idx_files(tmp_path):
+    from test_datasets import _idx_bytes  # tests/ is on sys.path (conftest)
+    rng = np.random.RandomState(4)
+    labels = (np.arange(100) % 10).astype(np.uint8)
+    for prefix, n in (("train", 100), ("t10k", 10)):
+        (tmp_path / f"{prefix}-images-idx3-ubyte").write_bytes(
+            _idx_bytes(rng.randint(0, 256, size=(n, 28, 28)).astype(np.uint8)))
+        (tmp_path / f"{prefix}-labels-idx1-ubyte").write_bytes(_idx_bytes(labels[:n]))
+    spec = az.TaskSpec("projected_binary_classification_task", 4, 12, 3, "accuracy",
+                       data_seeds=(0,), params=(("dataset_name", "mnist"), ("path", str(tmp_path)),
+                                                ("positive_class", 2), ("negative_class", 5)))
+    task = az.make_tasks(spec)[0]
+    assert task.name == "binary_mnist-pos_2-neg_5-dim_4-seed_0"
+    # 20 images: split 16 / 4 (the 8000:2000 ratio), the task takes the first 12 / 3.
+    assert (task.num_train, task.num_valid, task.features_size) == (12, 3, 4)
