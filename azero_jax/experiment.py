@@ -330,6 +330,7 @@ class ExperimentRunner:
                     "elapsed_secs": self.elapsed_secs, "fec_hit_rate": search.fec_hit_rate(),
                     "fec_saved_train_steps": search.fec_saved_train_steps,
                     "budget_rejections": search.budget_rejections,
+                    "child_batch_size": search.child_batch_size,
                     "hurdles": search.hurdle_stats.to_dict(),
                     "algorithm": format_algorithm(candidate.algorithm),
                 }
@@ -371,8 +372,9 @@ class ExperimentRunner:
             "best_algorithm": best_text,
             "memory": dataclasses.asdict(self.config.memory),
             "backend": self.config.backend,
-            "child_batch_size": self.search.child_batch_size if self.search else
-            self.config.child_batch_size,
+            "child_batch_size": (self.search.child_batch_size if self.search else
+                                 self.experiments[-1]["child_batch_size"] if self.experiments
+                                 else self.config.child_batch_size),
             "random_search": self.config.random_search,
         }
         if self.experiments:

@@ -168,3 +168,19 @@ def test_hand_coded_initial_population_is_not_mutated():
         search.step()
     padded = generator.pad(generator.linear_model(), 3, 1, 4)
     assert all(a == padded for a in search.population)
+
+
+@pytest.mark.slow
+def test_jax_backend_compiles_once_per_kind_and_matches_cpu():
+    jax_evaluator = pytest.importorskip("azero_jax.jax_evaluator")
+    spec = small_spec(fec=FECConfig(10, 10), population_size=16)
+    before = dict(jax_evaluator.TRACE_COUNTS)
+    on_jax = Search(spec, memory=MEMORY, seed=12, backend="jax", child_batch_size=8)
+    on_cpu = Search(spec, memory=MEMORY, seed=12, backend="cpu", child_batch_size=8)
+    for _ in range(5):
+        on_jax.step()
+        on_cpu.step()
+    new = {k: v - before.get(k, 0) for k, v in jax_evaluator.TRACE_COUNTS.items()
+           if v != before.get(k, 0)}
+    assert len(new) <= 2 and set(new.values()) == {1}  # probe and full: one trace each
+    assert np.allclose(on_jax.fitness, on_cpu.fitness, atol=1e-5)
