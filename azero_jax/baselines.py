@@ -37,6 +37,7 @@ import numpy as np
 from azero_jax.tasks import ACCURACY, Task
 
 MODELS = ("linear", "nn")
+MEMORY_BUDGET = 8e9  # bytes of parameters and their temporaries per device call
 TUNING_RANGE = (1e-3, 1e3)
 
 
@@ -245,7 +246,11 @@ def train_and_evaluate(model: str, tasks: Sequence[Task], trials: Sequence[Hyper
             n_train, n_valid, data, orders = _padded(tasks, members, np_dtype)
             fn = _trainer(model, F, n_train, n_valid, epochs, K, int(hidden_size or F), bias, x64)
             pairs = [(a, j) for a in range(len(trials)) for j in range(len(members))]
-            size = min(chunk, _bucket(len(pairs)))
+            # Bound the parameters (+ gradients, updates, temporaries) held per call.
+            hidden = int(hidden_size or F) if model == "nn" else max(K, 1)
+            per_pair = 4 * (F * hidden + hidden * max(K, 1)) * (8 if x64 else 4)
+            fits = max(1, int(MEMORY_BUDGET // per_pair))
+            size = min(chunk, _bucket(len(pairs)), 1 << (fits.bit_length() - 1))
             for start in range(0, len(pairs), size):
                 part = pairs[start:start + size]
                 padded = part + [part[-1]] * (size - len(part))

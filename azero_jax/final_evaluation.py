@@ -218,11 +218,30 @@ class MethodResult:
         return float(np.std(self.test_accuracies))
 
 
+DEVICE_MEMORY_BUDGET = 16e9  # bytes of evaluator memory per JAX call at large F
+
+
+def max_batch_for(memory: evaluator_lib.MemoryConfig, features_size: int, dtype: str) -> int:
+    """Pairs per JAX call so that memories (x3 for temporaries) fit the budget; a power of 2.
+
+    At F = 3072 one pair's 3 matrices take 113 MB in float32, so the evaluator's default
+    accelerator batch (8192 pairs) would not fit.
+    """
+    cells = (memory.num_scalars + memory.num_vectors * features_size
+             + memory.num_matrices * features_size ** 2)
+    per_pair = 3 * cells * (8 if dtype == "float64" else 4)
+    batch = int(max(1, min(8192, DEVICE_MEMORY_BUDGET // per_pair)))
+    return 1 << (batch.bit_length() - 1)
+
+
 def _evaluate(algorithms, tasks, memory, seed, backend, op_sets, dtype):
+    options = {}
+    if evaluator_lib.resolve_backend(backend) == "jax":
+        options["max_batch"] = max_batch_for(memory, tasks[0].features_size, dtype)
     grid = evaluator_lib.evaluate(algorithms, tasks, num_scalars=memory.num_scalars,
                                   num_vectors=memory.num_vectors,
                                   num_matrices=memory.num_matrices, seed=seed, backend=backend,
-                                  op_sets=op_sets, dtype=dtype)
+                                  op_sets=op_sets, dtype=dtype, **options)
     return grid
 
 
