@@ -1,6 +1,7 @@
 """azero_jax: AutoML-Zero on JAX (Real et al., ICML 2020)."""
 
 from azero_jax import generator, ops, tasks
+from azero_jax import datasets  # registers the projected classification task types
 from azero_jax.evaluator import (MemoryConfig, PairResults, combine_fitnesses, evaluate,
                                  evaluate_pairs, flip_and_squash)
 from azero_jax.program import (Algorithm, ParseError, format_algorithm, instruction,
@@ -12,5 +13,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Algorithm", "MemoryConfig", "PairResults", "ParseError", "Task", "TaskSpec",
     "combine_fitnesses", "evaluate", "evaluate_pairs", "flip_and_squash", "format_algorithm",
-    "generator", "instruction", "make_tasks", "ops", "parse_algorithm", "tasks",
+    "datasets", "generator", "instruction", "make_tasks", "ops", "parse_algorithm", "tasks",
 ]
