@@ -82,10 +82,15 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
     for p in range(first, last):
         prog = pairs[p, P_PROG]
         t = pairs[p, P_TASK]
+        # F is a compile-time constant in specialised copies; Fr is always read at run
+        # time: inner loops over Fv = Fr stay loops, so LLVM vectorises them (with alias
+        # checks) instead of unrolling them into scalar code.
+        Fr = tasks[t, T_F]
         if _F_CONST > 0:
             F = _F_CONST
         else:
-            F = tasks[t, T_F]
+            F = Fr
+        Fv = F if F < 12 else Fr  # small F: fully unrolled scalar code is faster
         n_train = tasks[t, T_NTRAIN]
         n_valid = tasks[t, T_NVALID]
         epochs = tasks[t, T_EPOCHS]
@@ -215,7 +220,7 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                 elif op == 28:  # outer: m[r][c] = a_r * b_c
                     for r in range(F):
                         a = mem[x + r]
-                        for c in range(F):
+                        for c in range(Fv):
                             mem[z + r * F + c] = a * mem[y + c]
                 elif op == 29:
                     s = mem[x]
@@ -235,11 +240,11 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                 elif op == 32:  # m[r][c] = v[r]
                     for r in range(F):
                         a = mem[x + r]
-                        for c in range(F):
+                        for c in range(Fv):
                             mem[z + r * F + c] = a
                 elif op == 33:  # m[r][c] = v[c]
                     for r in range(F):
-                        for c in range(F):
+                        for c in range(Fv):
                             mem[z + r * F + c] = mem[x + c]
                 elif op == 34:
                     acc = 0.0
@@ -291,7 +296,7 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                     for r in range(F):
                         for j in range(F):
                             a = mem[x + r * F + j]
-                            for c in range(F):
+                            for c in range(Fv):
                                 tmp[r * F + c] += a * mem[y + j * F + c]
                     for k in range(F * F):
                         mem[z + k] = tmp[k]
@@ -513,10 +518,16 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                                 vfit = 1.0 + -0.63661977236758138243 * math.atan(loss)
 
             while nxt != _GO_NONE:
-                if nxt == _GO_TRAIN_STEP:
-                    steps += 1
-                    example = orders[ordr + epoch * n_train + step]
-                    row = xtr + example * F
+                if nxt == _GO_TRAIN_STEP or nxt == _GO_VALID_STEP:
+                    # Load an example: v0 = features, label hidden (s0 = 0, or v1 = 0).
+                    if nxt == _GO_TRAIN_STEP:
+                        steps += 1
+                        example = orders[ordr + epoch * n_train + step]
+                        row = xtr + example * F
+                        phase = _TRAIN_PREDICT
+                    else:
+                        row = xva + vstep * F
+                        phase = _VALID_PREDICT
                     for k in range(F):
                         mem[v0 + k] = xs[row + k]
                     if K == 0:
@@ -524,7 +535,6 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                     else:
                         for k in range(F):
                             mem[v1 + k] = 0.0
-                    phase = _TRAIN_PREDICT
                     start = p_start
                     end = p_end
                     nxt = _GO_NONE
@@ -534,22 +544,8 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                     if num_valid_steps > 0:
                         nxt = _GO_VALID_STEP
                     else:
-                        # no example run: the loss stays 0
-                        vfit = 1.0
+                        vfit = 1.0  # no example run: the loss stays 0
                         nxt = _GO_VALID_END
-                elif nxt == _GO_VALID_STEP:
-                    row = xva + vstep * F
-                    for k in range(F):
-                        mem[v0 + k] = xs[row + k]
-                    if K == 0:
-                        mem[0] = 0.0
-                    else:
-                        for k in range(F):
-                            mem[v1 + k] = 0.0
-                    phase = _VALID_PREDICT
-                    start = p_start
-                    end = p_end
-                    nxt = _GO_NONE
                 elif nxt == _GO_VALID_END:
                     if vfit > best:
                         best = vfit

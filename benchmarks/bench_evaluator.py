@@ -1,0 +1,201 @@
+"""Times the evaluators on the fixed workloads W1, W2, W3 (the C++ reference's timings).
+
+For each backend, workload, batch size and thread count it prints the compile (first
+call) seconds, algorithms/s, training steps/s (the ``train_steps`` the evaluator returns:
+one step = one Predict + Learn on one example; aborted evaluations run fewer), the device,
+the cores and the ratio to the reference's single-core figure (midpoint of its range), and
+appends one JSON line per measurement to ``<out_dir>/evaluator.jsonl``.
+
+Wall-clock rates are the headline. Because a shared machine may be busy, the CPU-time
+rate (steps per second of this process's CPU time, i.e. per busy core) and the load
+average are recorded too.
+
+Usage (from the repository root):
+    python benchmarks/bench_evaluator.py --backend=cpu --num_threads=1,2
+    python benchmarks/bench_evaluator.py --backend=jax --batch_sizes=1000,10000
+    python benchmarks/bench_evaluator.py --backend=cpu --cold_cache   # compile from scratch
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, _HERE)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("backend", "cpu", ["cpu", "jax", "both"], "Evaluator backend(s) to time.")
+flags.DEFINE_list("workloads", ["w1", "w2", "w3"], "Workloads to run (w1, w2, w3).")
+flags.DEFINE_list("batch_sizes", ["0"], "Pairs per evaluate_pairs call; 0 = the whole workload.")
+flags.DEFINE_list("num_threads", ["1"], "CPU backend thread counts to time (ignored by jax).")
+flags.DEFINE_integer("repeats", 3, "Timed passes per configuration; the fastest is reported.")
+flags.DEFINE_string("out_dir", os.path.join(_HERE, "results"), "Where evaluator.jsonl goes.")
+flags.DEFINE_string("bench_dir", None, "The shared/bench folder (default ../shared/bench).")
+flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "JAX backend dtype.")
+flags.DEFINE_bool("cold_cache", False, "Compile the CPU kernels from scratch (fresh caches).")
+flags.DEFINE_bool("write", True, "Append the results to <out_dir>/evaluator.jsonl.")
+flags.DEFINE_string("note", "", "Free text stored with each JSON line.")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        return os.cpu_count() or 1
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_HERE, text=True,
+                              capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _batches(num_pairs: int, batch_size: int):
+    size = num_pairs if batch_size <= 0 else batch_size
+    return [(start, min(num_pairs, start + size)) for start in range(0, num_pairs, size)]
+
+
+def run_one(az, np, workload, backend: str, batch_size: int, num_threads: int | None,
+            repeats: int) -> dict:
+    """Times one configuration; returns the JSON record."""
+    A, T = len(workload.algorithms), len(workload.tasks)
+    a_idx, t_idx = np.meshgrid(np.arange(A), np.arange(T), indexing="ij")
+    a_idx, t_idx = a_idx.ravel(), t_idx.ravel()
+    batches = _batches(len(a_idx), batch_size)
+    options = dict(memory=workload.memory, max_abs_error=100.0, seed=0,
+                   algorithm_ids=np.arange(A), backend=backend)
+    if backend == "cpu":
+        options["num_threads"] = num_threads
+    else:
+        options["dtype"] = FLAGS.dtype
+
+    def evaluate(start, end):
+        return az.evaluate_pairs(list(workload.algorithms), list(workload.tasks),
+                                 a_idx[start:end], t_idx[start:end], **options)
+
+    # First call: compile (or load the compiled code), on the first batch.
+    t0 = time.perf_counter()
+    evaluate(*batches[0])
+    first_call = time.perf_counter() - t0
+    best_wall, best_cpu, steps = float("inf"), float("inf"), 0
+    for _ in range(repeats):
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        steps = 0
+        for start, end in batches:
+            steps += int(evaluate(start, end).train_steps.sum())
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
+    batch_steady = best_wall * (batches[0][1] - batches[0][0]) / len(a_idx)
+    if backend == "cpu":
+        device = f"cpu: {_cpu_model()}"
+    else:
+        import jax
+        dev = jax.devices()[0]
+        device = f"{dev.platform}: {getattr(dev, 'device_kind', dev.platform)}"
+    low, high = workload.reference_steps_per_s
+    mid = workload.reference_midpoint
+    rate = steps / best_wall
+    rate_cpu = steps / best_cpu if best_cpu > 0 else float("nan")
+    return {
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": _git_commit(),
+        "workload": workload.name,
+        "backend": backend,
+        "dtype": "float64" if backend == "cpu" else FLAGS.dtype,
+        "batch_size": batch_size if batch_size > 0 else len(a_idx),
+        "num_threads": num_threads if backend == "cpu" else None,
+        "device": device,
+        "cores": _cores(),
+        "load_avg_1m": os.getloadavg()[0],
+        "pairs": len(a_idx),
+        "algorithms": A,
+        "tasks": T,
+        "first_call_s": round(first_call, 4),
+        "compile_s": round(max(0.0, first_call - batch_steady), 4),
+        "cold_cache": bool(FLAGS.cold_cache),
+        "wall_s": round(best_wall, 5),
+        "cpu_s": round(best_cpu, 5),
+        "train_steps": steps,
+        "algorithms_per_s": round(A / best_wall, 2),
+        "steps_per_s": round(rate, 1),
+        "steps_per_cpu_s": round(rate_cpu, 1),
+        "reference_steps_per_s": [low, high],
+        "reference_mid": mid,
+        "ratio": round(rate / mid, 3),
+        "ratio_cpu_time": round(rate_cpu / mid, 3),
+        "repeats": repeats,
+        "note": FLAGS.note,
+        "command": " ".join(["python", "benchmarks/bench_evaluator.py"] + sys.argv[1:]),
+    }
+
+
+def _print(record: dict) -> None:
+    low, high = record["reference_steps_per_s"]
+    threads = record["num_threads"]
+    print(f"{record['workload']:>3} {record['backend']:>3} batch={record['batch_size']:<6} "
+          f"threads={threads if threads else '-':<2} first_call={record['first_call_s']:.2f}s "
+          f"compile~{record['compile_s']:.2f}s  {record['algorithms_per_s']:9.1f} alg/s  "
+          f"{record['steps_per_s'] / 1e6:8.3f} M steps/s (cpu-time {record['steps_per_cpu_s'] / 1e6:.3f})"
+          f"  ratio {record['ratio']:.2f}x (cpu-time {record['ratio_cpu_time']:.2f}x) vs "
+          f"reference {low / 1e6:g}-{high / 1e6:g} M (mid {record['reference_mid'] / 1e6:.3g} M)"
+          f"  [{record['device']}, {record['cores']} cores, load {record['load_avg_1m']:.1f}]")
+
+
+def main(argv):
+    del argv
+    if FLAGS.cold_cache:
+        fresh = tempfile.mkdtemp(prefix="azero_bench_cache_")
+        os.environ["NUMBA_CACHE_DIR"] = os.path.join(fresh, "numba")
+        os.environ["AZERO_JAX_CACHE_DIR"] = fresh
+    t0 = time.perf_counter()
+    import numpy as np
+    import azero_jax as az
+    import workloads as workloads_lib
+    import_s = time.perf_counter() - t0
+    backends = ["cpu", "jax"] if FLAGS.backend == "both" else [FLAGS.backend]
+    records = []
+    print(f"import azero_jax: {import_s:.2f}s")
+    for name in FLAGS.workloads:
+        workload = workloads_lib.load(name, FLAGS.bench_dir)
+        for backend in backends:
+            threads = [int(n) for n in FLAGS.num_threads] if backend == "cpu" else [None]
+            for batch_size in (int(b) for b in FLAGS.batch_sizes):
+                for num_threads in threads:
+                    record = run_one(az, np, workload, backend, batch_size, num_threads,
+                                     FLAGS.repeats)
+                    record["import_s"] = round(import_s, 3)
+                    _print(record)
+                    records.append(record)
+    if FLAGS.write and records:
+        os.makedirs(FLAGS.out_dir, exist_ok=True)
+        path = os.path.join(FLAGS.out_dir, "evaluator.jsonl")
+        with open(path, "a") as f:
+            for record in records:
+                f.write(json.dumps(record) + "\n")
+        print(f"appended {len(records)} lines to {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)
