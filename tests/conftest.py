@@ -6,8 +6,8 @@
   import error as the reason (the backends are optional while they are written).
 * :class:`ProgramGenerator` makes random algorithms (any op mix, random lengths,
   edge-value constants) reproducibly from a seed; tests draw from it.
-* The ``slow`` marker: ``pytest -m slow`` runs the larger sweeps; by default they are
-  skipped unless ``--run-slow`` is given (or ``-m slow`` selects them).
+* The larger sweeps are marked ``slow`` (pyproject's default ``-m 'not gpu and not
+  slow'`` leaves them out; ``pytest -m slow tests/test_oracle_differential.py`` runs them).
 """
 
 from __future__ import annotations
@@ -27,24 +27,6 @@ import oracle  # noqa: E402  (tests/oracle.py)
 from azero_jax import program as program_lib  # noqa: E402
 
 BACKENDS = ("jax", "cpu")
-
-
-def pytest_addoption(parser):
-    parser.addoption("--run-slow", action="store_true", default=False,
-                     help="also run tests marked @pytest.mark.slow")
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: a larger sweep, skipped unless --run-slow or -m slow")
-
-
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("--run-slow") or "slow" in (config.getoption("-m") or ""):
-        return
-    skip = pytest.mark.skip(reason="slow sweep: run with --run-slow or -m slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
 
 
 @functools.lru_cache(maxsize=None)

@@ -70,8 +70,11 @@ OP_SETS = (frozenset(NON_RANDOM_OPS),) * 3
 # Tasks and algorithms of the sweep.
 
 
-def group_tasks(F: int) -> list[Task]:
-    """Four tasks of one F: linear (E=1), accuracy (E=1), teacher NN (E=3), big labels (E=2)."""
+def group_tasks(F: int, epochs: int | None = None) -> list[Task]:
+    """Four tasks of one F: linear (E=1), accuracy (E=1), teacher NN (E=3), big labels (E=2).
+
+    With ``epochs`` every task gets that many epochs (one evaluation shape for JAX).
+    """
     rng = np.random.default_rng(1000 + F)
     x = rng.standard_normal((N_TRAIN + N_VALID, F))
     w = rng.standard_normal(F)
@@ -85,35 +88,45 @@ def group_tasks(F: int) -> list[Task]:
     big_y = 30.0 * np.tanh(x @ w) + 10.0
     big = Task(x[:N_TRAIN], big_y[:N_TRAIN], x[N_TRAIN:], big_y[N_TRAIN:], num_epochs=2,
                data_seed=5, name="big_labels")
-    return [t.with_index(i) for i, t in enumerate((lin, acc, nn, big))]
+    found = (lin, acc, nn, big)
+    if epochs is not None:
+        found = tuple(dataclasses.replace(t, num_epochs=epochs, train_orders=None)
+                      for t in found)
+    return [t.with_index(i) for i, t in enumerate(found)]
 
 
-def group_algorithms(F: int, memory, count: int) -> list:
-    gen = ProgramGenerator(np.random.default_rng(F * 7919 + 1), edge_probability=0.1)
+def group_algorithms(F: int, memory, count: int, pool=None) -> list:
+    """Random algorithms of one group: from all non-random ops (``pool`` None, with some
+    mutated hand-coded models) or only from the ops of ``pool``."""
+    gen = ProgramGenerator(np.random.default_rng(F * 7919 + 1 + (pool is not None)),
+                           edge_probability=0.1)
+    ops = NON_RANDOM_OPS if pool is None else tuple(sorted(pool))
     S, V, M = memory
-    seeds = [generator_lib.linear_model(0.01)] if S >= 4 and V >= 3 else []
-    if S >= 5 and V >= 9 and M >= 2:
+    seeds = []
+    if pool is None and S >= 4 and V >= 3:
+        seeds.append(generator_lib.linear_model(0.01))
+    if pool is None and S >= 5 and V >= 9 and M >= 2:
         seeds.append(generator_lib.neural_net(0.01, 0.1, 0.1).replace(
             0, [program_lib.instruction("SCALAR_CONST_SET_OP", out=3, d=0.01),
                 program_lib.instruction("VECTOR_CONST_SET_OP", out=2, f0=0.3, f1=0.2),
                 program_lib.instruction("MATRIX_CONST_SET_OP", out=0, f0=0.6, f1=0.1,
                                         f2=-0.3)]))
+    scalar_writers = [op for op in ops if oracle.OPERAND_TYPES[op][2] == "S"]
     out = []
     for i in range(count):
         kind = gen.rng.random()
         if kind < 0.15 and seeds:
             base = seeds[int(gen.rng.integers(len(seeds)))]
             out.append(gen.mutate(base, memory, num_changes=int(gen.rng.integers(1, 4))))
-        elif kind < 0.35:
+        elif kind < 0.35 and scalar_writers:
             # Short Predicts that always end by writing s1: more programs that learn.
-            algo = gen.algorithm(memory, sizes=((0, 3), (1, 4), (1, 6)))
-            last = gen.instruction(int(gen.rng.choice([1, 3, 21, 27, 50, 54, 12])), memory)
-            last = program_lib.as_component([last])
-            fixed = np.array(last)
+            algo = gen.algorithm(memory, sizes=((0, 3), (1, 4), (1, 6)), ops=(ops,) * 3)
+            last = gen.instruction(int(gen.rng.choice(scalar_writers)), memory)
+            fixed = np.array(program_lib.as_component([last]))
             fixed["out"] = 1
             out.append(algo.replace(1, np.concatenate([algo.predict, fixed])))
         else:
-            out.append(gen.algorithm(memory, sizes=((0, 5), (1, 8), (0, 10))))
+            out.append(gen.algorithm(memory, sizes=((0, 5), (1, 8), (0, 10)), ops=(ops,) * 3))
     return out
 
 
@@ -183,6 +196,35 @@ def mismatches(results, i, expected: oracle.OracleResult) -> list[str]:
     return problems
 
 
+def memory_mismatches(got, expected: oracle.OracleResult) -> list[str]:
+    """Differences between a backend's final memory (scalars, vectors, matrices) and the oracle's."""
+    problems = []
+    for name, a, b in zip(("s", "v", "m"), got, (expected.memory.s, expected.memory.v,
+                                                 expected.memory.m)):
+        a = np.asarray(a, dtype=np.float64)
+        if a.shape != b.shape or not np.allclose(a, b, rtol=RTOL, atol=1e-12, equal_nan=True):
+            bad = np.argwhere(~np.isclose(a, b, rtol=RTOL, atol=1e-12, equal_nan=True))
+            where = tuple(int(k) for k in bad[0]) if len(bad) else ()
+            problems.append(f"final {name}{list(where)} = {a[where] if len(bad) else a!r} != "
+                            f"oracle {b[where] if len(bad) else b!r}")
+    return problems
+
+
+def backend_memories(backend, results, algorithms, tasks, a_index, t_index, memory,
+                     max_abs_error, wanted):
+    """Final memory of the pairs ``wanted``: JAX's ``return_memory``, the CPU's ``run_debug``."""
+    if backend == "jax":
+        return {i: (results.scalars[i], results.vectors[i], results.matrices[i]) for i in wanted}
+    from azero_jax import cpu_evaluator
+    out = {}
+    for i in wanted:
+        debug = cpu_evaluator.run_debug(algorithms[a_index[i]], tasks[t_index[i]],
+                                        az.MemoryConfig(*memory), max_abs_error=max_abs_error,
+                                        record_errors=RECORD)
+        out[i] = (debug["scalars"], debug["vectors"], debug["matrices"])
+    return out
+
+
 def is_chaotic(algorithm, task, memory, expected, max_abs_error=100.0) -> bool:
     """Whether the oracle's own answer changes under another valid rounding."""
     for name in ("reversed", "ulp"):
@@ -218,8 +260,14 @@ def test_sweep_size():
     assert sorted(F for F, _, _ in GROUPS) == [1, 2, 4, 8, 16, 32]
 
 
-@pytest.mark.parametrize("backend_name", ["jax", "cpu"])
+FULL_SWEEP_BACKENDS = ["cpu", pytest.param("jax", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("backend_name", FULL_SWEEP_BACKENDS)
 def test_random_algorithms_match_oracle(backend_name):
+    """All 59 non-random ops in every component, six F: one JAX compile per F of a 59-op
+    switch takes minutes on a 2-core CPU, so the JAX run of this sweep is ``slow``
+    (the pooled sweep below covers JAX in the default run)."""
     backend = backend_or_skip(backend_name)
     total = 0
     chaotic = []
@@ -279,20 +327,26 @@ def _fill(gen_values, count, start):
     return [gen_values[(start + j) % len(gen_values)] for j in range(count)]
 
 
+def positions(F: int) -> list[int]:
+    """Entries the crafted Setup fills: all of them up to F = 4, else four spread ones."""
+    return list(range(F)) if F <= 4 else [0, F // 3, (2 * F) // 3, F - 1]
+
+
 def crafted_setup(F: int, scenario: int) -> list:
     """Setup instructions writing edge values into s2, s3, v1, v2, m0, m1."""
     I = program_lib.instruction
     x, y = SCALAR_PAIRS[scenario % len(SCALAR_PAIRS)]
     setup = [I("SCALAR_CONST_SET_OP", out=2, d=x), I("SCALAR_CONST_SET_OP", out=3, d=y)]
+    where = positions(F)
     for address, offset in ((1, 0), (2, 5)):
-        for j, value in enumerate(_fill(FLOAT_EDGES, F, scenario + offset)):
+        for j, value in zip(where, _fill(FLOAT_EDGES, len(where), scenario + offset)):
             setup.append(I("VECTOR_CONST_SET_OP", out=address, f0=(j + 0.5) / F, f1=value))
     for address, offset in ((0, 3), (1, 9)):
-        values = _fill(FLOAT_EDGES, F * F, scenario * 2 + offset)
-        for r in range(F):
-            for c in range(F):
+        values = iter(_fill(FLOAT_EDGES, len(where) ** 2, scenario * 2 + offset))
+        for r in where:
+            for c in where:
                 setup.append(I("MATRIX_CONST_SET_OP", out=address, f0=(r + 0.5) / F,
-                               f1=(c + 0.5) / F, f2=values[r * F + c]))
+                               f1=(c + 0.5) / F, f2=next(values)))
     return setup
 
 
@@ -346,10 +400,11 @@ def op_alone_cases(F: int, ops=NON_RANDOM_OPS) -> list[tuple[str, object]]:
     return cases
 
 
-def op_task(F: int) -> Task:
+def op_task(F: int, num_train: int = 3, num_valid: int = 2, epochs: int = 1) -> Task:
     rng = np.random.default_rng(77 + F)
-    x = rng.standard_normal((5, F))
-    return Task(x[:3], np.full(3, 0.5), x[3:], np.full(2, 0.5), name="op_alone")
+    x = rng.standard_normal((num_train + num_valid, F))
+    return Task(x[:num_train], np.full(num_train, 0.5), x[num_train:],
+                np.full(num_valid, 0.5), num_epochs=epochs, name="op_alone")
 
 
 def _run_cases(backend, F, cases, op_sets):
@@ -373,7 +428,7 @@ def _run_cases(backend, F, cases, op_sets):
     return failures
 
 
-@pytest.mark.parametrize("backend_name", ["jax", "cpu"])
+@pytest.mark.parametrize("backend_name", FULL_SWEEP_BACKENDS)
 @pytest.mark.parametrize("F", [1, 4])
 def test_every_op_alone(backend_name, F):
     backend = backend_or_skip(backend_name)
@@ -383,12 +438,13 @@ def test_every_op_alone(backend_name, F):
                           + "\n".join(failures[:8]))
 
 
-@pytest.mark.parametrize("backend_name", ["jax", "cpu"])
+@pytest.mark.parametrize("backend_name", FULL_SWEEP_BACKENDS)
 def test_deterministic_random_ops(backend_name):
     """uniform(lo, hi) with lo > hi or lo == hi is lo; gaussian(mu, 0) is mu (both backends)."""
     backend = backend_or_skip(backend_name)
     cases = op_alone_cases(4, ops=tuple(sorted(oracle.RANDOM_OPS)))
-    op_sets = (frozenset(range(56, 59)), frozenset(range(0, 65)), frozenset({0}))
+    op_sets = (frozenset(range(56, 59)), frozenset(oracle.RANDOM_OPS | {0, 1, 25, 27, 31}),
+               frozenset({0}))
     failures = _run_cases(backend, 4, cases, op_sets)
     assert not failures, "\n".join(failures[:8])
 
@@ -439,12 +495,12 @@ def Learn():
 def test_programs_writing_reserved_cells(backend_name):
     backend = backend_or_skip(backend_name)
     F, memory = 4, (8, 9, 3)
-    tasks = group_tasks(F)
+    tasks = group_tasks(F, epochs=2)
     algorithms = [az.parse_algorithm(text) for text in RESERVED_PROGRAMS.values()]
     a_index = np.repeat(np.arange(len(algorithms)), len(tasks))
     t_index = np.tile(np.arange(len(tasks)), len(algorithms))
     results = evaluate_backend(backend, algorithms, tasks, a_index, t_index, memory,
-                               max_abs_error=1e6)
+                               max_abs_error=1e6, op_sets=None)
     failures = []
     for i, (a, t) in enumerate(zip(a_index, t_index)):
         expected = run_oracle(algorithms[a], tasks[t], memory, max_abs_error=1e6)
@@ -453,6 +509,134 @@ def test_programs_writing_reserved_cells(backend_name):
             failures.append(f"{list(RESERVED_PROGRAMS)[a]} on {tasks[t].name}: "
                             + "; ".join(problems))
     assert not failures, "\n".join(failures)
+
+
+# ----------------------------------------------------------------------------------
+# The pooled sweep: every op, both backends, one compile per group (the default run).
+#
+# A JAX compile costs roughly a constant plus a share per op in the switches, so the
+# 58 ops 1..58 are split into three pools; each group (its own F, memory and epochs)
+# draws random algorithms from its pool only, and runs every op of its pool alone on
+# crafted memory in the same call (the op-alone task has the sweep tasks' shape). The
+# F = 4 group also runs the deterministic cases of the six random ops. Final memories
+# of the op-alone pairs are compared too (JAX: ``return_memory``; CPU: ``run_debug``).
+
+CONST_OPS = frozenset({56, 57, 58})
+READOUT_OPS = frozenset({0, 1, 25, 27, 31})
+# (F, memory (S, V, M), epochs of every task, number of random algorithms).
+POOLED_GROUPS = (
+    (1, (6, 6, 3), 1, 340),
+    (4, (8, 9, 3), 3, 340),
+    (32, (7, 6, 3), 2, 330),
+)
+
+
+def op_pools(n: int) -> list[frozenset]:
+    ops = np.random.default_rng(5).permutation(np.arange(1, 59))
+    return [frozenset(int(o) for o in ops[i::n]) for i in range(n)]
+
+
+@dataclasses.dataclass
+class Pooled:
+    F: int
+    memory: tuple
+    op_sets: tuple
+    algorithms: list
+    tasks: list
+    algorithm_index: np.ndarray
+    task_index: np.ndarray
+    case_ids: list  # None for a random-sweep pair, the op-alone case id otherwise
+    expected: list
+
+
+_POOLED: dict[int, Pooled] = {}
+
+
+def pooled_group(g: int) -> Pooled:
+    if g not in _POOLED:
+        F, memory, epochs, count = POOLED_GROUPS[g]
+        pool = op_pools(len(POOLED_GROUPS))[g]
+        extra = set(oracle.RANDOM_OPS) if F == 4 else set()
+        op_sets = (frozenset(pool | CONST_OPS | {0}),
+                   frozenset(pool | READOUT_OPS | extra), frozenset(pool | {0}))
+        algorithms = group_algorithms(F, memory, count, pool=pool)
+        tasks = group_tasks(F, epochs) + [op_task(F, N_TRAIN, N_VALID, epochs).with_index(4)]
+        rng = np.random.default_rng(100 + F)
+        a_index, t_index = [], []
+        for a in range(len(algorithms)):
+            for t in rng.choice(4, size=2, replace=False):
+                a_index.append(a)
+                t_index.append(int(t))
+        case_ids = [None] * len(a_index)
+        cases = op_alone_cases(F, ops=tuple(sorted(pool)))
+        if extra:
+            cases += op_alone_cases(F, ops=tuple(sorted(extra)))
+        for case_id, algorithm in cases:
+            a_index.append(len(algorithms))
+            t_index.append(4)
+            case_ids.append(case_id)
+            algorithms.append(algorithm)
+        expected = [run_oracle(algorithms[a], tasks[t], memory)
+                    for a, t in zip(a_index, t_index)]
+        _POOLED[g] = Pooled(F, memory, op_sets, algorithms, tasks, np.array(a_index),
+                            np.array(t_index), case_ids, expected)
+    return _POOLED[g]
+
+
+@pytest.mark.parametrize("backend_name", ["jax", "cpu"])
+def test_pooled_sweep_matches_oracle(backend_name):
+    backend = backend_or_skip(backend_name)
+    total, chaotic, failures, op_failures, op_pairs = 0, [], [], [], 0
+    for g in range(len(POOLED_GROUPS)):
+        data = pooled_group(g)
+        extra = {"return_memory": True} if backend == "jax" else {}
+        results = evaluate_backend(backend, data.algorithms, data.tasks, data.algorithm_index,
+                                   data.task_index, data.memory, op_sets=data.op_sets, **extra)
+        op_cases = [i for i, c in enumerate(data.case_ids) if c is not None]
+        memories = backend_memories(backend, results, data.algorithms, data.tasks,
+                                    data.algorithm_index, data.task_index, data.memory, 100.0,
+                                    op_cases)
+        for i, expected in enumerate(data.expected):
+            algorithm = data.algorithms[data.algorithm_index[i]]
+            task = data.tasks[data.task_index[i]]
+            problems = mismatches(results, i, expected)
+            if data.case_ids[i] is not None:
+                op_pairs += 1
+                problems += memory_mismatches(memories[i], expected)
+                if problems:
+                    op_failures.append(f"{data.case_ids[i]} (F={data.F}): " + "; ".join(problems)
+                                       + "\n" + describe(algorithm, task, data.memory))
+                continue
+            total += 1
+            if not problems:
+                continue
+            if is_chaotic(algorithm, task, data.memory, expected):
+                chaotic.append(f"F={data.F} pair {i}")
+                continue
+            failures.append(f"F={data.F} pair {i}: " + "; ".join(problems) + "\n"
+                            + describe(algorithm, task, data.memory))
+    print(f"{backend}: {total} random pairs ({len(chaotic)} chaotic, {len(failures)} real "
+          f"mismatches), {op_pairs} op-alone pairs ({len(op_failures)} mismatches)")
+    assert not op_failures, (f"{len(op_failures)} op-alone cases disagree with the oracle "
+                             "(first 6):\n" + "\n".join(op_failures[:6]))
+    assert not failures, (f"{len(failures)} of {total} pairs disagree with the oracle "
+                          f"(first 5):\n" + "\n".join(failures[:5]))
+    assert len(chaotic) <= CHAOTIC_LIMIT * total, chaotic
+
+
+def test_pooled_sweep_covers_every_op():
+    pools = op_pools(len(POOLED_GROUPS))
+    assert frozenset().union(*pools) == frozenset(range(1, 59))
+    assert sum(count for *_, count in POOLED_GROUPS) >= 1000
+    used = set()
+    for g in range(len(POOLED_GROUPS)):
+        data = pooled_group(g)
+        for algorithm in data.algorithms:
+            used |= algorithm.op_codes()
+        for c, allowed in enumerate(data.op_sets):
+            for algorithm in data.algorithms:
+                assert algorithm.op_codes(c) <= allowed
+    assert used >= set(range(1, 65))
 
 
 # ----------------------------------------------------------------------------------
