@@ -1023,7 +1023,7 @@ def _worker_main(worker: int, payload: dict, conn) -> None:
             last_report = now
 
     group.run(should_stop=should_stop, max_individuals=payload["max_individuals"],
-              on_step=on_step)
+              on_step=on_step, stop_search_fitness=payload["config"].stop_search_fitness)
     group.save()
     conn.send(("progress", worker, group.totals()))
     conn.send(("done", worker, group.candidates(), dict(group.calls)))
@@ -1080,7 +1080,7 @@ def _run_processes(spec, config: IslandsConfig, specs, *, seed, checkpoint_dir, 
         child.close()
         processes[worker], conns[worker] = process, parent
         server.register(worker)
-        _write_workers(checkpoint_dir, processes, restarts)
+        _write_pids(checkpoint_dir, {w: p.pid for w, p in processes.items()}, restarts)
 
     for worker in range(num_workers):
         start(worker)
@@ -1145,9 +1145,11 @@ def _run_processes(spec, config: IslandsConfig, specs, *, seed, checkpoint_dir, 
     return _result(candidates, progress.elapsed(), stats, sum(restarts.values()), calls)
 
 
-def _write_workers(directory: str, processes: dict, restarts) -> None:
+def _write_pids(directory: str, pids: dict, restarts=None) -> None:
     """``workers.json``: the pid and restart count of each worker (for operators, tests)."""
-    data = {str(w): {"pid": p.pid, "restarts": restarts[w]} for w, p in processes.items()}
+    restarts = restarts or {}
+    data = {str(w): {"pid": int(pid), "restarts": int(restarts.get(w, 0))}
+            for w, pid in pids.items()}
     tmp = os.path.join(directory, ".workers.json.tmp")
     with open(tmp, "w") as handle:
         json.dump(data, handle)
@@ -1336,7 +1338,27 @@ def islands_config_from_flags(path: str | None, **overrides) -> IslandsConfig:
     return IslandsConfig(**{k: v for k, v in overrides.items() if v is not None})
 
 
+FLAG_NAMES = ("num_islands", "migration_interval", "migration_fraction", "parallel",
+              "ray_address", "islands_config")
+
+
+def run_from_flags(flag_values, config, log: Callable[[str], None] = print) -> dict | None:
+    """What ``run_search_experiment`` calls: runs islands if any island flag is set.
+
+    Returns the JSON summary, or None when no island flag (``--num_islands``,
+    ``--migration_interval``, ``--migration_fraction``, ``--parallel``, ``--ray_address``,
+    ``--islands_config``) was given (the caller then runs the single-population loop).
+    Raises ValueError (one line, naming the flag or key) for a bad islands config.
+    """
+    values = {name: getattr(flag_values, name, None) for name in FLAG_NAMES}
+    if all(v is None for v in values.values()):
+        return None
+    path = values.pop("islands_config")
+    islands = islands_config_from_flags(path, **values)
+    return run_experiments(config, islands, log=log)
+
+
 __all__ = ["IslandsConfig", "IslandSpec", "Island", "IslandGroup", "IslandsResult",
            "MigrationServer", "run_islands", "run_experiments", "load_islands_config",
            "parse_islands_config", "spread_population_sizes", "assign_task_sets",
-           "sharded_jax_calls", "format_progress", "islands_config_from_flags"]
+           "sharded_jax_calls", "format_progress", "islands_config_from_flags", "run_from_flags"]

@@ -21,7 +21,7 @@ import sys
 
 from absl import app, flags
 
-from azero_jax import experiment
+from azero_jax import experiment, islands
 from azero_jax.evaluator import MemoryConfig
 from azero_jax.hurdles import HurdlesConfig
 from azero_jax.spec import parse_search_experiment_spec, parse_task_collection
@@ -54,6 +54,17 @@ flags.DEFINE_string("checkpoint_dir", None, "Periodic checkpoints; a restart res
 flags.DEFINE_float("checkpoint_every_secs", 30.0, "Seconds between checkpoints.")
 flags.DEFINE_string("metrics_log", None, "Appends progress figures as JSON lines.")
 flags.DEFINE_integer("max_individuals", None, "Optional cap on individuals per experiment.")
+flags.DEFINE_integer("num_islands", None, "Islands with migration (paper S3); any island flag "
+                     "runs azero_jax.islands (see docs/islands.md). Default 4 with islands.")
+flags.DEFINE_integer("migration_interval", None, "Evaluations of an island between migrations; "
+                     "0 = migration off (default 1000).")
+flags.DEFINE_float("migration_fraction", None, "Fraction of an island's population uploaded and "
+                   "replaced per migration (default 0.5).")
+flags.DEFINE_enum("parallel", None, ["batched", "processes", "ray"], "How islands run: batched in "
+                  "one process, one worker process per core, or on Ray (default batched).")
+flags.DEFINE_string("ray_address", None, "Ray cluster for --parallel=ray (default: a local Ray).")
+flags.DEFINE_string("islands_config", None, "Islands config JSON file (per-island population "
+                    "sizes and task sets, migration); flags override it.")
 
 
 def _text(value: str) -> str:
@@ -115,7 +126,13 @@ def main(argv):
         config = config_from_flags()
     except ValueError as error:
         raise app.UsageError(str(error)) from None
-    experiment.run_experiments(config, log=lambda line: print(line, flush=True))
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    try:
+        ran = islands.run_from_flags(FLAGS, config, log=log)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    if ran is None:
+        experiment.run_experiments(config, log=log)
 
 
 if __name__ == "__main__":
