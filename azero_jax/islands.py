@@ -453,6 +453,8 @@ def checkpoint_path(directory: str, island: int) -> str:
 
 
 _SHARD_LOCK = threading.Lock()
+# Sharded evaluator calls made so far and the device count of the last one's output.
+SHARD_STATS = {"calls": 0, "devices": 0}
 
 
 @contextlib.contextmanager
@@ -490,10 +492,13 @@ def sharded_jax_calls(devices=None):
         def call(progs, slots, task_ids, ids, steps, is_acc, task_data, key, max_abs_error):
             put = lambda tree, where: jax.tree_util.tree_map(  # noqa: E731
                 lambda x: jax.device_put(x, where), tree)
-            return fn(put(progs, split), put(slots, split), put(task_ids, split),
-                      put(ids, split), put(steps, split), put(is_acc, split),
-                      put(task_data, replicated), put(key, replicated),
-                      put(max_abs_error, replicated))
+            out = fn(put(progs, split), put(slots, split), put(task_ids, split),
+                     put(ids, split), put(steps, split), put(is_acc, split),
+                     put(task_data, replicated), put(key, replicated),
+                     put(max_abs_error, replicated))
+            SHARD_STATS["calls"] += 1
+            SHARD_STATS["devices"] = len(out["fitness"].sharding.device_set)
+            return out
         return call
 
     with _SHARD_LOCK:
@@ -731,8 +736,9 @@ class IslandGroup:
                     for island in islands}
         by_index = {island.index: island for island in islands}
         made = self.drive({i: by_index[i].accept_requests(incoming[i]) for i in incoming})
-        if self.checkpoint_dir:
-            self.save()
+        if self.checkpoint_dir:  # the migrated islands, consistent with the server
+            for island in islands:
+                island.save(checkpoint_path(self.checkpoint_dir, island.index))
         return sum(made.values())
 
     def run(self, should_stop: Callable[[], bool] | None = None,
