@@ -1147,7 +1147,7 @@ def _run_processes(spec, config: IslandsConfig, specs, *, seed, checkpoint_dir, 
     for _, worker_calls in finished.values():
         calls.update(worker_calls)
     stats = server.stats()
-    stats["worker_restarts"] = {str(k): v for k, v in sorted(restarts.items())}
+    stats["worker_restarts"] = {str(k): restarts[k] for k in range(num_workers)}
     return _result(candidates, progress.elapsed(), stats, sum(restarts.values()), calls)
 
 
