@@ -125,7 +125,9 @@ def plot_progress(source, axes=None, title: str | None = None, label: str | None
         ax.plot(x, mean, label=prefix + "mean fitness", color=line.get_color(), linestyle="--")
         stdev = metrics.get("stdev_fitness")
         if stdev is not None and np.any(np.isfinite(stdev)):
-            ax.fill_between(x, mean - stdev, mean + stdev, color=line.get_color(), alpha=0.12)
+            # Fitness lies in [0, 1]: clip the +-1 stdev band to it.
+            ax.fill_between(x, np.clip(mean - stdev, 0, 1), np.clip(mean + stdev, 0, 1),
+                            color=line.get_color(), alpha=0.12, label=prefix + "mean ± stdev")
         hurdle = metrics.get("hurdle")
         if hurdle is not None and np.any(np.isfinite(hurdle)):
             ax.plot(x, hurdle, label=prefix + "hurdle", color=line.get_color(), linestyle=":")
