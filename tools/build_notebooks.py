@@ -358,9 +358,10 @@ NOTEBOOKS = {
 }
 
 
-def main() -> int:
-    out_dir = os.path.join(ROOT, "colab")
+def build(out_dir: str) -> list[str]:
+    """Writes every notebook into ``out_dir``; returns the paths."""
     os.makedirs(out_dir, exist_ok=True)
+    paths = []
     for name, cells in NOTEBOOKS.items():
         notebook = new_notebook(cells=cells, metadata={
             "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
@@ -372,6 +373,12 @@ def main() -> int:
         path = os.path.join(out_dir, name)
         with open(path, "w") as handle:
             nbformat.write(notebook, handle)
+        paths.append(path)
+    return paths
+
+
+def main() -> int:
+    for path in build(os.path.join(ROOT, "colab")):
         print("wrote", os.path.relpath(path, ROOT))
     return 0
 
