@@ -102,6 +102,8 @@ def test_killed_worker_restarts_from_its_island_checkpoints(tmp_path):
                 workers = json.load(handle)
             # Worker 1 holds islands 1 and 3; kill it once it has checkpointed.
             if os.path.exists(os.path.join(run_dir, "island_00003.npz")):
+                with open(os.path.join(run_dir, "island_00003.json")) as handle:
+                    at_kill = json.load(handle)["island"]["migrations"]
                 victim = workers["1"]["pid"]
                 os.kill(victim, signal.SIGKILL)
                 break
@@ -118,6 +120,7 @@ def test_killed_worker_restarts_from_its_island_checkpoints(tmp_path):
     per_island = {i["island"]: i for i in experiment["islands"]}
     assert [per_island[k]["restarts"] for k in range(4)] == [0, 1, 0, 1]
     assert all(per_island[k]["individuals"] >= 2500 for k in range(4))
+    assert per_island[3]["migrations"] > at_kill >= 1  # rejoined migration after the restart
     assert experiment["server"]["exchanges"] >= experiment["migrations"] > 0
     assert any("islands=4, migrations=" in line for line in stdout.splitlines())
     # Nothing lost: every island's final checkpoint is full and its counters consistent.
@@ -152,3 +155,49 @@ def test_ray_islands_find_the_solution_on_a_local_cluster():
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["fitness"] >= 0.99 and out["islands"] == 4
     assert out["migrations"] > 0 and out["server"]["worker_restarts"] == {"0": 0, "1": 0}
+
+
+@pytest.mark.slow
+def test_ray_worker_killed_mid_run_is_restarted_and_rejoins(tmp_path):
+    pytest.importorskip("ray")
+    ckpt = str(tmp_path / "ckpt")
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, "tests")
+        from test_islands import NONLINEAR_MEMORY, nonlinear_spec
+        from azero_jax.islands import IslandsConfig, run_islands
+        if __name__ == "__main__":
+            config = IslandsConfig(num_islands=4, migration_interval=200, parallel="ray",
+                                   num_workers=2)
+            r = run_islands(nonlinear_spec(), config, memory=NONLINEAR_MEMORY, seed=2,
+                            backend="cpu", max_individuals=3000, checkpoint_dir={ckpt!r})
+            print(json.dumps({{"restarts": r.restarts, "server": r.server,
+                              "islands": r.islands, "migrations": r.migrations}}))
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_env())
+    victim = None
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        try:
+            with open(os.path.join(ckpt, "workers.json")) as handle:
+                workers = json.load(handle)
+            if os.path.exists(os.path.join(ckpt, "island_00003.npz")):
+                with open(os.path.join(ckpt, "island_00003.json")) as handle:
+                    at_kill = json.load(handle)["island"]["migrations"]
+                victim = workers["1"]["pid"]
+                os.kill(victim, signal.SIGKILL)
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    stdout, stderr = process.communicate(timeout=240)
+    assert victim is not None, "the Ray worker never checkpointed"
+    assert process.returncode == 0, stderr[-3000:]
+    out = json.loads(stdout.strip().splitlines()[-1])
+    assert out["restarts"] == 1 and out["server"]["worker_restarts"] == {"0": 0, "1": 1}
+    per_island = {i["island"]: i for i in out["islands"]}
+    assert [per_island[k]["restarts"] for k in range(4)] == [0, 1, 0, 1]
+    assert all(per_island[k]["individuals"] >= 3000 for k in range(4))
+    assert per_island[3]["migrations"] > at_kill >= 1  # rejoined migration after the restart
+    assert out["migrations"] > 0
