@@ -123,6 +123,10 @@ def search_state(search) -> tuple[dict, dict[str, np.ndarray]]:
         arrays.update(pack_algorithms([search.best_ever[0]], "best_ever"))
     if search.fec is not None:
         arrays.update(search.fec.to_arrays())
+    hurdle_keys = list(search._hurdle_memo)
+    arrays["hurdle_memo_keys"] = np.array(hurdle_keys, dtype=np.int64)
+    arrays["hurdle_memo_values"] = np.array([search._hurdle_memo[k] for k in hurdle_keys],
+                                            dtype=np.float64)
     state = {
         "seed": search.seed,
         "population_size": len(search.population),
@@ -166,6 +170,8 @@ def load_search_state(search, state: dict, arrays) -> None:
     search.hurdle_stats = HurdleStats(**state["hurdle_stats"])
     if state["best_ever_fitness"] is not None:
         search.best_ever = (unpack_algorithms(arrays, "best_ever")[0], state["best_ever_fitness"])
+    search._hurdle_memo = dict(zip(arrays["hurdle_memo_keys"].tolist(),
+                                   arrays["hurdle_memo_values"].tolist()))
     if search.fec is not None and "fec_key_hi" in arrays:
         search.fec.load_arrays(arrays)
     search.rng.setstate(rng_state_from_json(state["rng_state"]))

@@ -46,6 +46,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import random as random_lib
 import time
@@ -64,6 +65,11 @@ from azero_jax.randomizer import Randomizer
 from azero_jax.spec import SearchSpec
 from azero_jax.tasks import Task, make_tasks
 from azero_jax.train_budget import COSTS, TrainBudget
+
+
+def _stable_key(data: bytes) -> int:
+    """A process-independent 63-bit key (Python's bytes hash is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
 
 
 def default_child_batch_size(population_size: int, backend: str) -> int:
@@ -195,6 +201,7 @@ class Search:
         self._probe_memo_size = 2 * int(self.spec.population_size)
         self.fec_probe_train_steps = 0
         self.hurdle_stats = HurdleStats()
+        self._hurdle_memo: dict[int, float] = {}  # stage fitness of recent equivalent children
         self.budget_rejections = 0
         self.best_ever: tuple[Algorithm, float] | None = None
 
@@ -296,31 +303,47 @@ class Search:
         hurdles = self.spec.hurdles
         if use_hurdle and hurdles is not None:
             staged = np.flatnonzero((miss & (budget > 0)).any(axis=1))
-            if len(staged):
+            stats = self.hurdle_stats
+            memo = self._hurdle_memo
+            if keys is not None:  # equivalent children (same fingerprints) share a stage result
+                stage_keys = [_stable_key(b"".join(key.to_bytes(16, "little")
+                                                   for key in keys[i * T:(i + 1) * T]))
+                              for i in staged.tolist()]
+            else:
+                stage_keys = [_stable_key(children[i].key()) for i in staged.tolist()]
+            stage_fit = np.array([memo.get(key, np.nan) for key in stage_keys])
+            todo = np.flatnonzero(np.isnan(stage_fit))
+            stats.memo_hits += len(staged) - len(todo)
+            if len(todo):
+                run_children = staged[todo]
                 k = min(int(hurdles.num_tasks) or T, T)
-                steps = budget[staged][:, :k]
+                steps = budget[run_children][:, :k]
                 if hurdles.num_train_examples:
                     steps = np.minimum(steps, int(hurdles.num_train_examples))
                 stage = yield EvalRequest(
-                    "stage", [children[i] for i in staged], np.repeat(np.arange(len(staged)), k),
-                    np.tile(np.arange(k), len(staged)), steps.ravel(), self.eval_seed,
-                    ids[staged])
+                    "stage", [children[i] for i in run_children],
+                    np.repeat(np.arange(len(run_children)), k),
+                    np.tile(np.arange(k), len(run_children)), steps.ravel(), self.eval_seed,
+                    ids[run_children])
                 spent = int(np.sum(stage.train_steps))
                 self.train_steps += spent
-                stats = self.hurdle_stats
-                stats.evaluated += len(staged)
                 stats.stage_train_steps += spent
-                stage_fit = combine_fitnesses(np.asarray(stage.fitness).reshape(len(staged), k),
-                                              mode)
-                threshold = hurdle_value(self.fitness, hurdles.percentile)
-                for j, i in enumerate(staged):
-                    if stage_fit[j] >= threshold:
-                        stats.passed += 1
-                    else:
-                        stats.failed += 1
-                        failed[i] = True
-                        stage_fitness[i] = stage_fit[j]
-                        stats.saved_train_steps += int(budget[i][miss[i]].sum())
+                stage_fit[todo] = combine_fitnesses(
+                    np.asarray(stage.fitness).reshape(len(run_children), k), mode)
+                for j in todo.tolist():
+                    memo[stage_keys[j]] = float(stage_fit[j])
+                while len(memo) > self._probe_memo_size:
+                    memo.pop(next(iter(memo)))
+            stats.evaluated += len(staged)
+            threshold = hurdle_value(self.fitness, hurdles.percentile)
+            for j, i in enumerate(staged.tolist()):
+                if stage_fit[j] >= threshold:
+                    stats.passed += 1
+                else:
+                    stats.failed += 1
+                    failed[i] = True
+                    stage_fitness[i] = stage_fit[j]
+                    stats.saved_train_steps += int(budget[i][miss[i]].sum())
         # Pairs to evaluate: misses of children that did not fail the hurdle; with FEC a
         # fingerprint repeated within the batch is evaluated once (the first sighting).
         open_pairs = np.flatnonzero((miss & ~failed[:, None]).ravel())

@@ -8,7 +8,9 @@ first evaluated cheaply: on the first ``num_tasks`` search tasks (0 = all) with 
 most ``num_train_examples`` training steps each (0 = all of them). If that first-stage
 fitness reaches the rolling hurdle -- the ``percentile``-th percentile of the unique
 fitnesses currently in the population -- the child is fully evaluated; otherwise it
-keeps its first-stage fitness. The hurdle is recomputed before every batch of
+keeps its first-stage fitness. An equivalent child (the same FEC fingerprints on every
+task, or without FEC the same program) seen recently reuses the remembered first-stage
+fitness instead of running the stage again. The hurdle is recomputed before every batch of
 children; it is inactive while the initial population is being evaluated.
 
 Because the population mixes full and first-stage fitnesses, a first stage with fewer
@@ -64,7 +66,9 @@ def hurdle_value(fitnesses, percentile: float = 75.0) -> float:
 class HurdleStats:
     """Counters of the first stage (all in (algorithm, task) training steps)."""
 
-    evaluated: int = 0  # children that ran the first stage
+    evaluated: int = 0  # children that met the hurdle (first stage run or remembered)
+    memo_hits: int = 0  # children whose first-stage fitness was remembered (an equivalent
+    # child -- same FEC fingerprints, or the same program without FEC -- ran it recently)
     passed: int = 0
     failed: int = 0
     stage_train_steps: int = 0  # steps spent in first stages

@@ -58,3 +58,24 @@ def test_pack_unpack_algorithms_round_trip():
     algorithms = [search.randomizer.random_algorithm((i % 3, 2, i), search.rng) for i in range(6)]
     restored = checkpoint.unpack_algorithms(checkpoint.pack_algorithms(algorithms, "p"), "p")
     assert restored == algorithms
+
+
+def test_resume_with_hurdles_equals_uninterrupted(tmp_path):
+    from azero_jax.hurdles import HurdlesConfig
+    spec = small_spec(fec=FECConfig(10, 10), population_size=10, hurdles=HurdlesConfig(75.0, 10, 1))
+    straight = Search(spec, memory=MEMORY, seed=24, backend="cpu", child_batch_size=5)
+    for _ in range(10):
+        straight.step()
+    first = Search(spec, memory=MEMORY, seed=24, backend="cpu", child_batch_size=5)
+    for _ in range(6):
+        first.step()
+    state, arrays = first.state_dict()
+    path = os.path.join(tmp_path, "h.npz")
+    checkpoint.save(path, {"search": state}, arrays)
+    loaded_state, loaded_arrays = checkpoint.load(path)
+    second = Search(spec, memory=MEMORY, seed=24, backend="cpu", child_batch_size=5)
+    second.load_state_dict(loaded_state["search"], loaded_arrays)
+    for _ in range(4):
+        second.step()
+    assert _fingerprint(second) == _fingerprint(straight)
+    assert second.hurdle_stats == straight.hurdle_stats and straight.hurdle_stats.evaluated > 0

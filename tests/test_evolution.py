@@ -184,3 +184,16 @@ def test_jax_backend_compiles_once_per_kind_and_matches_cpu():
            if v != before.get(k, 0)}
     assert len(new) <= 2 and set(new.values()) == {1}  # probe and full: one trace each
     assert np.allclose(on_jax.fitness, on_cpu.fitness, atol=1e-5)
+
+
+def test_equivalent_children_reuse_the_first_stage():
+    fake = FakeEvaluator()
+    spec = small_spec(population_size=10, mutate_prob=0.0, hurdles=HurdlesConfig(75.0, 10, 1))
+    search = Search(spec, memory=MEMORY, seed=13, evaluate_fn=fake, child_batch_size=10)
+    search.step()
+    search.step()  # copies of the initial algorithms: each staged at most once
+    search.step()  # the same programs again: every stage result is remembered
+    stats = search.hurdle_stats
+    assert stats.evaluated == 20
+    assert stats.memo_hits >= 10
+    assert stats.stage_train_steps <= 10 * 10  # at most one 10-step stage per program
