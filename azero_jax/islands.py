@@ -989,6 +989,8 @@ class _PipeServer:
 
 def _worker_main(worker: int, payload: dict, conn) -> None:
     """Entry point of a spawned worker process (one group of islands)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's: it sends "stop"
     try:
         cores = sorted(os.sched_getaffinity(0))
         if payload.get("pin", True) and len(cores) > 1:
@@ -1074,7 +1076,9 @@ def _run_processes(spec, config: IslandsConfig, specs, *, seed, checkpoint_dir, 
                                   daemon=True)
         with env_lock:
             saved = {k: os.environ.get(k) for k in _WORKER_ENV}
-            os.environ.update(_WORKER_ENV)
+            env = dict(_WORKER_ENV)
+            env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + env["XLA_FLAGS"]).strip()
+            os.environ.update(env)
             try:
                 process.start()
             finally:
