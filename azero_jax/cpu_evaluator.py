@@ -106,19 +106,15 @@ def _decode(flat: np.ndarray, memory: MemoryConfig, F: int, algorithms, bounds):
     """Decodes instructions for feature size F: ``ins [n, 4]`` (op, x, y, z), ``dat [n, 2]``."""
     S, V = memory.num_scalars, memory.num_vectors
     op = flat["op"].astype(np.int64)
-    vec0, mat0 = S, S + V * F
-
-    def offset(address, types):
-        address = address.astype(np.int64)
-        return np.where(types == 1, address,
-                        np.where(types == 2, vec0 + address * F,
-                                 np.where(types == 3, mat0 + address * F * F, 0)))
-
+    # Offset of address a of type code t (0 none, 1 S, 2 V, 3 M) = base[t] + a * size[t].
+    base = np.array([0, 0, S, S + V * F], dtype=np.int64)
+    size = np.array([0, 1, F, F * F], dtype=np.int64)
     ins = np.empty((len(flat), 4), dtype=np.int64)
     ins[:, 0] = op
-    ins[:, 1] = offset(flat["in1"], _IN1_TYPE[op])
-    ins[:, 2] = offset(flat["in2"], _IN2_TYPE[op])
-    ins[:, 3] = offset(flat["out"], _OUT_TYPE[op])
+    for column, field, types in ((1, "in1", _IN1_TYPE), (2, "in2", _IN2_TYPE),
+                                 (3, "out", _OUT_TYPE)):
+        t = types[op]
+        ins[:, column] = base[t] + flat[field] * size[t]
     dat = np.zeros((len(flat), 2), dtype=np.float64)
     dat[:, 0] = flat["f0"]
     dat[:, 1] = flat["f1"]
@@ -220,17 +216,19 @@ def _mix(*values) -> np.ndarray:
 # ----------------------------------------------------------------------------------
 # Thread pool.
 
-_POOLS: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
+_POOLS: dict[tuple[int, int], concurrent.futures.ThreadPoolExecutor] = {}
 _POOL_LOCK = threading.Lock()
 
 
 def _pool(num_threads: int) -> concurrent.futures.ThreadPoolExecutor:
+    """A persistent pool per thread count (per process: a forked child makes its own)."""
+    key = (os.getpid(), num_threads)
     with _POOL_LOCK:
-        pool = _POOLS.get(num_threads)
+        pool = _POOLS.get(key)
         if pool is None:
             pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=num_threads, thread_name_prefix="azero_cpu")
-            _POOLS[num_threads] = pool
+            _POOLS[key] = pool
         return pool
 
 
@@ -268,6 +266,9 @@ def _prepare(algorithms, tasks, algorithm_index, task_index, memory, seed, algor
                                     algorithm_ids[algorithm_index])
     pairs[:, kernels.P_RANDOM] = has_random[algorithm_index]
     mem_size = max(S + V * F + M * F * F for F in slots) if slots else S
+    if mem_size >= 2**31:  # the kernels address memory with 32-bit offsets
+        raise ValueError(f"memory of {mem_size} floats (S={S}, V={V}, M={M}, F={max(slots)}) "
+                         "is too large for the cpu backend (limit 2^31)")
     tmp_size = max(F * F for F in slots) if slots else 1
     return pack, ins, dat, progs, pairs, mem_size, tmp_size
 
