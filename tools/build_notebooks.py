@@ -94,31 +94,41 @@ progress_every: 10000
 spec = spec_lib.parse_search_experiment_spec(DEMO_SPEC)
 spec = spec.replace(population_size=100 if CI else 1000, progress_every=500 if CI else 5000)
 MEMORY = az.MemoryConfig(num_scalars=4, num_vectors=3, num_matrices=1)
-TIME_LIMIT_SECS = 20 if CI else 300
+TIME_LIMIT_SECS = 20 if CI else 900
 print(f"population {spec.population_size}, time limit {TIME_LIMIT_SECS} s")'''),
     new_markdown_cell("## Run the search\n\nThe line below updates in place while the "
-                      "search runs (individuals, time, best and mean fitness, FEC hit rate)."),
+                      "search runs (individuals, time, best and mean fitness, FEC hit rate). "
+                      "Like the reference binary, an experiment that uses up its training-"
+                      "step budget without finding a perfect learner is restarted with a "
+                      "new seed (many experiments get stuck in a local optimum)."),
     new_code_cell('''from azero_jax.analysis import plotting
 from azero_jax.evolution import Search
 
-records = []  # the metrics log, in memory (the binary writes the same records as JSON lines)
+runs = []  # one metrics log per experiment (the binary writes the same records as JSON lines)
 show = plotting.notebook_progress()
 
 
 def on_progress(record):
-    records.append(record)
+    runs[-1].append(record)
     show(record)
 
 
-search = Search(spec, memory=MEMORY, seed=1, progress_fn=on_progress)
 deadline = time.time() + TIME_LIMIT_SECS
-# Stop at the spec's training-step budget, the time limit, or a perfect linear regressor.
-candidate = search.run(should_stop=lambda: time.time() > deadline
-                       or search.candidate().fitness > 0.9999)
-search.maybe_report(force=True)
-print(f"best search fitness {candidate.fitness:.6f} after {candidate.num_individuals} "
-      f"individuals in {candidate.elapsed_secs:.0f} s")'''),
-    new_code_cell('''fig = plotting.plot_progress(records, title="demo search: linear regression tasks")'''),
+candidate = None
+for experiment in range(100):
+    runs.append([])
+    search = Search(spec, memory=MEMORY, seed=1000 + experiment, progress_fn=on_progress)
+    result = search.run(should_stop=lambda: time.time() > deadline
+                        or search.candidate().fitness > 0.9999)
+    search.maybe_report(force=True)
+    print(f"experiment {experiment}: search fitness {result.fitness:.6f} after "
+          f"{result.num_individuals} individuals in {result.elapsed_secs:.0f} s")
+    if candidate is None or result.fitness > candidate.fitness:
+        candidate = result
+    if result.fitness > 0.9999 or time.time() > deadline:
+        break'''),
+    new_code_cell('''fig = plotting.plot_progress(runs[-1], title="demo search: linear regression tasks "
+                            f"(experiment {len(runs) - 1})")'''),
     new_markdown_cell("## The best algorithm, raw and simplified\n\nSimplification removes "
                       "every instruction that cannot affect a prediction (static analysis, "
                       "paper S8a); the fitness is unchanged."),
