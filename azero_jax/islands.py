@@ -797,7 +797,7 @@ class IslandGroup:
                 "best_fitness": float(fitness.max()) if len(fitness) else 0.0,
                 "fec_hits": hits, "fec_misses": misses,
                 "migrations": sum(i.migrations for i in self.islands),
-                "islands": len(self.islands)}
+                "islands": len(self.islands), "cpu_secs": time.process_time()}
 
 
 # --------------------------------------------------------------------------------------
@@ -822,6 +822,7 @@ def progress_record(totals: Sequence[dict], elapsed: float, num_islands: int) ->
         "individuals_per_sec": individuals / elapsed if elapsed > 0 else 0.0,
         "train_steps_per_sec": steps / elapsed if elapsed > 0 else 0.0,
         "islands": int(num_islands), "migrations": sum(t["migrations"] for t in totals),
+        "worker_cpu_secs": sum(t.get("cpu_secs", 0.0) for t in totals),
     }
 
 

@@ -143,7 +143,8 @@ def run_ray(spec, config, specs, *, seed, checkpoint_dir, max_individuals, progr
         if config.ray_address:
             ray.init(address=config.ray_address, log_to_driver=False)
         else:
-            ray.init(num_cpus=max(2, int(config.num_workers or 2)), include_dashboard=False,
+            ray.init(num_cpus=int(config.num_workers or os.cpu_count() or 2),
+                     include_dashboard=False,
                      log_to_driver=False)
         started = True
     temporary = None
@@ -161,16 +162,24 @@ def run_ray(spec, config, specs, *, seed, checkpoint_dir, max_individuals, progr
             num_workers = max(1, len([n for n in ray.nodes() if n.get("Alive")]))
         num_workers = max(1, min(num_workers, len(specs)))
         groups = islands_lib.split_islands(specs, num_workers)
+        # One actor per host uses the host's cores (the per-core backend's threads); with
+        # an explicit num_workers every actor takes one core.
+        cpus = 1
+        if not use_gpu and not config.num_workers:
+            node_cpus = [n["Resources"].get("CPU", 1) for n in ray.nodes() if n.get("Alive")]
+            cpus = max(1, int(min(node_cpus, default=1)))
         options = dict(evaluator_options or {})
-        if backend == "cpu":
-            options.setdefault("num_threads", 1)
+        if not use_gpu and backend in ("cpu", "auto"):
+            options.setdefault("num_threads", cpus)
         env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
         if not use_gpu:
-            env.update({"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "JAX_PLATFORMS": "cpu"})
+            env.update({"NUMBA_NUM_THREADS": str(cpus), "OMP_NUM_THREADS": "1",
+                        "JAX_PLATFORMS": "cpu"})
         server_cls = ray.remote(num_cpus=0)(MigrationServerActor)
         server = server_cls.remote(seed)
         worker_cls = ray.remote(IslandWorker).options(
-            num_cpus=1, num_gpus=1 if use_gpu else 0, max_restarts=int(config.max_restarts),
+            num_cpus=0 if use_gpu else cpus, num_gpus=1 if use_gpu else 0,
+            max_restarts=int(config.max_restarts),
             max_task_retries=int(config.max_restarts), runtime_env={"env_vars": env})
         payload = dict(spec=spec, config=config, memory=memory, backend=backend,
                        child_batch_size=child_batch_size, random_search=random_search,

@@ -12,7 +12,9 @@ evaluations. Cases (each appends one JSON line to benchmarks/results/islands.jso
 The machine may be shared: ``load_average_1m`` is recorded, and ``cpu_secs`` /
 ``individuals_per_cpu_sec`` (this process plus its worker processes) show whether a
 second process does as much work per CPU second as one (the scaling an idle machine
-would show), independently of what else competes for the cores.
+would show), independently of what else competes for the cores;
+``steady_individuals_per_worker_cpu_sec`` counts only the CPU time of the processes that
+evaluate, between the first and last progress records.
 
 Throughput is measured twice: over the whole run (``*_per_sec``, start-up included)
 and in steady state (``steady_*``: between the first and last progress records, i.e.
@@ -91,6 +93,10 @@ def _run(config, backend, per_island, options=None) -> dict:
         if dt > 0:
             out["steady_individuals_per_sec"] = (last["individuals"] - first["individuals"]) / dt
             out["steady_train_steps_per_sec"] = (last["train_steps"] - first["train_steps"]) / dt
+        cpu = last["worker_cpu_secs"] - first["worker_cpu_secs"]
+        if cpu > 0:  # per CPU second of the processes that evaluate (not the supervisor)
+            out["steady_individuals_per_worker_cpu_sec"] = (
+                last["individuals"] - first["individuals"]) / cpu
     return out
 
 
@@ -116,7 +122,8 @@ def main(argv):
             rows.append(row)
             print(json.dumps(row), flush=True)
         if len(rows) >= 2:
-            for key in ("individuals_per_sec", "steady_individuals_per_sec"):
+            for key in ("individuals_per_sec", "steady_individuals_per_sec",
+                        "steady_individuals_per_worker_cpu_sec"):
                 if key in rows[0] and key in rows[-1]:
                     rows[-1][f"speedup_{key}"] = rows[-1][key] / rows[0][key]
             print(json.dumps({k: v for k, v in rows[-1].items() if k.startswith("speedup")}))
