@@ -60,8 +60,15 @@ GROUPS = (
 )
 N_TRAIN, N_VALID = 20, 10
 
-# Known backend bugs: {(backend, test id): reason}. Filled in from the reports.
-KNOWN_BUGS: dict[tuple[str, str], str] = {}
+# Known backend bugs: {(backend, op-alone case id): reason}. These cases are left out of
+# the sweeps and reproduced, minimally, by test_known_backend_bugs (a strict xfail).
+SUBNORMAL_BUG = ("XLA on CPU flushes float64 subnormals to zero (FTZ/DAZ): 1e-310 reads as "
+                 "0, so log(1e-310) = -inf (reference: -713.8) and 1e-310 * inf = NaN "
+                 "(reference: inf)")
+KNOWN_BUGS: dict[tuple[str, str], str] = {
+    ("jax", "op14-s10"): SUBNORMAL_BUG, ("jax", "op14-s10-alias"): SUBNORMAL_BUG,
+    ("jax", "op29-s10"): SUBNORMAL_BUG, ("jax", "op29-s10-alias"): SUBNORMAL_BUG,
+}
 
 OP_SETS = (frozenset(NON_RANDOM_OPS),) * 3
 
@@ -418,6 +425,8 @@ def _run_cases(backend, F, cases, op_sets):
                                 **backend_kwargs(backend))
     failures = []
     for i, (case_id, algorithm) in enumerate(cases):
+        if (backend, case_id) in KNOWN_BUGS:
+            continue
         expected = oracle.run(algorithm, task, num_scalars=OP_MEMORY[0],
                               num_vectors=OP_MEMORY[1], num_matrices=OP_MEMORY[2],
                               max_abs_error=big, record_errors=(3, 2))
@@ -583,8 +592,12 @@ def pooled_group(g: int) -> Pooled:
     return _POOLED[g]
 
 
-@pytest.mark.parametrize("backend_name", ["jax", "cpu"])
+@pytest.mark.parametrize("backend_name", FULL_SWEEP_BACKENDS)
 def test_pooled_sweep_matches_oracle(backend_name):
+    """Three groups covering all 58 ops 1..58 (+ the random ops' deterministic cases).
+
+    On a loaded 2-core CPU each JAX compile here took 2-5 minutes (~25 ops per switch),
+    so its JAX run is ``slow``; ``test_core_ops_match_oracle`` is the default JAX run."""
     backend = backend_or_skip(backend_name)
     total, chaotic, failures, op_failures, op_pairs = 0, [], [], [], 0
     for g in range(len(POOLED_GROUPS)):
@@ -600,6 +613,8 @@ def test_pooled_sweep_matches_oracle(backend_name):
             algorithm = data.algorithms[data.algorithm_index[i]]
             task = data.tasks[data.task_index[i]]
             problems = mismatches(results, i, expected)
+            if (backend, data.case_ids[i]) in KNOWN_BUGS:
+                continue
             if data.case_ids[i] is not None:
                 op_pairs += 1
                 problems += memory_mismatches(memories[i], expected)
@@ -671,3 +686,136 @@ def test_large_sweep(backend_name):
     print(f"{backend}: {total} pairs, {chaotic} chaotic, {len(failures)} real mismatches")
     assert not failures, "\n".join(failures[:5])
     assert chaotic <= CHAOTIC_LIMIT * total
+
+
+# ----------------------------------------------------------------------------------
+# Vector labels (our multi-class convention, see tests/oracle.py).
+
+MULTICLASS_OPS = frozenset({0, 1, 3, 13, 16, 18, 19, 22, 23, 24, 25, 26, 27, 31, 45, 48, 50,
+                            56, 57, 58})
+
+
+def multiclass_tasks(F: int = 4, K: int = 3) -> list[Task]:
+    rng = np.random.default_rng(31)
+    out = []
+    for index, scale in enumerate((1.0, 30.0)):
+        x = rng.standard_normal((N_TRAIN + N_VALID, F)) * scale
+        w = rng.standard_normal((F, K))
+        labels = np.eye(K)[np.argmax(x @ w, axis=1)]
+        out.append(Task(x[:N_TRAIN], labels[:N_TRAIN], x[N_TRAIN:], labels[N_TRAIN:],
+                        eval_type="accuracy", num_epochs=2, data_seed=index, index=index,
+                        name=f"{K}-class"))
+    return out
+
+
+@pytest.mark.parametrize("backend_name", ["jax", "cpu"])
+def test_vector_label_tasks_match_oracle(backend_name):
+    """Random programs (and a softmax regression) on 3-class tasks: v1 hidden in Predict,
+    one-hot in Learn, truncating softmax of v2 in training, argmax accuracy."""
+    backend = backend_or_skip(backend_name)
+    memory = (5, 5, 2)
+    gen = ProgramGenerator(np.random.default_rng(3), edge_probability=0.05)
+    ops = tuple(sorted(MULTICLASS_OPS))
+    algorithms = [gen.algorithm(memory, sizes=((0, 4), (1, 6), (0, 8)), ops=(ops,) * 3)
+                  for _ in range(120)]
+    algorithms.append(az.parse_algorithm(
+        "def Setup():\n  s2 = 0.1\ndef Predict():\n  v2 = dot(m0, v0)\ndef Learn():\n"
+        "  v3 = v1 - v2\n  v3 = s2 * v3\n  m1 = outer(v3, v0)\n  m0 = m0 + m1\n"))
+    tasks = multiclass_tasks()
+    a_index = np.repeat(np.arange(len(algorithms)), 2)
+    t_index = np.tile([0, 1], len(algorithms))
+    results = evaluate_backend(backend, algorithms, tasks, a_index, t_index, memory,
+                               op_sets=(MULTICLASS_OPS | {28, 39},) * 3)
+    failures, chaotic = [], 0
+    for i, (a, t) in enumerate(zip(a_index, t_index)):
+        expected = run_oracle(algorithms[a], tasks[t], memory)
+        problems = mismatches(results, i, expected)
+        if problems and is_chaotic(algorithms[a], tasks[t], memory, expected):
+            chaotic += 1
+        elif problems:
+            failures.append("; ".join(problems) + "\n" + describe(algorithms[a], tasks[t], memory))
+    softmax_regression = run_oracle(algorithms[-1], tasks[0], memory).fitness
+    assert softmax_regression > 0.6  # the convention lets a plain model learn
+    assert not failures, f"{len(failures)} vector-label pairs disagree:\n" + "\n".join(failures[:4])
+    assert chaotic <= CHAOTIC_LIMIT * len(a_index) + 1
+
+
+# ----------------------------------------------------------------------------------
+# The default-run JAX differential: one compile, the ops of the hand-coded models and
+# the edge-prone ones, Setup limited to constants (compile time grows with every op in
+# every switch; Predict's switch is compiled twice, for training and validation).
+
+CORE_OP_SETS = (frozenset({0, 56, 57, 58}),
+                frozenset({0, 1, 2, 3, 4, 14, 18, 23, 25, 27, 31, 44, 46, 48, 53, 54}),
+                frozenset({0, 1, 2, 3, 16, 18, 23, 25, 28, 39}))
+
+
+@pytest.mark.parametrize("backend_name", ["jax", "cpu"])
+def test_core_ops_match_oracle(backend_name):
+    backend = backend_or_skip(backend_name)
+    F, memory, epochs = 4, (8, 9, 3), 2
+    gen = ProgramGenerator(np.random.default_rng(44), edge_probability=0.1)
+    setup_ops, predict_ops, learn_ops = (tuple(sorted(s)) for s in CORE_OP_SETS)
+    algorithms = [generator_lib.linear_model(0.01)]
+    for _ in range(300):
+        algorithms.append(gen.algorithm(memory, sizes=((0, 5), (1, 8), (0, 10)),
+                                        ops=(setup_ops, predict_ops, learn_ops)))
+    cases = [(c, a) for c, a in op_alone_cases(F, ops=tuple(sorted(set(predict_ops) - {0})))
+             if (backend, c) not in KNOWN_BUGS]
+    tasks = group_tasks(F, epochs) + [op_task(F, N_TRAIN, N_VALID, epochs).with_index(4)]
+    a_index = list(np.repeat(np.arange(len(algorithms)), 2))
+    t_index = list(np.random.default_rng(1).integers(4, size=len(a_index)))
+    a_index += list(range(len(algorithms), len(algorithms) + len(cases)))
+    t_index += [4] * len(cases)
+    algorithms += [a for _, a in cases]
+    a_index, t_index = np.array(a_index), np.array(t_index)
+    results = evaluate_backend(backend, algorithms, tasks, a_index, t_index, memory,
+                               op_sets=CORE_OP_SETS)
+    failures, chaotic = [], 0
+    for i, (a, t) in enumerate(zip(a_index, t_index)):
+        expected = run_oracle(algorithms[a], tasks[t], memory)
+        problems = mismatches(results, i, expected)
+        if not problems:
+            continue
+        if t != 4 and is_chaotic(algorithms[a], tasks[t], memory, expected):
+            chaotic += 1
+            continue
+        failures.append("; ".join(problems) + "\n" + describe(algorithms[a], tasks[t], memory))
+    print(f"{backend}: {len(a_index)} pairs, {chaotic} chaotic, {len(failures)} mismatches")
+    assert not failures, f"{len(failures)} pairs disagree:\n" + "\n".join(failures[:5])
+    assert chaotic <= CHAOTIC_LIMIT * len(a_index)
+
+
+# ----------------------------------------------------------------------------------
+# Known backend bugs, minimally reproduced (strict xfail: an unexpected pass fails, so a
+# fix is noticed and the entry removed).
+
+BUG_REPRODUCTIONS = {
+    # log of a subnormal: -713.8 (fitness ~0.00089 on labels 0.5), not -inf (abort, 0).
+    "subnormal_log": "def Setup():\n  s2 = 1e-310\ndef Predict():\n  s1 = log(s2)\n"
+                     "def Learn():\n",
+    # A subnormal scaled up is 0.01, not 0.
+    "subnormal_product": "def Setup():\n  s2 = 1e-310\n  s3 = 1e+308\ndef Predict():\n"
+                         "  s1 = s2 * s3\ndef Learn():\n",
+    # 1e-310 * inf = inf, so arctan gives pi/2, not NaN (abort).
+    "subnormal_times_inf": "def Setup():\n  s2 = 1e-310\n  m0[0, 0] = inf\n"
+                           "def Predict():\n  m1 = s2 * m0\n  s3 = mean(m1)\n"
+                           "  s1 = arctan(s3)\ndef Learn():\n",
+}
+KNOWN_BUG_BACKENDS = {"jax": SUBNORMAL_BUG}
+
+
+@pytest.mark.parametrize("backend_name", [
+    pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_BUG_BACKENDS[name], strict=True))
+    if name in KNOWN_BUG_BACKENDS else name for name in ("jax", "cpu")])
+def test_known_backend_bugs(backend_name):
+    backend = backend_or_skip(backend_name)
+    algorithms = [az.parse_algorithm(text) for text in BUG_REPRODUCTIONS.values()]
+    task = op_task(1)
+    results = az.evaluate_pairs(algorithms, [task], np.arange(len(algorithms)),
+                                np.zeros(len(algorithms), int), memory=az.MemoryConfig(4, 3, 2),
+                                max_abs_error=1e300, **backend_kwargs(backend))
+    expected = [oracle.run(a, task, num_scalars=4, num_vectors=3, num_matrices=2,
+                           max_abs_error=1e300).fitness for a in algorithms]
+    assert all(f > 0 for f in expected)
+    np.testing.assert_allclose(results.fitness, expected, rtol=RTOL)
