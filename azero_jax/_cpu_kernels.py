@@ -421,13 +421,13 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
 
             # ---------------------------------------------------- phase transitions
             nxt = _GO_NONE
-            if phase == _SETUP:
-                if remaining > 0:
-                    count = min(n_train, remaining)
-                    step = 0
+            if phase == _LEARN:
+                step += 1
+                if step < count:
                     nxt = _GO_TRAIN_STEP
                 else:
-                    nxt = _GO_DONE
+                    remaining -= n_train
+                    nxt = _GO_VALID_START
             elif phase == _TRAIN_PREDICT:
                 if K == 0:
                     if accuracy:
@@ -478,14 +478,7 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                     phase = _LEARN
                     start = p_end
                     end = l_end
-            elif phase == _LEARN:
-                step += 1
-                if step < count:
-                    nxt = _GO_TRAIN_STEP
-                else:
-                    remaining -= n_train
-                    nxt = _GO_VALID_START
-            else:  # _VALID_PREDICT
+            elif phase == _VALID_PREDICT:
                 if K == 0:
                     label = ys[yva + vstep]
                     if accuracy:
@@ -537,6 +530,13 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                             else:
                                 vfit = 1.0 + -0.63661977236758138243 * math.atan(loss)
 
+            else:  # _SETUP
+                if remaining > 0:
+                    count = min(n_train, remaining)
+                    step = 0
+                    nxt = _GO_TRAIN_STEP
+                else:
+                    nxt = _GO_DONE
             while nxt != _GO_NONE:
                 if nxt == _GO_TRAIN_STEP or nxt == _GO_VALID_STEP:
                     # Load an example: v0 = features, label hidden (s0 = 0, or v1 = 0).
