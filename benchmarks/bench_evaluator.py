@@ -74,6 +74,14 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _kernels_digest() -> str:
+    """Short hash of the CPU kernels' source (HEAD moves with everyone's commits)."""
+    import hashlib
+    from azero_jax import _cpu_kernels
+    with open(_cpu_kernels.__file__, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()[:12]
+
+
 def _batches(num_pairs: int, batch_size: int):
     size = num_pairs if batch_size <= 0 else batch_size
     return [(start, min(num_pairs, start + size)) for start in range(0, num_pairs, size)]
@@ -144,6 +152,7 @@ def run_one(az, np, workload, backend: str, batch_size: int, num_threads: int | 
     return {
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": _git_commit(),
+        "cpu_kernels_sha1": _kernels_digest(),
         "workload": workload.name,
         "backend": backend,
         "dtype": "float64" if backend == "cpu" else FLAGS.dtype,
