@@ -102,10 +102,30 @@ def _const_index(fraction: np.ndarray, F: int) -> np.ndarray:
     return np.trunc(product).astype(np.int64)
 
 
+def _owner(bounds: np.ndarray, row: int) -> int:
+    """The algorithm whose instructions include flat row ``row``."""
+    return int(np.searchsorted(bounds[:, 3], row, side="right"))
+
+
 def _decode(flat: np.ndarray, memory: MemoryConfig, F: int, algorithms, bounds):
     """Decodes instructions for feature size F: ``ins [n, 4]`` (op, x, y, z), ``dat [n, 2]``."""
     S, V = memory.num_scalars, memory.num_vectors
     op = flat["op"].astype(np.int64)
+    if len(op) and (op.min() < 0 or op.max() >= ops_lib.NUM_OPS):
+        row = int(np.flatnonzero((op < 0) | (op >= ops_lib.NUM_OPS))[0])
+        raise ValueError(f"algorithm {_owner(bounds, row)}: unknown op code {int(op[row])}")
+    # Callers may skip azero_jax.evaluate_pairs' checks: an address outside the memory
+    # would make the kernels write out of bounds, so check them here (vectorised).
+    limit = np.array([1, S, V, memory.num_matrices], dtype=np.int64)
+    for field, types in (("in1", _IN1_TYPE), ("in2", _IN2_TYPE), ("out", _OUT_TYPE)):
+        t = types[op]
+        address = flat[field]
+        bad = (t > 0) & ((address < 0) | (address >= limit[t]))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"algorithm {_owner(bounds, row)}: "
+                             f"{format_instruction(flat[row])!r} addresses memory outside "
+                             f"S={S}, V={V}, M={memory.num_matrices}")
     # Offset of address a of type code t (0 none, 1 S, 2 V, 3 M) = base[t] + a * size[t].
     base = np.array([0, 0, S, S + V * F], dtype=np.int64)
     size = np.array([0, 1, F, F * F], dtype=np.int64)
@@ -132,8 +152,8 @@ def _decode(flat: np.ndarray, memory: MemoryConfig, F: int, algorithms, bounds):
             bad = (index < 0) | (index >= F)
             if bad.any():
                 row = rows[np.nonzero(bad)[0][0]]
-                a = int(np.searchsorted(bounds[:, 0], row, side="right") - 1)
-                raise ValueError(f"algorithm {a}: {format_instruction(flat[row])!r} has the "
+                raise ValueError(f"algorithm {_owner(bounds, row)}: "
+                                 f"{format_instruction(flat[row])!r} has the "
                                  f"index fraction {float(flat[field][row])!r}, which is outside "
                                  f"[0, 1) for F={F}")
             entry = entry * F + index

@@ -402,6 +402,16 @@ def test_const_set_index_fraction_and_bad_fraction():
         evaluate(bad, task)
 
 
+def test_direct_call_rejects_out_of_range_addresses():
+    """Callers may skip evaluate_pairs' checks; the backend still never writes outside."""
+    task = az.tasks.unit_test_zeros_task(4, 2, 2)
+    bad = az.Algorithm([], [I("SCALAR_SUM_OP", 1, 9, 2)], [])
+    with pytest.raises(ValueError, match="algorithm 1: 's2 = s1 \\+ s9'"):
+        cpu_evaluator.evaluate_pairs([algo(), bad], [task], [0, 1], [0, 0], memory=MEM,
+                                     max_abs_error=100.0, seed=0, algorithm_ids=None,
+                                     train_steps=None, valid_steps=None, record_errors=None)
+
+
 # ----------------------------------------------------------------------------------
 # Random ops, threads, batching.
 
