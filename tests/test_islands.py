@@ -204,3 +204,17 @@ def test_batched_islands_find_the_solution():
     assert records and records[-1]["islands"] == 4 and "migrations" in records[-1]
     assert islands.format_progress(records[-1]).endswith(
         f"islands=4, migrations={records[-1]['migrations']}")
+
+
+@pytest.mark.slow
+def test_demo_spec_islands_find_a_linear_regressor():
+    """The run_demo.sh spec: 16 batched islands of P = 100 find it (seed 1000, ~86k
+    individuals, ~15 s on 2 cores; batched mode is deterministic for a seed)."""
+    with open(os.path.join(SPECS, "demo_search.textproto")) as handle:
+        spec = parse_search_experiment_spec(handle.read()).replace(population_size=100,
+                                                                    progress_every=10**7)
+    config = IslandsConfig(num_islands=16, migration_interval=1000, stop_search_fitness=0.9999)
+    result = run_islands(spec, config, memory=MEMORY, seed=1000, backend="cpu",
+                         max_individuals=6000)
+    assert result.fitness >= 0.9999
+    assert result.migrations > 0
