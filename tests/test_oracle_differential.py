@@ -44,7 +44,7 @@ from azero_jax import generator as generator_lib
 from azero_jax import program as program_lib
 from azero_jax.tasks import Task
 
-RTOL = 1e-9
+RTOL = 1e-9  # the core issue's tolerance
 ATOL = 1e-15
 RECORD = (8, 8)
 CHAOTIC_LIMIT = 0.005
