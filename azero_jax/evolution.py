@@ -18,11 +18,20 @@ One step makes ``B`` children (``child_batch_size``):
 6. one batched full evaluation of the remaining misses;
 7. the children replace the ``B`` oldest individuals (cyclic slots).
 
-With ``B = 1`` this is exactly the reference's loop. With ``B > 1`` the ``B``
-tournaments of a step see the population as it was before the step, and two equal
-children of one step are both evaluated (the reference would find the second in the
-cache). Steps never cross a sweep boundary, so the train-step budget is checked
-between sweeps of ``P`` children, as in the reference (the initial population counts).
+With ``B = 1`` this is the reference's loop (one detail differs: the reference inserts
+a child's task-0 result into the cache before looking up its task-1 fingerprint, so at
+full cache capacity its eviction order can differ). With ``B > 1`` the ``B`` tournaments
+of a step see the population as it was before the step; a fingerprint repeated within a
+step is evaluated once and its later sightings are cache hits, as they would be in
+sequence (if ``forget_every`` erases the entry within the step, the later sightings
+still reuse the step's result). Steps never cross a sweep boundary, so the train-step
+budget is checked between sweeps of ``P`` children, as in the reference (the initial
+population and every FEC fingerprint run count).
+
+Evaluation seeds: full and hurdle evaluations use a seed derived from the search seed
+and each child's individual number as its algorithm id (so children with random ops
+draw different numbers); FEC probes use the reference's fixed seed 235732282 and id 0
+(fingerprints are deterministic, so a probe is memoised per exact program).
 
 ``random_search=True`` replaces step 1-2 with fresh random algorithms of the spec's
 initial sizes (the paper's random-search baseline), with the same accounting.
