@@ -372,7 +372,8 @@ def _evaluate(algorithms, tasks, algorithm_index, task_index, *, memory, max_abs
                     S + V * pack.feature_sizes[0] + M * pack.feature_sizes[0] ** 2):
                 raise ValueError("initial_memory must hold S + V F + M F^2 values for one F")
         threads = min(num_threads, B)
-        chunk = B if threads == 1 else int(max(1, min(64, B // (threads * 8))))
+        # Small dynamic chunks: the last one bounds the imbalance between threads.
+        chunk = B if threads == 1 else int(max(1, min(64, B // (threads * 32))))
         work = []
         boundaries = np.flatnonzero(np.diff(pair_f)) + 1
         for first_of_group, end_of_group in zip(np.r_[0, boundaries], np.r_[boundaries, B]):
