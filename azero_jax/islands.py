@@ -642,13 +642,16 @@ class IslandGroup:
         return self._call_jax(algorithms, a_idx, t_idx, kwargs)
 
     def _call_jax(self, algorithms, a_idx, t_idx, kwargs):
-        """Pads to a power of two (few compiles) and shards over local devices if asked."""
+        """Pads to a fixed power of two (few compiles); shards over local devices if asked."""
         from azero_jax import jax_evaluator
         options = dict(self.evaluator_options)
         options.setdefault("dtype", "float32")
         n = len(a_idx)
+        # One padded size for a whole step of every island (the usual call) so that each
+        # request kind compiles once; larger calls take the next power of two.
+        step_pairs = sum(i.search.child_batch_size * len(i.search.tasks) for i in self.islands)
         size = 8
-        while size < n:
+        while size < max(n, step_pairs):
             size *= 2
         pad = size - n
         steps = np.concatenate([kwargs.pop("train_steps"), np.zeros(pad, np.int64)])
