@@ -47,7 +47,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import glob
 import json
 import math
 import os
@@ -91,8 +90,9 @@ class IslandsConfig:
       num_workers: processes / Ray actors (default: min(W, cores) / one per Ray node).
       ray_address: address of a running Ray cluster (None starts a local one).
       stop_search_fitness: stop every island once one reaches this search fitness.
-      checkpoint_every_secs: island checkpoints (processes, ray) at least this often;
-        islands are also checkpointed after every migration.
+      checkpoint_every_secs: island checkpoints at least this often (None: the run's
+        ``--checkpoint_every_secs``, else 30 s); islands are also checkpointed after
+        every migration.
       max_restarts: restarts of a killed worker before the run fails.
       shard: shard JAX batches over all local devices (batched mode, JAX backend).
     """
@@ -107,7 +107,7 @@ class IslandsConfig:
     num_workers: int | None = None
     ray_address: str | None = None
     stop_search_fitness: float | None = None
-    checkpoint_every_secs: float = 30.0
+    checkpoint_every_secs: float | None = None
     max_restarts: int = 3
     shard: bool = True
 
@@ -623,7 +623,8 @@ class IslandGroup:
         results = []
         for lo, hi in spans:
             results.append(PairResults(**{
-                name: (None if getattr(out, name) is None else np.asarray(getattr(out, name))[lo:hi])
+                name: (None if getattr(out, name) is None
+                       else np.asarray(getattr(out, name))[lo:hi])
                 for name in ("fitness", "train_steps", "train_errors", "num_train_errors",
                              "valid_errors", "num_valid_errors")}))
         return results
@@ -745,7 +746,8 @@ class IslandGroup:
         return sum(made.values())
 
     def run(self, should_stop: Callable[[], bool] | None = None,
-            max_individuals: int | None = None, on_step: Callable[["IslandGroup"], None] | None = None,
+            max_individuals: int | None = None,
+            on_step: Callable[["IslandGroup"], None] | None = None,
             stop_search_fitness: float | None = None) -> None:
         """Steps until every island is done (or ``should_stop``/the fitness stop)."""
         while self.active(max_individuals):
@@ -850,7 +852,8 @@ class _Progress:
 
     def maybe(self, totals: Sequence[dict], force: bool = False) -> dict:
         record = progress_record(totals, self.elapsed(), self.num_islands)
-        if self.progress_fn is not None and (force or record["individuals"] >= self.last + self.every):
+        due = record["individuals"] >= self.last + self.every
+        if self.progress_fn is not None and (force or due):
             self.last = record["individuals"]
             self.progress_fn(record)
         return record
@@ -926,6 +929,8 @@ def run_islands(spec: SearchSpec, config: IslandsConfig, *, memory: MemoryConfig
         individuals summed over islands.
     """
     eval_seed = (int(seed) * 2654435761 + 12345) % (2**31 - 1)
+    if config.checkpoint_every_secs is None:
+        config = config.replace(checkpoint_every_secs=30.0)
     specs = island_specs(config, spec, seed)
     common = dict(memory=memory, backend=backend, child_batch_size=child_batch_size,
                   random_search=random_search, evaluator_options=evaluator_options,
@@ -1189,6 +1194,8 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
 
     spec = config.search if config.hurdles is None else config.search.replace(
         hurdles=config.hurdles)
+    if islands.checkpoint_every_secs is None:
+        islands = islands.replace(checkpoint_every_secs=float(config.checkpoint_every_secs))
     seed = int(config.random_seed) or (time.time_ns() % (2**32 - 2)) + 1
     state = {"random_seed": seed, "num_experiments": 0, "experiments": [], "best_text": None,
              "best_select_fitness": None, "rng": None, "elapsed_secs": 0.0}
@@ -1249,9 +1256,10 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
             if config.checkpoint_dir:
                 directory = os.path.join(config.checkpoint_dir,
                                          f"experiment_{state['num_experiments']}")
+            migration = (f"every {islands.migration_interval} evaluations" if islands.migration
+                         else "off")
             log(f"Running evolution experiment with {islands.num_islands} islands "
-                f"({islands.parallel}, migration "
-                f"{'every %d evaluations' % islands.migration_interval if islands.migration else 'off'})...")
+                f"({islands.parallel}, migration {migration})...")
             result = run_islands(run_spec, run_islands_config, memory=config.memory,
                                  seed=current["search_seed"], backend=config.backend,
                                  child_batch_size=config.child_batch_size,

@@ -85,7 +85,8 @@ class _ActorServer:
         self.handle = handle
 
     def exchange(self, island, algorithms):
-        packed = self.ray.get(self.handle.exchange.remote(int(island), islands_lib.pack(algorithms)))
+        packed = self.ray.get(self.handle.exchange.remote(int(island),
+                                                          islands_lib.pack(algorithms)))
         return islands_lib.unpack(packed)
 
 

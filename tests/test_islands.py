@@ -187,7 +187,8 @@ def test_checkpoint_resume_continues_every_island(tmp_path):
         [i["individuals"] for i in first.islands]
     assert [i.migrations for i in g.islands] == [i["migrations"] for i in first.islands]
     g.step()
-    assert all(i.search.num_individuals > c["individuals"] for i, c in zip(g.islands, first.islands))
+    assert all(i.search.num_individuals > c["individuals"]
+               for i, c in zip(g.islands, first.islands))
 
 
 # -- real evaluation -----------------------------------------------------------------------
