@@ -168,10 +168,10 @@ def sweep(F: int, memory, count: int) -> Sweep:
     return _SWEEPS[F]
 
 
-def run_oracle(algorithm, task, memory, max_abs_error=100.0, record=RECORD):
+def run_oracle(algorithm, task, memory, max_abs_error=100.0, record=RECORD, **kwargs):
     S, V, M = memory
     return oracle.run(algorithm, task, num_scalars=S, num_vectors=V, num_matrices=M,
-                      max_abs_error=max_abs_error, record_errors=record)
+                      max_abs_error=max_abs_error, record_errors=record, **kwargs)
 
 
 # ----------------------------------------------------------------------------------
@@ -232,11 +232,11 @@ def backend_memories(backend, results, algorithms, tasks, a_index, t_index, memo
     return out
 
 
-def is_chaotic(algorithm, task, memory, expected, max_abs_error=100.0) -> bool:
+def is_chaotic(algorithm, task, memory, expected, max_abs_error=100.0, **kwargs) -> bool:
     """Whether the oracle's own answer changes under another valid rounding."""
     for name in ("reversed", "ulp"):
         with oracle.variant(name):
-            other = run_oracle(algorithm, task, memory, max_abs_error)
+            other = run_oracle(algorithm, task, memory, max_abs_error, **kwargs)
         if (not close(other.fitness, expected.fitness)
                 or other.train_steps != expected.train_steps):
             return True
@@ -691,8 +691,9 @@ def test_large_sweep(backend_name):
 # ----------------------------------------------------------------------------------
 # Vector labels (our multi-class convention, see tests/oracle.py).
 
-MULTICLASS_OPS = frozenset({0, 1, 3, 13, 16, 18, 19, 22, 23, 24, 25, 26, 27, 31, 45, 48, 50,
-                            56, 57, 58})
+MULTICLASS_OPS = (frozenset({0, 56, 57, 58}),
+                  frozenset({0, 3, 13, 18, 19, 23, 25, 27, 31, 45, 48}),
+                  frozenset({0, 1, 3, 16, 18, 23, 24, 28, 39}))
 
 
 def multiclass_tasks(F: int = 4, K: int = 3) -> list[Task]:
@@ -715,8 +716,8 @@ def test_vector_label_tasks_match_oracle(backend_name):
     backend = backend_or_skip(backend_name)
     memory = (5, 5, 2)
     gen = ProgramGenerator(np.random.default_rng(3), edge_probability=0.05)
-    ops = tuple(sorted(MULTICLASS_OPS))
-    algorithms = [gen.algorithm(memory, sizes=((0, 4), (1, 6), (0, 8)), ops=(ops,) * 3)
+    ops = tuple(tuple(sorted(s)) for s in MULTICLASS_OPS)
+    algorithms = [gen.algorithm(memory, sizes=((0, 4), (1, 6), (0, 8)), ops=ops)
                   for _ in range(120)]
     algorithms.append(az.parse_algorithm(
         "def Setup():\n  s2 = 0.1\ndef Predict():\n  v2 = dot(m0, v0)\ndef Learn():\n"
@@ -725,7 +726,7 @@ def test_vector_label_tasks_match_oracle(backend_name):
     a_index = np.repeat(np.arange(len(algorithms)), 2)
     t_index = np.tile([0, 1], len(algorithms))
     results = evaluate_backend(backend, algorithms, tasks, a_index, t_index, memory,
-                               op_sets=(MULTICLASS_OPS | {28, 39},) * 3)
+                               op_sets=MULTICLASS_OPS)
     failures, chaotic = [], 0
     for i, (a, t) in enumerate(zip(a_index, t_index)):
         expected = run_oracle(algorithms[a], tasks[t], memory)
@@ -769,15 +770,23 @@ def test_core_ops_match_oracle(backend_name):
     t_index += [4] * len(cases)
     algorithms += [a for _, a in cases]
     a_index, t_index = np.array(a_index), np.array(t_index)
+    # A third of the random pairs get a train budget: 0 (rejected), part of an epoch, ...
+    rng = np.random.default_rng(2)
+    full = epochs * N_TRAIN
+    steps = np.where((rng.random(len(a_index)) < 0.33) & (t_index != 4),
+                     rng.integers(0, full + 1, size=len(a_index)), full)
     results = evaluate_backend(backend, algorithms, tasks, a_index, t_index, memory,
-                               op_sets=CORE_OP_SETS)
+                               op_sets=CORE_OP_SETS, train_steps=steps)
     failures, chaotic = [], 0
     for i, (a, t) in enumerate(zip(a_index, t_index)):
-        expected = run_oracle(algorithms[a], tasks[t], memory)
+        S, V, M = memory
+        expected = oracle.run(algorithms[a], tasks[t], num_scalars=S, num_vectors=V,
+                              num_matrices=M, train_steps=int(steps[i]), record_errors=RECORD)
         problems = mismatches(results, i, expected)
         if not problems:
             continue
-        if t != 4 and is_chaotic(algorithms[a], tasks[t], memory, expected):
+        if t != 4 and is_chaotic(algorithms[a], tasks[t], memory, expected,
+                                 train_steps=int(steps[i])):
             chaotic += 1
             continue
         failures.append("; ".join(problems) + "\n" + describe(algorithms[a], tasks[t], memory))
@@ -819,3 +828,30 @@ def test_known_backend_bugs(backend_name):
                            max_abs_error=1e300).fitness for a in algorithms]
     assert all(f > 0 for f in expected)
     np.testing.assert_allclose(results.fitness, expected, rtol=RTOL)
+
+
+@pytest.mark.parametrize("backend_name", FULL_SWEEP_BACKENDS)
+def test_fec_probe_runs_match_oracle(backend_name):
+    """Short fingerprint runs (§7): 10 training steps, 5 of 10 validation examples (the
+    loss still divided by 10), errors recorded; random algorithms of all ops."""
+    backend = backend_or_skip(backend_name)
+    F, memory, count = 8, (5, 9, 2), 150
+    data = sweep(F, memory, 190)
+    a_index, t_index = data.algorithm_index[:2 * count], data.task_index[:2 * count]
+    results = evaluate_backend(backend, data.algorithms, data.tasks, a_index, t_index, memory,
+                               train_steps=np.full(len(a_index), 10), valid_steps=5)
+    failures, chaotic = [], 0
+    for i, (a, t) in enumerate(zip(a_index, t_index)):
+        S, V, M = memory
+        expected = oracle.run(data.algorithms[a], data.tasks[t], num_scalars=S, num_vectors=V,
+                              num_matrices=M, train_steps=10, valid_steps=5,
+                              record_errors=RECORD)
+        problems = mismatches(results, i, expected)
+        if problems and is_chaotic(data.algorithms[a], data.tasks[t], memory, expected,
+                                   train_steps=10, valid_steps=5):
+            chaotic += 1
+        elif problems:
+            failures.append("; ".join(problems) + "\n"
+                            + describe(data.algorithms[a], data.tasks[t], memory))
+    assert not failures, "\n".join(failures[:5])
+    assert chaotic <= CHAOTIC_LIMIT * len(a_index) + 1
