@@ -204,7 +204,7 @@ def mismatches(results, i, expected: oracle.OracleResult) -> list[str]:
 
 
 def memory_mismatches(got, expected: oracle.OracleResult) -> list[str]:
-    """Differences between a backend's final memory (scalars, vectors, matrices) and the oracle's."""
+    """Differences between a backend's final memory (s, v, m) and the oracle's."""
     problems = []
     for name, a, b in zip(("s", "v", "m"), got, (expected.memory.s, expected.memory.v,
                                                  expected.memory.m)):
