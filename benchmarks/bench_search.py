@@ -35,6 +35,7 @@ flags.DEFINE_integer("max_experiments", 3, "Experiments per seed at most.")
 flags.DEFINE_enum("backend", "auto", ["auto", "cpu", "jax"], "Evaluator backend.")
 flags.DEFINE_integer("child_batch_size", None, "Children per step (default: the library's).")
 flags.DEFINE_float("sufficient_fitness", 0.9999, "Select fitness that counts as solved.")
+flags.DEFINE_string("hurdles", None, "Text-format HurdlesSpec to add (e.g. 'num_tasks: 2').")
 flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results", "search.jsonl"),
                     "JSON-lines file to append to.")
 
@@ -44,6 +45,16 @@ def _read(name):
         return handle.read()
 
 
+def _hurdles():
+    if FLAGS.hurdles is None:
+        return None
+    from google.protobuf import text_format
+    from azero_jax import spec_protos
+    from azero_jax.hurdles import HurdlesConfig
+    proto = text_format.Parse(FLAGS.hurdles, spec_protos.HurdlesSpec())
+    return HurdlesConfig(proto.percentile, proto.num_train_examples, proto.num_tasks)
+
+
 def run_seed(seed: int) -> dict:
     config = experiment.ExperimentConfig(
         search=parse_search_experiment_spec(_read("demo_search.textproto")),
@@ -51,7 +62,7 @@ def run_seed(seed: int) -> dict:
         final_tasks=parse_task_collection(_read("demo_final.textproto")),
         memory=MemoryConfig(4, 3, 1), random_seed=seed, max_experiments=FLAGS.max_experiments,
         randomize_task_seeds=True, sufficient_fitness=FLAGS.sufficient_fitness,
-        backend=FLAGS.backend, child_batch_size=FLAGS.child_batch_size)
+        backend=FLAGS.backend, child_batch_size=FLAGS.child_batch_size, hurdles=_hurdles())
     start, cpu_start = time.time(), time.process_time()
     summary = experiment.run_experiments(config, log=lambda line: print(line, flush=True)
                                          if not line.startswith("indivs=") else None)
@@ -78,6 +89,7 @@ def run_seed(seed: int) -> dict:
         "individuals_per_sec": individuals / search_secs if search_secs else None,
         "train_steps_per_sec": steps / search_secs if search_secs else None,
         "fec_hit_rate": [e["fec_hit_rate"] for e in experiments],
+        "hurdles": FLAGS.hurdles, "hurdle_stats": [e["hurdles"] for e in experiments],
         "search_fitness": [e["search_fitness"] for e in experiments],
         "select_fitness": [e["select_fitness"] for e in experiments],
         "final_fitness": summary["final_fitness"],
