@@ -1002,7 +1002,7 @@ def _worker_main(worker: int, payload: dict, conn) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's: it sends "stop"
     try:
         cores = sorted(os.sched_getaffinity(0))
-        if payload.get("pin", True) and len(cores) > 1:
+        if os.environ.get("AZERO_ISLANDS_PIN", "1") != "0" and len(cores) > 1:
             os.sched_setaffinity(0, {cores[worker % len(cores)]})
     except (AttributeError, OSError):
         pass
