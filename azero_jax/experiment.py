@@ -46,7 +46,7 @@ from azero_jax import checkpoint as checkpoint_lib
 from azero_jax.evaluator import MemoryConfig, evaluate_pairs
 from azero_jax.evolution import Search
 from azero_jax.hurdles import HurdlesConfig
-from azero_jax.program import Algorithm, format_algorithm, parse_algorithm
+from azero_jax.program import Algorithm, format_algorithm
 from azero_jax.spec import SearchSpec
 from azero_jax.tasks import TaskSpec, make_tasks
 
@@ -192,6 +192,7 @@ class ExperimentRunner:
         self._start = time.monotonic()
         self._last_checkpoint = time.monotonic()
         self.interrupted = False
+        self.finished = False  # every experiment done (a restart only re-prints the result)
 
     # -- checkpointing ------------------------------------------------------------------
 
@@ -215,11 +216,14 @@ class ExperimentRunner:
             "main_rng": checkpoint_lib.rng_state_to_json(self.rng.getstate()),
             "total_elapsed_secs": self.elapsed_secs,
             "search": None,
+            "finished": self.finished,
         }
         arrays = {}
         if self.search is not None and self.current is not None:
             search_state, arrays = checkpoint_lib.search_state(self.search)
             state["search"] = search_state
+        if self.best is not None:  # exactly (the text format keeps 6 digits only)
+            arrays.update(checkpoint_lib.pack_algorithms([self.best[0]], "experiments_best"))
         checkpoint_lib.save(path, state, arrays)
         self._last_checkpoint = time.monotonic()
 
@@ -236,16 +240,21 @@ class ExperimentRunner:
         self.num_experiments = int(state["num_experiments"])
         self.experiments = list(state["experiments"])
         if state["best_text"] is not None:
-            self.best = (parse_algorithm(state["best_text"]), float(state["best_select_fitness"]))
+            best = checkpoint_lib.unpack_algorithms(arrays, "experiments_best")[0]
+            self.best = (best, float(state["best_select_fitness"]))
         self.rng.setstate(checkpoint_lib.rng_state_from_json(state["main_rng"]))
         self.total_elapsed_before = float(state["total_elapsed_secs"])
         self._start = time.monotonic()
         self.current = state["current"]
+        self.finished = bool(state.get("finished", False))
         if self.current is not None and state["search"] is not None:
             self.search = self._make_search(self.current)
             checkpoint_lib.load_search_state(self.search, state["search"], arrays)
-        self.log(f"Resumed from {path}: experiment {self.num_experiments + 1}, "
-                 f"{self.search.num_individuals if self.search else 0} individuals.")
+        if self.finished:
+            self.log(f"Resumed from {path}: all {self.num_experiments} experiments were done.")
+        else:
+            self.log(f"Resumed from {path}: experiment {self.num_experiments + 1}, "
+                     f"{self.search.num_individuals if self.search else 0} individuals.")
         return True
 
     @property
@@ -293,7 +302,7 @@ class ExperimentRunner:
         if not resumed:
             self.log(f"Random seed = {self.seed}")
         with _StopFlag() as stop:
-            while True:
+            while not self.finished:
                 if self.current is None:
                     self.current = self._draw_experiment()
                     self.search = None
@@ -343,9 +352,8 @@ class ExperimentRunner:
                 self.num_experiments += 1
                 if config.max_experiments and self.num_experiments >= config.max_experiments:
                     stop_now = True
+                self.finished = stop_now
                 self.save_checkpoint()
-                if stop_now:
-                    break
         final = None
         if config.final_tasks:
             final_seed = self.rng.randrange(1, 2**31 - 1)

@@ -79,3 +79,19 @@ def test_resume_with_hurdles_equals_uninterrupted(tmp_path):
         second.step()
     assert _fingerprint(second) == _fingerprint(straight)
     assert second.hurdle_stats == straight.hurdle_stats and straight.hurdle_stats.evaluated > 0
+
+
+def test_finished_run_is_not_extended_on_restart(tmp_path):
+    from azero_jax import experiment
+    from search_helpers import task_spec
+    config = experiment.ExperimentConfig(
+        search=small_spec(population_size=8, max_train_steps=3000), select_tasks=(task_spec(),),
+        final_tasks=(task_spec(),), memory=MEMORY, random_seed=31, max_experiments=2,
+        backend="cpu", checkpoint_dir=str(tmp_path))
+    lines = []
+    first = experiment.run_experiments(config, log=lines.append)
+    again = experiment.run_experiments(config, log=lines.append)
+    assert first["num_experiments"] == again["num_experiments"] == 2
+    assert again["final_fitness"] == first["final_fitness"]
+    assert again["best_algorithm"] == first["best_algorithm"]
+    assert any("all 2 experiments were done" in line for line in lines)
