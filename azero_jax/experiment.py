@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -207,6 +208,7 @@ class ExperimentRunner:
         if path is None:
             return
         state = {
+            "config_digest": self._config_digest(),
             "random_seed": self.seed,
             "num_experiments": self.num_experiments,
             "experiments": self.experiments,
@@ -236,6 +238,10 @@ class ExperimentRunner:
             raise ValueError(f"{path} was written with --random_seed={state['random_seed']}, "
                              f"this run has {self.seed}; use the same flags or another "
                              "--checkpoint_dir")
+        if state.get("config_digest") != self._config_digest():
+            raise ValueError(f"{path} was written by a run with another spec, memory, task "
+                             "collections or search options; resume with the same flags or use "
+                             "another --checkpoint_dir")
         self.seed = int(state["random_seed"])
         self.num_experiments = int(state["num_experiments"])
         self.experiments = list(state["experiments"])
@@ -256,6 +262,14 @@ class ExperimentRunner:
             self.log(f"Resumed from {path}: experiment {self.num_experiments + 1}, "
                      f"{self.search.num_individuals if self.search else 0} individuals.")
         return True
+
+    def _config_digest(self) -> str:
+        """What must not change across a resume (spec, tasks, memory, search options)."""
+        c = self.config
+        text = repr((self.spec, c.select_tasks, c.final_tasks, c.memory, c.max_experiments,
+                     c.randomize_task_seeds, c.sufficient_fitness, c.child_batch_size,
+                     c.random_search, c.max_individuals))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def elapsed_secs(self) -> float:

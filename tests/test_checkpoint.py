@@ -95,3 +95,17 @@ def test_finished_run_is_not_extended_on_restart(tmp_path):
     assert again["final_fitness"] == first["final_fitness"]
     assert again["best_algorithm"] == first["best_algorithm"]
     assert any("all 2 experiments were done" in line for line in lines)
+
+
+def test_resume_with_another_spec_is_refused(tmp_path):
+    import pytest
+    from azero_jax import experiment
+    from search_helpers import task_spec
+    config = experiment.ExperimentConfig(
+        search=small_spec(population_size=8, max_train_steps=2000), select_tasks=(task_spec(),),
+        final_tasks=(), memory=MEMORY, random_seed=32, backend="cpu", checkpoint_dir=str(tmp_path))
+    experiment.run_experiments(config, log=lambda line: None)
+    other = experiment.ExperimentConfig(**{**config.__dict__,
+                                           "search": small_spec(population_size=9)})
+    with pytest.raises(ValueError, match="another spec"):
+        experiment.run_experiments(other, log=lambda line: None)
