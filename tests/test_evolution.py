@@ -175,7 +175,9 @@ def test_jax_backend_compiles_once_per_kind_and_matches_cpu():
     jax_evaluator = pytest.importorskip("azero_jax.jax_evaluator")
     spec = small_spec(fec=FECConfig(10, 10), population_size=16)
     before = dict(jax_evaluator.TRACE_COUNTS)
-    on_jax = Search(spec, memory=MEMORY, seed=12, backend="jax", child_batch_size=8)
+    # float64 on both: in float32 a chaotic child may land in another FEC class.
+    on_jax = Search(spec, memory=MEMORY, seed=12, backend="jax", child_batch_size=8,
+                    evaluator_options={"dtype": "float64"})
     on_cpu = Search(spec, memory=MEMORY, seed=12, backend="cpu", child_batch_size=8)
     for _ in range(5):
         on_jax.step()
@@ -183,7 +185,7 @@ def test_jax_backend_compiles_once_per_kind_and_matches_cpu():
     new = {k: v - before.get(k, 0) for k, v in jax_evaluator.TRACE_COUNTS.items()
            if v != before.get(k, 0)}
     assert len(new) <= 2 and set(new.values()) == {1}  # probe and full: one trace each
-    assert np.allclose(on_jax.fitness, on_cpu.fitness, atol=1e-5)
+    assert np.allclose(on_jax.fitness, on_cpu.fitness, atol=1e-9)
 
 
 def test_equivalent_children_reuse_the_first_stage():
