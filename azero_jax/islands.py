@@ -20,8 +20,8 @@ stage, full), the batch carrying an island index (offset task indices and algori
 ids), so many small populations fill one large batch.
 
 * ``batched``: one group holds all islands (one GPU; on a host with several devices the
-  JAX batch is sharded over all of them with ``jax.sharding``, see
-  :func:`sharded_jax_calls`);
+  JAX batch is sharded over all of them with ``jax.sharding`` (the evaluator's
+  ``devices`` option);
 * ``processes``: one worker process per core (spawned, never forked), each holding
   ``W / cores`` islands (one island per core when ``W <= cores``), evaluating on the
   per-core numba backend pinned to one thread and one core; the migration server runs
@@ -45,7 +45,6 @@ Example:
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import json
 import math
@@ -449,67 +448,6 @@ def checkpoint_path(directory: str, island: int) -> str:
 
 
 # --------------------------------------------------------------------------------------
-# Multi-device sharding of the JAX batch.
-
-
-_SHARD_LOCK = threading.Lock()
-# Sharded evaluator calls made so far and the device count of the last one's output.
-SHARD_STATS = {"calls": 0, "devices": 0}
-
-
-@contextlib.contextmanager
-def sharded_jax_calls(devices=None):
-    """Within the block, JAX evaluator batches are sharded over ``devices`` (default all).
-
-    The per-pair inputs of every compiled batch (programs, task slots, ids, steps) are
-    placed with a ``NamedSharding`` over a 1-D mesh along the batch axis; task data and
-    keys are replicated; ``jit`` partitions the vmapped evaluation accordingly. Batches
-    whose padded size is not a multiple of the device count run unsharded.
-
-    Example:
-        >>> with sharded_jax_calls():  # doctest: +SKIP
-        ...     results = evaluate_pairs(..., backend="jax")
-    """
-    import jax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-    from azero_jax import jax_evaluator
-
-    devices = list(jax.local_devices() if devices is None else devices)
-    if len(devices) < 2:
-        yield 1
-        return
-    mesh = Mesh(np.array(devices), ("batch",))
-    split = NamedSharding(mesh, PartitionSpec("batch"))
-    replicated = NamedSharding(mesh, PartitionSpec())
-    original = jax_evaluator.compiled_evaluator
-
-    def wrapped(shape):
-        fn = original(shape)
-        if shape.batch_size % len(devices):
-            return fn
-
-        def call(progs, slots, task_ids, ids, steps, is_acc, task_data, key, max_abs_error):
-            put = lambda tree, where: jax.tree_util.tree_map(  # noqa: E731
-                lambda x: jax.device_put(x, where), tree)
-            out = fn(put(progs, split), put(slots, split), put(task_ids, split),
-                     put(ids, split), put(steps, split), put(is_acc, split),
-                     put(task_data, replicated), put(key, replicated),
-                     put(max_abs_error, replicated))
-            SHARD_STATS["calls"] += 1
-            SHARD_STATS["devices"] = len(out["fitness"].sharding.device_set)
-            return out
-        return call
-
-    with _SHARD_LOCK:
-        jax_evaluator.compiled_evaluator = wrapped
-        try:
-            yield len(devices)
-        finally:
-            jax_evaluator.compiled_evaluator = original
-
-
-# --------------------------------------------------------------------------------------
 # A group of islands in one process, evaluated together.
 
 
@@ -659,11 +597,12 @@ class IslandGroup:
         a_idx = np.concatenate([a_idx, np.full(pad, a_idx[0])])
         t_idx = np.concatenate([t_idx, np.full(pad, t_idx[0])])
         options.setdefault("max_batch", max(size, 8))
-        context = sharded_jax_calls() if self.config.shard else contextlib.nullcontext()
-        with context:
-            out = jax_evaluator.evaluate_pairs(algorithms, self.tasks, a_idx, t_idx,
-                                               train_steps=steps, op_sets=self.op_sets,
-                                               **kwargs, **options)
+        if not self.config.shard:
+            import jax
+            options.setdefault("devices", jax.local_devices()[:1])
+        out = jax_evaluator.evaluate_pairs(algorithms, self.tasks, a_idx, t_idx,
+                                           train_steps=steps, op_sets=self.op_sets,
+                                           **kwargs, **options)
         return PairResults(**{name: (None if getattr(out, name) is None else getattr(out, name)[:n])
                               for name in ("fitness", "train_steps", "train_errors",
                                            "num_train_errors", "valid_errors",
@@ -1383,4 +1322,4 @@ def run_from_flags(flag_values, config, log: Callable[[str], None] = print) -> d
 __all__ = ["IslandsConfig", "IslandSpec", "Island", "IslandGroup", "IslandsResult",
            "MigrationServer", "run_islands", "run_experiments", "load_islands_config",
            "parse_islands_config", "spread_population_sizes", "assign_task_sets",
-           "sharded_jax_calls", "format_progress", "islands_config_from_flags", "run_from_flags"]
+           "format_progress", "islands_config_from_flags", "run_from_flags"]

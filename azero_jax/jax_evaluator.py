@@ -42,6 +42,8 @@ from azero_jax.tasks import ACCURACY, Task
 
 # How many times each static shape has been traced (a retrace would show up here).
 TRACE_COUNTS: collections.Counter = collections.Counter()
+# Sharded calls made, and over how many devices the last one ran.
+SHARD_STATS = {"calls": 0, "devices": 1}
 
 _KIND_CODE = {None: 0, "S": 1, "V": 2, "M": 3}
 _UNROLL_LIMIT = 64  # longer component functions run as a lax.scan instead of unrolled
@@ -475,6 +477,30 @@ def compiled_evaluator(shape: EvalShape):
 # Host side: grouping, padding, calling.
 
 
+class _Placement:
+    """Puts per-pair inputs split along the batch axis and shared inputs replicated."""
+
+    def __init__(self, devices):
+        if len(devices) > 1:
+            from jax.sharding import Mesh, NamedSharding, PartitionSpec
+            mesh = Mesh(np.array(devices), ("batch",))
+            self._split = NamedSharding(mesh, PartitionSpec("batch"))
+            self._replicated = NamedSharding(mesh, PartitionSpec())
+        else:
+            self._split = self._replicated = devices[0]
+
+    def split(self, tree):
+        return jax.tree_util.tree_map(lambda x: jax.device_put(x, self._split), tree)
+
+    def replicate(self, tree):
+        return jax.tree_util.tree_map(lambda x: jax.device_put(x, self._replicated), tree)
+
+
+@functools.lru_cache(maxsize=8)
+def _placement(devices: tuple) -> _Placement:
+    return _Placement(devices)
+
+
 def _task_group_key(task: Task):
     return (task.features_size, task.num_train, task.num_valid, task.num_epochs, task.label_size)
 
@@ -514,7 +540,7 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
                    task_index, *, memory: MemoryConfig, max_abs_error: float, seed: int,
                    algorithm_ids, train_steps, valid_steps, record_errors, dtype: str = "float32",
                    op_sets=None, max_batch: int | None = None, return_memory: bool = False,
-                   length_buckets: bool = True) -> PairResults:
+                   length_buckets: bool = True, devices=None) -> PairResults:
     """The JAX backend of :func:`azero_jax.evaluator.evaluate_pairs` (arguments validated there).
 
     Extra options:
@@ -522,6 +548,8 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
       return_memory: also return the final memory of each pair (a debugging aid), as
         attributes ``scalars``, ``vectors``, ``matrices`` of the result.
       length_buckets: pad component lengths to coarse buckets (fewer compiles).
+      devices: the devices to shard each batch over along the pair axis (default: all
+        local devices; one device means no sharding). Task data are replicated.
     """
     B = len(algorithm_index)
     np_dtype = np.float64 if dtype == "float64" else np.float32
@@ -531,6 +559,10 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
     lengths = tuple(bucket_length(n) if length_buckets else n for n in longest)
     if max_batch is None:
         max_batch = 512 if jax.default_backend() == "cpu" else 8192
+    devices = list(jax.local_devices() if devices is None else devices)
+    place = _placement(tuple(devices))
+    if len(devices) > 1:
+        max_batch = -(-max_batch // len(devices)) * len(devices)
     record = tuple(int(k) for k in record_errors) if record_errors else (0, 0)
 
     fitness = np.zeros(B, np.float64)
@@ -548,10 +580,11 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
         groups[_task_group_key(tasks[t])].append(t)
 
     with x64_context(dtype):
-        base_key = jax.random.PRNGKey(np.uint32(seed % 2**32))
+        base_key = place.replicate(jax.random.PRNGKey(np.uint32(seed % 2**32)))
+        limit = place.replicate(np.asarray(max_abs_error, np_dtype))
         for (F, n_train, n_valid, E, label_size), group_tasks in groups.items():
             slot_of = {t: i for i, t in enumerate(group_tasks)}
-            task_data = tuple(jnp.asarray(a) for a in _stack_tasks(
+            task_data = place.replicate(_stack_tasks(
                 [tasks[t] for t in group_tasks], np_dtype, label_size, F))
             is_acc_task = np.array([tasks[t].eval_type == ACCURACY for t in group_tasks])
             index_of_task = np.array([tasks[t].index for t in group_tasks], np.uint32)
@@ -560,6 +593,7 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
             for start in range(0, len(members), max_batch):
                 chunk = members[start:start + max_batch]
                 size = bucket_batch(len(chunk), max_batch)
+                size = -(-size // len(devices)) * len(devices)
                 shape = EvalShape(F, n_train, n_valid, E, label_size, len(group_tasks), memory,
                                   sets, lengths, size, vsteps, record, dtype, return_memory)
                 fn = compiled_evaluator(shape)
@@ -570,13 +604,16 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
                 req[len(chunk):] = 0
                 uniq, inverse = np.unique(algorithm_index[padded], return_inverse=True)
                 progs = _program_arrays([algorithms[a] for a in uniq], lengths, tables, np_dtype)
-                progs = tuple(tuple(jnp.asarray(part[inverse]) for part in comp) for comp in progs)
+                progs = tuple(tuple(part[inverse] for part in comp) for comp in progs)
                 slots = np.array([slot_of[t] for t in task_index[padded]], np.int32)
-                out = fn(progs, jnp.asarray(slots), jnp.asarray(index_of_task[slots]),
-                         jnp.asarray((algorithm_ids[algorithm_index[padded]] % 2**32).astype(np.uint32)),
-                         jnp.asarray(np.minimum(req, 2**31 - 1).astype(np.int32)),
-                         jnp.asarray(is_acc_task[slots]), task_data, base_key,
-                         jnp.asarray(max_abs_error, np_dtype))
+                per_pair = place.split((
+                    progs, slots, index_of_task[slots],
+                    (algorithm_ids[algorithm_index[padded]] % 2**32).astype(np.uint32),
+                    np.minimum(req, 2**31 - 1).astype(np.int32), is_acc_task[slots]))
+                out = fn(*per_pair, task_data, base_key, limit)
+                if len(devices) > 1:
+                    SHARD_STATS["calls"] += 1
+                    SHARD_STATS["devices"] = len(out["fitness"].sharding.device_set)
                 out = jax.device_get(out)
                 n = len(chunk)
                 fitness[chunk] = out["fitness"][:n]

@@ -35,7 +35,7 @@ SHARDING_SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     sys.path.insert(0, "tests")
     from search_helpers import MEMORY, small_spec
-    from azero_jax import islands
+    from azero_jax import islands, jax_evaluator
     assert jax.local_device_count() == 4, jax.local_devices()
     spec = small_spec(population_size=16)
     out = {}
@@ -47,7 +47,7 @@ SHARDING_SCRIPT = textwrap.dedent("""
         group.step()
         out[str(shard)] = np.concatenate([i.search.fitness for i in group.islands]).tolist()
         out["calls_" + str(shard)] = dict(group.calls)
-    out["stats"] = islands.SHARD_STATS
+    out["stats"] = jax_evaluator.SHARD_STATS
     print(json.dumps(out))
 """)
 
