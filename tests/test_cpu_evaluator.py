@@ -533,3 +533,29 @@ def test_random_programs_match_jax_backend_all_ops():
     """cpu vs jax (float64) on 400 random programs over every deterministic op."""
     from conftest import NON_RANDOM_OPS
     _compare_with_jax(400, NON_RANDOM_OPS, seed=12)
+
+
+@pytest.mark.slow
+def test_w1_matches_jax_backend():
+    """The whole W1 workload (1000 algorithms x 10 tasks): cpu == jax (float64)."""
+    path = os.path.join(BENCH_DIR, "w1_demo.jsonl")
+    if not os.path.exists(path):
+        pytest.skip(f"benchmark workloads not found at {path} (set AZERO_BENCH_DIR)")
+    try:
+        from azero_jax import jax_evaluator  # noqa: F401
+    except Exception as error:  # noqa: BLE001
+        pytest.skip(f"JAX backend not importable: {error}")
+    import json
+    with open(path) as f:
+        algorithms = [az.parse_algorithm(json.loads(line)["text"]) for line in f]
+    tasks = az.make_tasks(az.TaskSpec("scalar_linear_regression_task", 4, 100, 100,
+                                      "rms_error", num_tasks=10))
+    a, t = np.meshgrid(np.arange(len(algorithms)), np.arange(len(tasks)), indexing="ij")
+    kwargs = dict(memory=MEM, record_errors=(10, 10))
+    cpu = az.evaluate_pairs(algorithms, tasks, a.ravel(), t.ravel(), backend="cpu", **kwargs)
+    jx = az.evaluate_pairs(algorithms, tasks, a.ravel(), t.ravel(), backend="jax",
+                           dtype="float64", **kwargs)
+    assert np.isclose(cpu.fitness, jx.fitness, rtol=1e-9, atol=1e-12).mean() >= 0.995
+    assert (cpu.train_steps == jx.train_steps).mean() >= 0.995
+    np.testing.assert_array_equal(cpu.num_train_errors, jx.num_train_errors)
+    np.testing.assert_allclose(cpu.train_errors, jx.train_errors, rtol=1e-9, equal_nan=True)
