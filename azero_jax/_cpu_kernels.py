@@ -66,7 +66,8 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
     """Evaluates pairs ``first..last-1`` of the pair table (spec §4.1), writing the outputs.
 
     Args:
-      ins, dat: decoded instructions ``[n, 4]`` int64 and constants ``[n, 2]`` float64.
+      ins, dat: decoded instructions ``[n * 4]`` int64 (op, x, y, z per instruction) and
+        constants ``[n * 2]`` float64, flat (1-D arrays index without a stride load).
       progs: ``[programs, 4]`` boundaries (setup start, predict start, learn start, end).
       tasks: ``[T, TASK_COLUMNS]`` task table; xs, ys, orders: the packed task data.
       pairs: ``[B, PAIR_COLUMNS]`` pair table.
@@ -135,12 +136,12 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
         end = p_start
         while True:
             for i in range(start, end):
-                op = ins[i, 0]
+                op = ins[4 * i]
                 # Masking to 32 bits proves to LLVM that every offset is >= 0, which drops
                 # numba's negative-index wraparound and lets it vectorise the loops.
-                x = ins[i, 1] & 0xFFFFFFFF
-                y = ins[i, 2] & 0xFFFFFFFF
-                z = ins[i, 3] & 0xFFFFFFFF
+                x = ins[4 * i + 1] & 0xFFFFFFFF
+                y = ins[4 * i + 2] & 0xFFFFFFFF
+                z = ins[4 * i + 3] & 0xFFFFFFFF
                 if op == 0:
                     pass
                 # ---------------------------------------------------------------- scalar
@@ -400,23 +401,23 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                     mem[z] = math.sqrt(sq / (F * F) - mean * mean)
                 # ----------------------------------------------------------------- data
                 elif op == 56 or op == 57 or op == 58:  # z already points at the entry
-                    mem[z] = dat[i, 0]
+                    mem[z] = dat[2 * i]
                 elif op == 59:
-                    mem[z] = _uniform(dat[i, 0], dat[i, 1])
+                    mem[z] = _uniform(dat[2 * i], dat[2 * i + 1])
                 elif op == 60:
                     for k in range(F):
-                        mem[z + k] = _uniform(dat[i, 0], dat[i, 1])
+                        mem[z + k] = _uniform(dat[2 * i], dat[2 * i + 1])
                 elif op == 61:
                     for k in range(F * F):
-                        mem[z + k] = _uniform(dat[i, 0], dat[i, 1])
+                        mem[z + k] = _uniform(dat[2 * i], dat[2 * i + 1])
                 elif op == 62:
-                    mem[z] = dat[i, 0] + dat[i, 1] * np.random.standard_normal()
+                    mem[z] = dat[2 * i] + dat[2 * i + 1] * np.random.standard_normal()
                 elif op == 63:
                     for k in range(F):
-                        mem[z + k] = dat[i, 0] + dat[i, 1] * np.random.standard_normal()
+                        mem[z + k] = dat[2 * i] + dat[2 * i + 1] * np.random.standard_normal()
                 elif op == 64:
                     for k in range(F * F):
-                        mem[z + k] = dat[i, 0] + dat[i, 1] * np.random.standard_normal()
+                        mem[z + k] = dat[2 * i] + dat[2 * i + 1] * np.random.standard_normal()
 
 
             # ---------------------------------------------------- phase transitions

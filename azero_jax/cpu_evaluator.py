@@ -364,7 +364,7 @@ def _evaluate(algorithms, tasks, algorithm_index, task_index, *, memory, max_abs
                        np.zeros(B, dtype=np.int64))
         else:
             outputs = (fitness, steps, terr, nterr, verr, nverr)
-        args = (ins, dat, progs, pack.table, pack.x, pack.y, pack.orders, pairs)
+        args = (ins.ravel(), dat.ravel(), progs, pack.table, pack.x, pack.y, pack.orders, pairs)
         init_mem = np.zeros(0)
         if initial_memory is not None:
             init_mem = np.ascontiguousarray(initial_memory, dtype=np.float64).ravel()
