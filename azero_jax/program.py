@@ -250,23 +250,34 @@ def parse_algorithm(text: str) -> Algorithm:
     return Algorithm(*(as_component(p) for p in parts))
 
 
+_TYPE_LIMIT_INDEX = {"S": 0, "V": 1, "M": 2}
+# For each op and operand field: which memory size bounds it (-1: the field is unused).
+_OPERAND_LIMITS = np.array(
+    [[_TYPE_LIMIT_INDEX.get(t, -1) for t in (spec.in1_type, spec.in2_type, spec.out_type)]
+     for spec in ops_lib.OPS], dtype=np.int64)
+
+
 def validate_addresses(algorithm: Algorithm, num_scalars: int, num_vectors: int,
                        num_matrices: int) -> None:
     """Raises ValueError if an instruction addresses memory outside the given sizes."""
-    limits = {"S": num_scalars, "V": num_vectors, "M": num_matrices}
+    limits = np.array([num_scalars, num_vectors, num_matrices, np.iinfo(np.int64).max])
     for name, component in zip(COMPONENTS, algorithm.components):
-        for index, record in enumerate(component):
-            spec = ops_lib.OPS[int(record["op"])]
-            for field, type_ in (("in1", spec.in1_type), ("in2", spec.in2_type),
-                                 ("out", spec.out_type)):
-                if type_ is None:
-                    continue
-                address = int(record[field])
-                if not 0 <= address < limits[type_]:
-                    raise ValueError(
-                        f"{name} instruction {index} ({format_instruction(record)!r}) uses "
-                        f"{type_.lower()}{address}, but memory has only {limits[type_]} "
-                        f"{ {'S': 'scalar', 'V': 'vector', 'M': 'matrix'}[type_]} addresses")
+        if not len(component):
+            continue
+        kinds = _OPERAND_LIMITS[component["op"]]  # [n, 3]
+        addresses = np.stack([component["in1"], component["in2"], component["out"]], axis=1)
+        bad = (addresses < 0) | (addresses >= limits[kinds])
+        bad &= kinds >= 0
+        if not bad.any():
+            continue
+        index, field = (int(i) for i in np.argwhere(bad)[0])
+        record = component[index]
+        type_ = "SVM"[kinds[index, field]]
+        word = {"S": "scalar", "V": "vector", "M": "matrix"}[type_]
+        raise ValueError(
+            f"{name} instruction {index} ({format_instruction(record)!r}) uses "
+            f"{type_.lower()}{int(addresses[index, field])}, but memory has only "
+            f"{limits[kinds[index, field]]} {word} addresses")
 
 
 def pad_components(algorithms: Sequence[Algorithm], lengths: Sequence[int]) -> list[np.ndarray]:
