@@ -403,16 +403,17 @@ def _build(shape: EvalShape):
                 x, y = x_valid[tslot, j], y_valid[tslot, j]
                 mem = predict(mem, x, jax.random.fold_in(valid_key, epoch * n_valid + j))
                 s, v, _ = mem
+                # The 0/1 error of accuracy tasks goes through the same abort check as
+                # regression errors (it can only fire when max_abs_error < 1).
                 if vector_labels:
                     wrong = (argmax_first(v[2][:K]) != argmax_first(y[:K])).astype(dt)
-                    error, bad = wrong, jnp.zeros((), bool)
+                    error, bad = wrong, wrong > max_abs_error
                     increment = wrong
                 else:
                     diff = y - s[1]
-                    rms_bad = jnp.isnan(diff) | (jnp.abs(diff) > max_abs_error)
                     wrong = ((y > 0.5) != (sigmoid(s[1]) > 0.5)).astype(dt)
                     error = jnp.where(is_acc, wrong, jnp.abs(diff))
-                    bad = ~is_acc & rms_bad
+                    bad = jnp.isnan(error) | (error > max_abs_error)
                     increment = jnp.where(is_acc, wrong, diff * diff)
                 if rec_valid:
                     record = (epoch == 0) & ~bad & (j < rec_valid)
@@ -425,11 +426,11 @@ def _build(shape: EvalShape):
             _, mem, loss, failed, errs, n_errs = lax.while_loop(cond, body, init)
             mean_loss = loss / n_valid
             if vector_labels:
-                fitness = 1 - mean_loss
+                fitness = jnp.where(failed, 0.0, 1 - mean_loss)
             else:
                 rms = jnp.sqrt(mean_loss)
                 squashed = jnp.where(jnp.isfinite(rms), 1 + NEG_TWO_OVER_PI * jnp.arctan(rms), 0.0)
-                fitness = jnp.where(is_acc, 1 - mean_loss, jnp.where(failed, 0.0, squashed))
+                fitness = jnp.where(failed, 0.0, jnp.where(is_acc, 1 - mean_loss, squashed))
             return mem, fitness.astype(dt), errs, n_errs
 
         def epoch_cond(c):
