@@ -1,17 +1,36 @@
-"""azero_jax: AutoML-Zero on JAX (Real et al., ICML 2020)."""
+"""azero_jax: AutoML-Zero (Real et al., ICML 2020) on JAX.
 
-from azero_jax import generator, ops, tasks
+Evolve whole ML algorithms (Setup / Predict / Learn programs over 65 high-school ops)
+from scratch. The main entry points:
+
+* :func:`parse_algorithm` / :func:`format_algorithm`: the reference's text format;
+* :func:`evaluate` / :func:`evaluate_pairs`: fitness of algorithms on tasks, batched on a
+  device (``backend="jax"``) or compiled per core (``backend="cpu"``);
+* :class:`Search` / :func:`search`: regularized evolution (or random search) with FEC,
+  hurdles and the reference's budget accounting; :func:`run_experiments` adds T_select
+  ranking and the final evaluation; :func:`run_islands` many islands with migration.
+"""
+
 from azero_jax import analysis, datasets  # datasets registers the projected task types
+from azero_jax import (checkpoint, fec, generator, hurdles, mutator, ops, randomizer, tasks,
+                       train_budget)
 from azero_jax.evaluator import (MemoryConfig, PairResults, combine_fitnesses, evaluate,
                                  evaluate_pairs, flip_and_squash)
+from azero_jax.evolution import Search, search
+from azero_jax.experiment import ExperimentConfig, run_experiments
+from azero_jax.islands import IslandsConfig, run_islands
 from azero_jax.program import (Algorithm, ParseError, format_algorithm, instruction,
                                parse_algorithm)
+from azero_jax.spec import SearchSpec, parse_search_experiment_spec, parse_task_collection
 from azero_jax.tasks import Task, TaskSpec, make_tasks
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Algorithm", "MemoryConfig", "PairResults", "ParseError", "Task", "TaskSpec", "analysis",
-    "combine_fitnesses", "evaluate", "evaluate_pairs", "flip_and_squash", "format_algorithm",
-    "datasets", "generator", "instruction", "make_tasks", "ops", "parse_algorithm", "tasks",
+    "Algorithm", "ExperimentConfig", "IslandsConfig", "MemoryConfig", "PairResults",
+    "ParseError", "Search", "SearchSpec", "Task", "TaskSpec", "analysis", "checkpoint",
+    "combine_fitnesses", "datasets", "evaluate", "evaluate_pairs", "fec", "flip_and_squash",
+    "format_algorithm", "generator", "hurdles", "instruction", "make_tasks", "mutator", "ops",
+    "parse_algorithm", "parse_search_experiment_spec", "parse_task_collection", "randomizer",
+    "run_experiments", "run_islands", "search", "tasks", "train_budget",
 ]
