@@ -183,20 +183,37 @@ def _gaussian(rng: np.random.Generator, mean: float, stdev: float) -> float:
     return mean + stdev * float(rng.standard_normal())
 
 
-# Numerical variants. The default is the plain NumPy order. The others change only
-# rounding -- the order of every reduction, or the last bit of every transcendental
-# result -- and exist to tell a chaotic program (one whose fitness depends on rounding,
-# so no two correct implementations need agree on it) from a real disagreement.
-VARIANTS = ("default", "reversed", "ulp")
+# Numerical variants. The default is the plain NumPy order (pairwise / blocked sums).
+# The others change only rounding -- every reduction in reverse order, or strictly left
+# to right (this one changes sums of equal values, e.g. the one-pass std of a constant
+# vector: NaN or 1e-9), or the last bit of every transcendental result -- and exist to
+# tell a chaotic program (one whose fitness depends on rounding, so no two correct
+# implementations need agree on it) from a real disagreement.
+VARIANTS = ("default", "reversed", "sequential", "ulp", "jitter")
 _variant = "default"
+# The "jitter" variant moves every reduction and transcendental result by -1, 0 or +1
+# ulp at random (as two libms or two summation trees may), from this generator.
+_jitter_rng = np.random.default_rng(0)
+
+
+def _nudge(y):
+    """In the "jitter" variant, y moved by a random -1/0/+1 ulp per entry."""
+    if _variant != "jitter":
+        return y
+    y = np.asarray(y, dtype=np.float64)
+    step = _jitter_rng.integers(-1, 2, size=y.shape)
+    out = np.where(step > 0, np.nextafter(y, np.inf),
+                   np.where(step < 0, np.nextafter(y, -np.inf), y))
+    return out if out.ndim else float(out)
 
 
 @contextlib.contextmanager
-def variant(name: str):
+def variant(name: str, seed: int = 0):
     """Runs the oracle with another (equally correct) rounding behaviour inside the block."""
-    global _variant
+    global _variant, _jitter_rng
     if name not in VARIANTS:
         raise ValueError(f"unknown oracle variant {name!r}; expected one of {VARIANTS}")
+    _jitter_rng = np.random.default_rng(seed)
     previous, _variant = _variant, name
     try:
         yield
@@ -204,34 +221,52 @@ def variant(name: str):
         _variant = previous
 
 
+def _sequential_sum(values) -> float:
+    total = 0.0
+    for x in np.ravel(values):
+        total += x
+    return total
+
+
 def _sum(values, axis=None):
     """Sum of all entries (axis None) or along an axis of a matrix."""
     values = np.asarray(values)
+    if _variant == "sequential":
+        if axis is None:
+            return _sequential_sum(values)
+        lines = values if axis == 1 else values.T
+        return np.array([_sequential_sum(line) for line in lines])
     if _variant == "reversed":
         if axis is None:
             return float(np.sum(values.ravel()[::-1]))
         return np.sum(np.flip(values, axis=axis), axis=axis)
     if axis is None:
-        return float(np.sum(values))
-    return np.sum(values, axis=axis)
+        return _nudge(float(np.sum(values)))
+    return _nudge(np.sum(values, axis=axis))
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    if _variant == "sequential":
+        return _sequential_sum(a * b)
     if _variant == "reversed":
         return float(np.dot(a[::-1], b[::-1]))
-    return float(np.dot(a, b))
+    return _nudge(float(np.dot(a, b)))
 
 
 def _matvec(mat: np.ndarray, x: np.ndarray) -> np.ndarray:
+    if _variant == "sequential":
+        return np.array([_dot(row, x) for row in mat])
     if _variant == "reversed":
         return mat[:, ::-1] @ x[::-1]
-    return mat @ x
+    return _nudge(mat @ x)
 
 
 def _matmul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    if _variant == "sequential":
+        return np.array([[_dot(row, col) for col in y.T] for row in x])
     if _variant == "reversed":
         return x[:, ::-1] @ y[::-1, :]
-    return x @ y
+    return _nudge(x @ y)
 
 
 def _t(fn, x):
@@ -239,7 +274,7 @@ def _t(fn, x):
     y = fn(x)
     if _variant == "ulp":
         y = np.nextafter(y, np.inf)
-    return y
+    return _nudge(y)
 
 
 def _one_pass_std(values: np.ndarray) -> float:
