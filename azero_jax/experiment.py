@@ -103,6 +103,22 @@ class ExperimentConfig:
             raise ValueError("select_tasks must name at least one task")
 
 
+def log_found_algorithm(log: Callable[[str], None], algorithm: Algorithm) -> None:
+    """Prints the found algorithm as the reference does, then its simplified form."""
+    from azero_jax.analysis.simplify import simplify
+    log("Algorithm found: ")
+    log(format_algorithm(algorithm).rstrip("\n"))
+    try:
+        small = simplify(algorithm)
+    except Exception as error:  # the printout above is what matters; say why, carry on
+        log(f"(could not simplify: {error})")
+        return
+    if small.sizes != algorithm.sizes:
+        log("Simplified (instructions that cannot affect any prediction removed; "
+            "same fitness): ")
+        log(format_algorithm(small).rstrip("\n"))
+
+
 def randomize_task_seeds(specs: Sequence[TaskSpec], seed: int) -> tuple[TaskSpec, ...]:
     """Fresh data and param seeds for every task (``RandomizeTaskSeeds``; our own stream).
 
@@ -377,8 +393,7 @@ class ExperimentRunner:
             self.log("")
             self.log("Final evaluation of best algorithm (on unseen tasks)...")
             self.log(f"Final evaluation fitness (on unseen data) = {final:.6f}")
-        self.log("Algorithm found: ")
-        self.log(format_algorithm(self.best[0]).rstrip("\n"))
+        log_found_algorithm(self.log, self.best[0])
         return self._summary(final_fitness=final)
 
     def _summary(self, final_fitness) -> dict:

@@ -1256,8 +1256,8 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
         log("Final evaluation of best algorithm (on unseen tasks)...")
         log(f"Final evaluation fitness (on unseen data) = {final:.6f}")
     if not interrupted and best_text is not None:
-        log("Algorithm found: ")
-        log(best_text.rstrip("\n"))
+        from azero_jax.experiment import log_found_algorithm
+        log_found_algorithm(log, parse_algorithm(best_text))
     experiments = state["experiments"]
     summary = {
         "random_seed": seed, "num_experiments": state["num_experiments"],
