@@ -279,14 +279,13 @@ def test_sweep_size():
     assert sorted(F for F, _, _ in GROUPS) == [1, 2, 4, 8, 16, 32]
 
 
-FULL_SWEEP_BACKENDS = ["cpu", pytest.param("jax", marks=pytest.mark.slow)]
+FULL_SWEEP_BACKENDS = ["cpu", "jax"]
 
 
 @pytest.mark.parametrize("backend_name", FULL_SWEEP_BACKENDS)
 def test_random_algorithms_match_oracle(backend_name):
-    """All 59 non-random ops in every component, six F: one JAX compile per F of a 59-op
-    switch takes minutes on a 2-core CPU, so the JAX run of this sweep is ``slow``
-    (the pooled sweep below covers JAX in the default run)."""
+    """All 59 non-random ops in every component, six F (one JAX compile per F: a 59-op
+    switch compiles in seconds because long component functions run as a scan)."""
     backend = backend_or_skip(backend_name)
     total = 0
     chaotic = []
