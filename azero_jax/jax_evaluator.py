@@ -603,6 +603,7 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
             is_acc_task = np.array([tasks[t].eval_type == ACCURACY for t in group_tasks])
             index_of_task = np.array([tasks[t].index for t in group_tasks], np.uint32)
             members = np.nonzero(np.isin(task_index, group_tasks))[0]
+            tables = [_ComponentExec(sets[c], F, memory, None).branch_table() for c in range(3)]
             vsteps = n_valid if valid_steps is None else min(int(valid_steps), n_valid)
             for start in range(0, len(members), max_batch):
                 chunk = members[start:start + max_batch]
@@ -611,7 +612,6 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
                 shape = EvalShape(F, n_train, n_valid, E, label_size, len(group_tasks), memory,
                                   sets, lengths, size, vsteps, record, dtype, return_memory)
                 fn = compiled_evaluator(shape)
-                tables = [_ComponentExec(sets[c], F, memory, None).branch_table() for c in range(3)]
                 # Pad the chunk with copies of its first pair that do no training.
                 padded = np.concatenate([chunk, np.full(size - len(chunk), chunk[0])])
                 req = train_steps[padded].copy()
