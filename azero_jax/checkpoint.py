@@ -76,8 +76,15 @@ def load(path: str) -> tuple[dict, dict[str, np.ndarray]]:
 def pack_algorithms(algorithms, prefix: str) -> dict[str, np.ndarray]:
     """Flattens algorithms into per-field arrays plus ``[N, 3]`` sizes (no pickle needed)."""
     sizes = np.array([a.sizes for a in algorithms], dtype=np.int64).reshape(-1, 3)
-    parts = [c for a in algorithms for c in a.components]
-    flat = np.concatenate(parts) if parts else np.zeros(0, dtype=INSTRUCTION_DTYPE)
+    # Filling one preallocated array: np.concatenate of many structured arrays promotes
+    # their fields once per part and made island checkpoints cost more than the search.
+    flat = np.empty(int(sizes.sum()), dtype=INSTRUCTION_DTYPE)
+    pos = 0
+    for algorithm in algorithms:
+        for component in algorithm.components:
+            end = pos + len(component)
+            flat[pos:end] = component
+            pos = end
     out = {f"{prefix}_sizes": sizes}
     for field in _FIELDS:
         out[f"{prefix}_{field}"] = np.ascontiguousarray(flat[field])

@@ -89,9 +89,10 @@ class IslandsConfig:
       num_workers: processes / Ray actors (default: min(W, cores) / one per Ray node).
       ray_address: address of a running Ray cluster (None starts a local one).
       stop_search_fitness: stop every island once one reaches this search fitness.
-      checkpoint_every_secs: island checkpoints at least this often (None: the run's
-        ``--checkpoint_every_secs``, else 30 s); islands are also checkpointed after
-        every migration.
+      checkpoint_every_secs: seconds between island checkpoints (None: the run's
+        ``--checkpoint_every_secs``, else 30 s); islands are also checkpointed when they
+        stop. (Not after every migration: with frequent migrations the saves cost more
+        than the search.)
       max_restarts: restarts of a killed worker before the run fails.
       shard: shard JAX batches over all local devices (batched mode, JAX backend).
     """
@@ -277,7 +278,9 @@ class MigrationServer:
 
     def __init__(self, seed: int = 0):
         self.rng = random_lib.Random(int(seed))
-        self.pools: dict[int, list[Algorithm]] = {}
+        # Pools are kept packed (plain arrays, see :func:`pack`): workers in other
+        # processes send and receive them as they are, without building Algorithms here.
+        self.pools: dict[int, dict[str, np.ndarray]] = {}
         self.exchanges = 0
         self.algorithms_in = 0
         self.algorithms_out = 0
@@ -285,18 +288,23 @@ class MigrationServer:
         self.lock = threading.Lock()
 
     def exchange(self, island: int, algorithms: Sequence[Algorithm]) -> list[Algorithm]:
+        return unpack(self.exchange_packed(island, pack(algorithms)))
+
+    def exchange_packed(self, island: int, packed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """:meth:`exchange` on packed algorithms (what travels between processes)."""
+        k = len(packed[f"{_PACK}_sizes"])
         with self.lock:
-            self.pools[int(island)] = list(algorithms)
-            pool = [a for key in sorted(self.pools) for a in self.pools[key]]
-            k = len(algorithms)
-            if k <= len(pool):
-                out = self.rng.sample(pool, k)
+            self.pools[int(island)] = packed
+            pool = concat_packed([self.pools[key] for key in sorted(self.pools)])
+            n = len(pool[f"{_PACK}_sizes"])
+            if k <= n:
+                chosen = self.rng.sample(range(n), k)
             else:
-                out = [self.rng.choice(pool) for _ in range(k)]
+                chosen = [self.rng.randrange(n) for _ in range(k)]
             self.exchanges += 1
             self.algorithms_in += k
             self.algorithms_out += k
-            return out
+            return take_packed(pool, chosen)
 
     def register(self, worker: int) -> int:
         """Counts a worker's (re)start; returns how many times it started before."""
@@ -314,13 +322,36 @@ class MigrationServer:
                 "pool_islands": len(self.pools)}
 
 
+_PACK = "a"  # the prefix of packed migrants' arrays
+
+
 def pack(algorithms: Sequence[Algorithm]) -> dict[str, np.ndarray]:
     """Algorithms as plain arrays (what travels between processes and machines)."""
-    return checkpoint_lib.pack_algorithms(list(algorithms), "a")
+    return checkpoint_lib.pack_algorithms(list(algorithms), _PACK)
 
 
 def unpack(arrays: dict[str, np.ndarray]) -> list[Algorithm]:
-    return checkpoint_lib.unpack_algorithms(arrays, "a")
+    return checkpoint_lib.unpack_algorithms(arrays, _PACK)
+
+
+def concat_packed(packs: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Packed algorithms of several :func:`pack` results, in order, as one."""
+    return {key: np.concatenate([p[key] for p in packs]) for key in packs[0]}
+
+
+def take_packed(packed: dict[str, np.ndarray], chosen: Sequence[int]) -> dict[str, np.ndarray]:
+    """The packed algorithms at positions ``chosen`` (in that order)."""
+    sizes_key = f"{_PACK}_sizes"
+    sizes = packed[sizes_key]
+    lengths = sizes.sum(axis=1)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    chosen = np.asarray(chosen, dtype=np.int64)
+    take_lengths = lengths[chosen]
+    # Instruction rows of the chosen algorithms: each start followed by its length.
+    rows = (np.repeat(starts[chosen] - np.concatenate([[0], np.cumsum(take_lengths)[:-1]]),
+                      take_lengths) + np.arange(int(take_lengths.sum()), dtype=np.int64))
+    return {key: (value[chosen] if key == sizes_key else value[rows])
+            for key, value in packed.items()}
 
 
 # --------------------------------------------------------------------------------------
@@ -679,9 +710,6 @@ class IslandGroup:
                     for island in islands}
         by_index = {island.index: island for island in islands}
         made = self.drive({i: by_index[i].accept_requests(incoming[i]) for i in incoming})
-        if self.checkpoint_dir:  # the migrated islands, consistent with the server
-            for island in islands:
-                island.save(checkpoint_path(self.checkpoint_dir, island.index))
         return sum(made.values())
 
     def run(self, should_stop: Callable[[], bool] | None = None,
@@ -1055,8 +1083,8 @@ def _run_processes(spec, config: IslandsConfig, specs, *, seed, checkpoint_dir, 
                         message = conn.recv()
                         kind = message[0]
                         if kind == "exchange":
-                            migrants = server.exchange(message[1], unpack(message[2]))
-                            conn.send(("migrants", pack(migrants)))
+                            conn.send(("migrants", server.exchange_packed(message[1],
+                                                                          message[2])))
                         elif kind == "progress":
                             totals[worker] = message[2]
                         elif kind == "done":

@@ -55,7 +55,7 @@ class MigrationServerActor:
         self.stop = False
 
     def exchange(self, island: int, packed):
-        return islands_lib.pack(self.server.exchange(island, islands_lib.unpack(packed)))
+        return self.server.exchange_packed(island, packed)
 
     def register(self, worker: int) -> int:
         return self.server.register(worker)

@@ -219,3 +219,29 @@ def test_demo_spec_islands_find_a_linear_regressor():
                          max_individuals=6000)
     assert result.fitness >= 0.9999
     assert result.migrations > 0
+
+
+def test_server_samples_packed_pools_like_a_list_of_algorithms():
+    """The packed server picks what ``random.sample`` over the flat list of every
+    island's latest upload picks, with the same RNG (and repeats when asked for more)."""
+    import random
+
+    from conftest import ProgramGenerator
+    gen = ProgramGenerator(np.random.default_rng(4))
+    rng = np.random.default_rng(5)
+
+    def uploads(n):
+        return [gen.algorithm((4, 3, 1), sizes=tuple((0, int(rng.integers(1, 6)))
+                                                      for _ in range(3))) for _ in range(n)]
+
+    server, oracle_rng, pools = MigrationServer(seed=9), random.Random(9), {}
+    for island, n in [(2, 4), (0, 3), (2, 5), (1, 6), (0, 20)]:
+        upload = uploads(n)
+        got = server.exchange(island, upload)
+        pools[island] = upload
+        flat = [a for key in sorted(pools) for a in pools[key]]
+        want = (oracle_rng.sample(flat, n) if n <= len(flat)
+                else [flat[oracle_rng.randrange(len(flat))] for _ in range(n)])
+        assert [[c.tobytes() for c in a.components] for a in got] == \
+            [[c.tobytes() for c in a.components] for a in want]
+    assert server.exchanges == 5 and server.stats()["pool_islands"] == 3

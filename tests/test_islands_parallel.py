@@ -90,7 +90,7 @@ def test_killed_worker_restarts_from_its_island_checkpoints(tmp_path):
     ckpt = os.path.join(tmp, "ckpt")
     command, out = _nonlinear_flags(tmp, [
         "--num_islands=4", "--parallel=processes", "--migration_interval=200",
-        "--max_individuals=1500", f"--checkpoint_dir={ckpt}"])
+        "--max_individuals=1500", f"--checkpoint_dir={ckpt}", "--checkpoint_every_secs=0.2"])
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=_env())
     run_dir = os.path.join(ckpt, "experiment_0")
@@ -100,10 +100,11 @@ def test_killed_worker_restarts_from_its_island_checkpoints(tmp_path):
         try:
             with open(os.path.join(run_dir, "workers.json")) as handle:
                 workers = json.load(handle)
-            # Worker 1 holds islands 1 and 3; kill it once it has checkpointed.
-            if os.path.exists(os.path.join(run_dir, "island_00003.npz")):
-                with open(os.path.join(run_dir, "island_00003.json")) as handle:
-                    at_kill = json.load(handle)["island"]["migrations"]
+            # Worker 1 holds islands 1 and 3; kill it once island 3's checkpoint holds a
+            # migration.
+            with open(os.path.join(run_dir, "island_00003.json")) as handle:
+                at_kill = json.load(handle)["island"]["migrations"]
+            if at_kill >= 1:
                 victim = workers["1"]["pid"]
                 os.kill(victim, signal.SIGKILL)
                 break
@@ -168,7 +169,7 @@ def test_ray_worker_killed_mid_run_is_restarted_and_rejoins(tmp_path):
         from azero_jax.islands import IslandsConfig, run_islands
         if __name__ == "__main__":
             config = IslandsConfig(num_islands=4, migration_interval=200, parallel="ray",
-                                   num_workers=2)
+                                   num_workers=2, checkpoint_every_secs=0.2)
             r = run_islands(nonlinear_spec(), config, memory=NONLINEAR_MEMORY, seed=2,
                             backend="cpu", max_individuals=3000, checkpoint_dir={ckpt!r})
             print(json.dumps({{"restarts": r.restarts, "server": r.server,
@@ -182,9 +183,10 @@ def test_ray_worker_killed_mid_run_is_restarted_and_rejoins(tmp_path):
         try:
             with open(os.path.join(ckpt, "workers.json")) as handle:
                 workers = json.load(handle)
-            if os.path.exists(os.path.join(ckpt, "island_00003.npz")):
-                with open(os.path.join(ckpt, "island_00003.json")) as handle:
-                    at_kill = json.load(handle)["island"]["migrations"]
+            # ... once a checkpoint of island 3 holds a migration.
+            with open(os.path.join(ckpt, "island_00003.json")) as handle:
+                at_kill = json.load(handle)["island"]["migrations"]
+            if at_kill >= 1:
                 victim = workers["1"]["pid"]
                 os.kill(victim, signal.SIGKILL)
                 break
