@@ -107,6 +107,28 @@ def unpack_algorithms(arrays, prefix: str) -> list[Algorithm]:
     return out
 
 
+def algorithm_to_json(algorithm: Algorithm) -> dict:
+    """An algorithm as JSON-able lists, exactly (the text format keeps 6 digits only).
+
+    Example:
+        >>> from azero_jax import generator
+        >>> a = generator.linear_model(0.0123456789)
+        >>> b = algorithm_from_json(algorithm_to_json(a))
+        >>> bool(b.setup["d"][0] == a.setup["d"][0])
+        True
+    """
+    packed = pack_algorithms([algorithm], "a")
+    return {field: packed[f"a_{field}"].tolist() for field in ("sizes", *_FIELDS)}
+
+
+def algorithm_from_json(data: dict) -> Algorithm:
+    """Inverse of :func:`algorithm_to_json`."""
+    arrays = {"a_sizes": np.asarray(data["sizes"], dtype=np.int64).reshape(-1, 3)}
+    for field in _FIELDS:
+        arrays[f"a_{field}"] = np.asarray(data[field], dtype=INSTRUCTION_DTYPE[field])
+    return unpack_algorithms(arrays, "a")[0]
+
+
 def rng_state_to_json(state) -> list:
     version, internal, gauss_next = state
     return [version, list(internal), gauss_next]
@@ -184,5 +206,6 @@ def load_search_state(search, state: dict, arrays) -> None:
     search.rng.setstate(rng_state_from_json(state["rng_state"]))
 
 
-__all__ = ["save", "load", "pack_algorithms", "unpack_algorithms", "search_state",
+__all__ = ["save", "load", "pack_algorithms", "unpack_algorithms", "algorithm_to_json",
+           "algorithm_from_json", "search_state",
            "load_search_state", "COMPONENTS"]

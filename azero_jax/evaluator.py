@@ -111,8 +111,18 @@ def combine_fitnesses(fitnesses, mode: str = "mean", axis: int = -1):
 
 def default_backend() -> str:
     """The backend ``"auto"`` resolves to: ``"cpu"`` when JAX's default device is a CPU."""
+    import logging
+
     import jax
-    return "cpu" if jax.default_backend() == "cpu" else "jax"
+    # Probing platforms logs "Unable to initialize backend 'tpu'" at INFO, which absl
+    # binaries print: noise on every machine without a TPU.
+    bridge_logger = logging.getLogger("jax._src.xla_bridge")
+    level = bridge_logger.level
+    bridge_logger.setLevel(max(level, logging.WARNING))
+    try:
+        return "cpu" if jax.default_backend() == "cpu" else "jax"
+    finally:
+        bridge_logger.setLevel(level)
 
 
 def resolve_backend(backend: str) -> str:

@@ -84,6 +84,8 @@ class IslandsConfig:
       island_task_sets: one task-set name per island ('' = the spec's search tasks);
         empty = every island on the spec's search tasks.
       migration_interval: evaluations of an island between its migrations; 0 = off.
+        The default, 10 000, follows the paper's rate (fewer than one migration a second
+        per worker, at least 100 an experiment) on a CPU core running the demo spec.
       migration_fraction: fraction of the population uploaded and replaced (paper 0.5).
       parallel: ``"batched"``, ``"processes"`` or ``"ray"``.
       num_workers: processes / Ray actors (default: min(W, cores) / one per Ray node).
@@ -101,7 +103,7 @@ class IslandsConfig:
     population_sizes: tuple[int, ...] = ()
     task_sets: tuple[tuple[str, tuple[TaskSpec, ...]], ...] = ()
     island_task_sets: tuple[str, ...] = ()
-    migration_interval: int = 1000
+    migration_interval: int = 10000
     migration_fraction: float = 0.5
     parallel: str = "batched"
     num_workers: int | None = None
@@ -207,7 +209,7 @@ def parse_islands_config(data: dict, base_dir: str = ".", **overrides) -> Island
        "task_sets": {"mnist": "mnist_tasks.textproto",  # a TaskCollection, text or file
                      "cifar": "tasks { ... }"},
        "task_set_fractions": {"mnist": 0.5, "cifar": 0.5},  # or "island_task_sets": [...]
-       "migration_interval": 1000, "migration_fraction": 0.5, "migration": true,
+       "migration_interval": 10000, "migration_fraction": 0.5, "migration": true,
        "parallel": "batched", "num_workers": 2, "ray_address": null,
        "stop_search_fitness": null, "checkpoint_every_secs": 30, "max_restarts": 3}
 
@@ -744,13 +746,13 @@ class IslandGroup:
         return best
 
     def candidates(self) -> list[dict]:
-        """Each island's best individual (its text, fitness) and counters."""
+        """Each island's best individual (exactly, as JSON lists), fitness and counters."""
         out = []
         for island in self.islands:
             item = island.summary()
             if island.search.num_individuals:
                 candidate = island.search.candidate()
-                item["algorithm"] = format_algorithm(candidate.algorithm)
+                item["algorithm"] = checkpoint_lib.algorithm_to_json(candidate.algorithm)
                 item["fitness"] = float(candidate.fitness)
             out.append(item)
         return out
@@ -860,7 +862,8 @@ def _result(candidates: list[dict], elapsed: float, server_stats: dict, restarts
         raise ValueError("no island evaluated any individual")
     best = max(scored, key=lambda c: (c["fitness"], -c["island"]))
     return IslandsResult(
-        algorithm=parse_algorithm(best["algorithm"]), fitness=float(best["fitness"]),
+        algorithm=checkpoint_lib.algorithm_from_json(best["algorithm"]),
+        fitness=float(best["fitness"]),
         island=int(best["island"]), num_islands=len(candidates),
         individuals=sum(c["individuals"] for c in candidates),
         train_steps=sum(c["train_steps"] for c in candidates), elapsed_secs=float(elapsed),
@@ -1165,6 +1168,7 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
         islands = islands.replace(checkpoint_every_secs=float(config.checkpoint_every_secs))
     seed = int(config.random_seed) or (time.time_ns() % (2**32 - 2)) + 1
     state = {"random_seed": seed, "num_experiments": 0, "experiments": [], "best_text": None,
+             "best_algorithm": None,
              "best_select_fitness": None, "rng": None, "elapsed_secs": 0.0}
     loop_path = None
     if config.checkpoint_dir:
@@ -1260,6 +1264,7 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
                                                    if k not in ("fitness",)}}
             if state["best_select_fitness"] is None or select >= state["best_select_fitness"]:
                 state["best_text"] = format_algorithm(result.algorithm)
+                state["best_algorithm"] = checkpoint_lib.algorithm_to_json(result.algorithm)
                 state["best_select_fitness"] = select
                 log("Select fitness is the best so far. ")
             state["experiments"].append(record)
@@ -1273,11 +1278,17 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
             if stop_now:
                 break
     final = None
-    best_text = state["best_text"] or (format_algorithm(last_result.algorithm)
-                                       if last_result is not None else None)
+    best = None  # exactly the searched algorithm: the text keeps 6 digits of constants
+    if state.get("best_algorithm") is not None:
+        best = checkpoint_lib.algorithm_from_json(state["best_algorithm"])
+    elif state["best_text"] is not None:
+        best = parse_algorithm(state["best_text"])
+    elif last_result is not None:
+        best = last_result.algorithm
+    best_text = format_algorithm(best) if best is not None else None
     if not interrupted and config.final_tasks and state["best_text"] is not None:
         final = experiment_lib.evaluate_on_tasks(
-            parse_algorithm(state["best_text"]), config.final_tasks, memory=config.memory,
+            best, config.final_tasks, memory=config.memory,
             max_abs_error=spec.max_abs_error, seed=rng.randrange(1, 2**31 - 1),
             backend=config.backend)
         log("")
@@ -1285,7 +1296,7 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
         log(f"Final evaluation fitness (on unseen data) = {final:.6f}")
     if not interrupted and best_text is not None:
         from azero_jax.experiment import log_found_algorithm
-        log_found_algorithm(log, parse_algorithm(best_text))
+        log_found_algorithm(log, best)
     experiments = state["experiments"]
     summary = {
         "random_seed": seed, "num_experiments": state["num_experiments"],

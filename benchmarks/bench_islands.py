@@ -1,26 +1,30 @@
 r"""Benchmarks islands: individuals/s and training steps/s vs islands, processes and devices.
 
 Workload: the reference's run_demo.sh spec (FEC on, memory 4/3/1) with ``P`` individuals
-per island and a fixed number of individuals per island; migration every 1000
-evaluations. Cases (each appends one JSON line to benchmarks/results/islands.jsonl):
+per island and a fixed number of individuals per island. Cases (each run appends one
+JSON line to benchmarks/results/islands.jsonl):
 
 * ``processes``: the same ``W`` islands on 1 and on 2 worker processes (one island per
-  core, per-core backend on one thread) -- the scaling over cores;
+  core, per-core backend on one thread) -- the scaling over cores. With
+  ``--migration_intervals=0`` both do identical work (islands are independent and
+  deterministic); with migration the order of exchanges depends on timing. The speedup
+  uses the median of ``--repeats`` runs;
 * ``batched``: ``W`` = 1, 4, 16, 64 islands of ``P`` in one process, all children of a
   step in one evaluator call (on a GPU run it with ``--backend=jax --islands=1,10,100``).
 
 The machine may be shared: ``load_average_1m`` is recorded, and ``cpu_secs`` /
 ``individuals_per_cpu_sec`` (this process plus its worker processes) show whether a
-second process does as much work per CPU second as one (the scaling an idle machine
-would show), independently of what else competes for the cores;
-``steady_individuals_per_worker_cpu_sec`` counts only the CPU time of the processes that
-evaluate, between the first and last progress records.
+second process does as much work per CPU second as one, independently of what else
+competes for the cores; ``steady_individuals_per_worker_cpu_sec`` counts only the CPU
+time of the processes that evaluate, between the first and last progress records.
 
 Throughput is measured twice: over the whole run (``*_per_sec``, start-up included)
 and in steady state (``steady_*``: between the first and last progress records, i.e.
 without process start-up and numba/JAX loading).
 
-  python benchmarks/bench_islands.py --cases=processes,batched
+  python benchmarks/bench_islands.py --cases=processes --process_islands=2 \
+    --population_size=1000 --individuals=100000 --migration_intervals=0,10000 --repeats=2
+  python benchmarks/bench_islands.py --cases=batched --migration_intervals=1000
   python benchmarks/bench_islands.py --cases=batched --backend=jax --islands=1,10,100,1000
 """
 
@@ -31,6 +35,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import sys
 import time
 
@@ -53,6 +58,11 @@ flags.DEFINE_integer("population_size", 100, "P of every island.")
 flags.DEFINE_integer("individuals", 20000, "Individuals per island (processes case); the "
                      "batched case runs individuals * 4 / W per island (at least 2 sweeps).")
 flags.DEFINE_integer("seed", 1000, "Run seed.")
+flags.DEFINE_list("migration_intervals", ["1000"], "Migration intervals of the processes case "
+                  "(0 = off: the same islands do identical work on any number of workers); "
+                  "the batched case uses the first.")
+flags.DEFINE_integer("repeats", 1, "Runs of every processes configuration (the median is "
+                     "used for the speedup).")
 flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results", "islands.jsonl"),
                     "JSON-lines file to append to.")
 
@@ -114,25 +124,37 @@ def main(argv):
     rows = []
     if "processes" in FLAGS.cases:
         W = FLAGS.process_islands
-        for workers in [int(w) for w in FLAGS.workers]:
-            config = islands.IslandsConfig(num_islands=W, parallel="processes",
-                                           num_workers=workers, migration_interval=1000)
-            row = {**_base("processes", "cpu"), "num_islands": W, "num_workers": workers,
-                   **_run(config, "cpu", FLAGS.individuals)}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-        if len(rows) >= 2:
-            for key in ("individuals_per_sec", "steady_individuals_per_sec",
-                        "steady_individuals_per_worker_cpu_sec"):
-                if key in rows[0] and key in rows[-1]:
-                    rows[-1][f"speedup_{key}"] = rows[-1][key] / rows[0][key]
-            print(json.dumps({k: v for k, v in rows[-1].items() if k.startswith("speedup")}))
+        for interval in [int(i) for i in FLAGS.migration_intervals]:
+            by_workers = {}
+            for workers in [int(w) for w in FLAGS.workers]:
+                config = islands.IslandsConfig(num_islands=W, parallel="processes",
+                                               num_workers=workers, migration_interval=interval)
+                for repeat in range(FLAGS.repeats):
+                    row = {**_base("processes", "cpu"), "num_islands": W,
+                           "num_workers": workers, "migration_interval": interval,
+                           "repeat": repeat, **_run(config, "cpu", FLAGS.individuals)}
+                    rows.append(row)
+                    by_workers.setdefault(workers, []).append(row)
+                    print(json.dumps(row), flush=True)
+            if len(by_workers) >= 2:
+                first, last = min(by_workers), max(by_workers)
+                speedups = {"migration_interval": interval, "workers": [first, last]}
+                for key in ("individuals_per_sec", "train_steps_per_sec",
+                            "steady_individuals_per_sec", "steady_train_steps_per_sec"):
+                    if all(key in r for r in by_workers[first] + by_workers[last]):
+                        speedups[f"speedup_{key}"] = (
+                            statistics.median(r[key] for r in by_workers[last]) /
+                            statistics.median(r[key] for r in by_workers[first]))
+                by_workers[last][-1].update(
+                    {k: v for k, v in speedups.items() if k.startswith("speedup")})
+                print(json.dumps(speedups), flush=True)
     if "batched" in FLAGS.cases:
         backend = resolve_backend(FLAGS.backend)
+        interval = int(FLAGS.migration_intervals[0])
         for W in [int(w) for w in FLAGS.islands]:
             per_island = max(2 * FLAGS.population_size, FLAGS.individuals * 4 // W)
-            config = islands.IslandsConfig(num_islands=W, migration_interval=1000)
-            row = {**_base("batched", backend), "num_islands": W,
+            config = islands.IslandsConfig(num_islands=W, migration_interval=interval)
+            row = {**_base("batched", backend), "num_islands": W, "migration_interval": interval,
                    "individuals_per_island": per_island, **_run(config, backend, per_island)}
             rows.append(row)
             print(json.dumps(row), flush=True)

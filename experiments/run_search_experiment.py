@@ -57,7 +57,7 @@ flags.DEFINE_integer("max_individuals", None, "Optional cap on individuals per e
 flags.DEFINE_integer("num_islands", None, "Islands with migration (paper S3); any island flag "
                      "runs azero_jax.islands (see docs/islands.md). Default 4 with islands.")
 flags.DEFINE_integer("migration_interval", None, "Evaluations of an island between migrations; "
-                     "0 = migration off (default 1000).")
+                     "0 = migration off (default 10000).")
 flags.DEFINE_float("migration_fraction", None, "Fraction of an island's population uploaded and "
                    "replaced per migration (default 0.5).")
 flags.DEFINE_enum("parallel", None, ["batched", "processes", "ray"], "How islands run: batched in "

@@ -245,3 +245,18 @@ def test_server_samples_packed_pools_like_a_list_of_algorithms():
         assert [[c.tobytes() for c in a.components] for a in got] == \
             [[c.tobytes() for c in a.components] for a in want]
     assert server.exchanges == 5 and server.stats()["pool_islands"] == 3
+
+
+def test_the_experiment_candidate_is_exactly_the_best_individual():
+    """Candidates cross processes as JSON lists, not as text (which keeps 6 digits of a
+    constant and so could hand T_select an algorithm the search never evaluated)."""
+    config = IslandsConfig(num_islands=3, migration_interval=0)
+    g, _ = group(config, evaluate_fn=FakeEvaluator(), child_batch_size=5)
+    for _ in range(4):
+        g.step()
+    best_island = max(g.islands, key=lambda i: (i.search.candidate().fitness, -i.index))
+    want = best_island.search.candidate().algorithm
+    got = islands._result(json.loads(json.dumps(g.candidates())), 1.0, {}, 0, {}).algorithm
+    assert [c.tobytes() for c in got.components] == [c.tobytes() for c in want.components]
+    constants = np.concatenate([c["d"] for c in want.components])
+    assert any(float(f"{x:g}") != x for x in constants if np.isfinite(x))  # text would round
