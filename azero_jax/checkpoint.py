@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -60,9 +61,14 @@ def save(path: str, state: dict, arrays: dict[str, np.ndarray]) -> None:
 
 def load(path: str) -> tuple[dict, dict[str, np.ndarray]]:
     """Reads what :func:`save` wrote: ``(state, arrays)``."""
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files if k != "__state_json__"}
-        state = json.loads(str(data["__state_json__"]))
+    if not zipfile.is_zipfile(path):  # np.load would call it "pickled data"
+        raise ValueError(f"{path}: not an azero_jax checkpoint (not an .npz archive)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files if k != "__state_json__"}
+            state = json.loads(str(data["__state_json__"]))
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: not a readable azero_jax checkpoint ({error})") from None
     if state.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: checkpoint format {state.get('format_version')} is not "
                          f"{FORMAT_VERSION}")

@@ -103,6 +103,35 @@ class ExperimentConfig:
             raise ValueError("select_tasks must name at least one task")
 
 
+def trim_metrics_log(path: str | None, experiment: int, individuals: int) -> int:
+    """Drops the metrics records a resumed run will write again; returns how many.
+
+    A run resumed from a checkpoint redoes the work done after it, and would append its
+    progress records a second time: records of later experiments, and of ``experiment``
+    past ``individuals`` (the checkpoint's count), are removed.
+    """
+    if not path or not os.path.exists(path):
+        return 0
+    with open(path) as handle:
+        lines = handle.readlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+            e, n = int(record["experiment"]), int(record["individuals"])
+        except (ValueError, KeyError, TypeError):
+            kept.append(line)  # not ours to judge
+            continue
+        if e < experiment or (e == experiment and n <= individuals):
+            kept.append(line)
+    if len(kept) != len(lines):
+        tmp = path + ".tmp"
+        with open(tmp, "w") as handle:
+            handle.writelines(kept)
+        os.replace(tmp, path)
+    return len(lines) - len(kept)
+
+
 def log_found_algorithm(log: Callable[[str], None], algorithm: Algorithm) -> None:
     """Prints the found algorithm as the reference does, then its simplified form."""
     from azero_jax.analysis.simplify import simplify
@@ -313,6 +342,10 @@ class ExperimentRunner:
                       progress_fn=self._progress,
                       evaluator_options=dict(self.config.evaluator_options))
 
+    def _trim_metrics_after_resume(self) -> None:
+        individuals = self.search.num_individuals if self.search is not None else 0
+        trim_metrics_log(self.config.metrics_log, self.num_experiments, individuals)
+
     def _progress(self, record: dict) -> None:
         self.log(format_progress(record))
         if self.config.metrics_log:
@@ -329,7 +362,9 @@ class ExperimentRunner:
     def run(self) -> dict:
         config = self.config
         resumed = self.load_checkpoint()
-        if not resumed:
+        if resumed:
+            self._trim_metrics_after_resume()
+        else:
             self.log(f"Random seed = {self.seed}")
         with _StopFlag() as stop:
             while not self.finished:

@@ -308,6 +308,39 @@ class MigrationServer:
             self.algorithms_out += k
             return take_packed(pool, chosen)
 
+    def save(self, path: str) -> None:
+        """Checkpoints the pools, RNG and exchange counters (JSON + npz, no pickle).
+
+        Worker registrations are not saved: a resumed run counts its own restarts.
+        """
+        with self.lock:
+            arrays = {f"pool{island}_{key}": value for island, packed in self.pools.items()
+                      for key, value in packed.items()}
+            state = {"server": {"islands": sorted(self.pools), "exchanges": self.exchanges,
+                                "algorithms_in": self.algorithms_in,
+                                "algorithms_out": self.algorithms_out,
+                                "rng": checkpoint_lib.rng_state_to_json(self.rng.getstate())}}
+        checkpoint_lib.save(path, state, arrays)
+
+    def load(self, path: str) -> None:
+        """Restores what :meth:`save` wrote (the pools a resumed run draws from)."""
+        state, arrays = checkpoint_lib.load(path)
+        try:
+            server = state["server"]
+            pools = {int(island): {key[len(f"pool{island}_"):]: value
+                                   for key, value in arrays.items()
+                                   if key.startswith(f"pool{island}_")}
+                     for island in server["islands"]}
+            rng_state = checkpoint_lib.rng_state_from_json(server["rng"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path}: not a migration server checkpoint ({error})") from None
+        with self.lock:
+            self.pools = pools
+            self.rng.setstate(rng_state)
+            self.exchanges = int(server["exchanges"])
+            self.algorithms_in = int(server["algorithms_in"])
+            self.algorithms_out = int(server["algorithms_out"])
+
     def register(self, worker: int) -> int:
         """Counts a worker's (re)start; returns how many times it started before."""
         with self.lock:
@@ -478,6 +511,33 @@ class Island:
 
 def checkpoint_path(directory: str, island: int) -> str:
     return os.path.join(directory, f"island_{int(island):05d}.npz")
+
+
+def checkpointed_individuals(directory: str) -> int:
+    """Individuals of all island checkpoints in ``directory`` (0 when there are none)."""
+    total = 0
+    if os.path.isdir(directory):
+        for name in sorted(os.listdir(directory)):
+            if name.startswith("island_") and name.endswith(".json"):
+                with open(os.path.join(directory, name)) as handle:
+                    total += int(json.load(handle)["search"]["num_individuals"])
+    return total
+
+
+SERVER_CHECKPOINT = "server.npz"
+
+
+def open_server(seed: int, checkpoint_dir: str | None) -> MigrationServer:
+    """A migration server, resumed from ``checkpoint_dir`` when it holds one."""
+    server = MigrationServer(seed)
+    if checkpoint_dir and os.path.exists(os.path.join(checkpoint_dir, SERVER_CHECKPOINT)):
+        server.load(os.path.join(checkpoint_dir, SERVER_CHECKPOINT))
+    return server
+
+
+def save_server(server: MigrationServer, checkpoint_dir: str | None) -> None:
+    if checkpoint_dir:
+        server.save(os.path.join(checkpoint_dir, SERVER_CHECKPOINT))
 
 
 # --------------------------------------------------------------------------------------
@@ -815,6 +875,7 @@ class _Progress:
         self.num_islands = num_islands
         self.start = time.monotonic() - elapsed_before
         self.last = 0
+        self.logged: int | None = None  # individuals of the last record (none twice)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
@@ -822,8 +883,9 @@ class _Progress:
     def maybe(self, totals: Sequence[dict], force: bool = False) -> dict:
         record = progress_record(totals, self.elapsed(), self.num_islands)
         due = record["individuals"] >= self.last + self.every
-        if self.progress_fn is not None and (force or due):
-            self.last = record["individuals"]
+        fresh = self.logged is None or record["individuals"] != self.logged
+        if self.progress_fn is not None and (force or due) and fresh:
+            self.last = self.logged = record["individuals"]
             self.progress_fn(record)
         return record
 
@@ -914,7 +976,7 @@ def run_islands(spec: SearchSpec, config: IslandsConfig, *, memory: MemoryConfig
         return _run_processes(spec, config, specs, seed=seed, checkpoint_dir=checkpoint_dir,
                               max_individuals=max_individuals, progress_fn=progress_fn,
                               should_stop=should_stop, **common)
-    server = MigrationServer(seed)
+    server = open_server(seed, checkpoint_dir)
     server.register(0)
     group = IslandGroup(spec, specs, config, server=server, evaluate_fn=evaluate_fn,
                         checkpoint_dir=checkpoint_dir, **common)
@@ -924,11 +986,15 @@ def run_islands(spec: SearchSpec, config: IslandsConfig, *, memory: MemoryConfig
     def on_step(g):
         progress.maybe([g.totals()])
         if checkpoint_dir and time.monotonic() - last_save[0] >= config.checkpoint_every_secs:
+            # The server first: a kill between the two saves then leaves the server ahead
+            # of the islands (exchanges >= migrations, as when a worker redoes its work).
+            save_server(server, checkpoint_dir)
             g.save()
             last_save[0] = time.monotonic()
 
     group.run(should_stop=should_stop, max_individuals=max_individuals, on_step=on_step,
               stop_search_fitness=config.stop_search_fitness)
+    save_server(server, checkpoint_dir)
     group.save()
     progress.maybe([group.totals()], force=True)
     return _result(group.candidates(), progress.elapsed(), server.stats(), 0, group.calls)
@@ -1035,7 +1101,7 @@ def _run_processes(spec, config: IslandsConfig, specs, *, seed, checkpoint_dir, 
         temporary = tempfile.TemporaryDirectory(prefix="azero_islands_")
         checkpoint_dir = temporary.name
     os.makedirs(checkpoint_dir, exist_ok=True)
-    server = MigrationServer(seed)
+    server = open_server(seed, checkpoint_dir)
     payload = dict(spec=spec, config=config, memory=memory, backend=backend,
                    child_batch_size=child_batch_size, random_search=random_search,
                    evaluator_options=evaluator_options, eval_seed=eval_seed,
@@ -1074,6 +1140,7 @@ def _run_processes(spec, config: IslandsConfig, specs, *, seed, checkpoint_dir, 
     for worker in range(num_workers):
         start(worker)
     stopping = False
+    last_server_save = time.monotonic()
     try:
         while len(finished) < num_workers:
             live = [w for w in processes if w not in finished]
@@ -1102,6 +1169,9 @@ def _run_processes(spec, config: IslandsConfig, specs, *, seed, checkpoint_dir, 
                                            f"times (exit code {process.exitcode})")
                     restarts[worker] += 1
                     start(worker)
+            if time.monotonic() - last_server_save >= float(config.checkpoint_every_secs):
+                save_server(server, checkpoint_dir)
+                last_server_save = time.monotonic()
             if totals:
                 record = progress.maybe(list(totals.values()))
                 if (not stopping and config.stop_search_fitness is not None
@@ -1116,6 +1186,7 @@ def _run_processes(spec, config: IslandsConfig, specs, *, seed, checkpoint_dir, 
                                 conns[worker].send(("stop",))
                             except (OSError, BrokenPipeError):
                                 pass
+        save_server(server, checkpoint_dir)
     finally:
         for worker, process in processes.items():
             process.join(timeout=10)
@@ -1179,6 +1250,10 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
                 state = json.load(handle)
             seed = int(state["random_seed"])
             log(f"Resumed islands run from {loop_path}: experiment {state['num_experiments'] + 1}.")
+            experiment_lib.trim_metrics_log(
+                config.metrics_log, int(state["num_experiments"]), checkpointed_individuals(
+                    os.path.join(config.checkpoint_dir,
+                                 f"experiment_{state['num_experiments']}")))
     if state["num_experiments"] == 0 and state["rng"] is None:
         log(f"Random seed = {seed}")
     rng = random_lib.Random(seed)

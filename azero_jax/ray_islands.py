@@ -49,10 +49,18 @@ def require_ray():
 class MigrationServerActor:
     """The migration server plus progress and stop state (a Ray actor)."""
 
-    def __init__(self, seed: int):
-        self.server = islands_lib.MigrationServer(seed)
+    def __init__(self, seed: int, checkpoint_dir: str | None = None,
+                 checkpoint_every_secs: float = 30.0):
+        self.server = islands_lib.open_server(seed, checkpoint_dir)
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every_secs = float(checkpoint_every_secs)
+        self.last_save = time.monotonic()
         self.totals: dict[int, dict] = {}
         self.stop = False
+
+    def save(self) -> None:
+        islands_lib.save_server(self.server, self.checkpoint_dir)
+        self.last_save = time.monotonic()
 
     def exchange(self, island: int, packed):
         return self.server.exchange_packed(island, packed)
@@ -62,6 +70,8 @@ class MigrationServerActor:
 
     def report(self, worker: int, totals: dict) -> bool:
         self.totals[int(worker)] = totals
+        if time.monotonic() - self.last_save >= self.checkpoint_every_secs:
+            self.save()
         return self.stop
 
     def request_stop(self) -> None:
@@ -177,7 +187,7 @@ def run_ray(spec, config, specs, *, seed, checkpoint_dir, max_individuals, progr
             env.update({"NUMBA_NUM_THREADS": str(cpus), "OMP_NUM_THREADS": "1",
                         "JAX_PLATFORMS": "cpu"})
         server_cls = ray.remote(num_cpus=0)(MigrationServerActor)
-        server = server_cls.remote(seed)
+        server = server_cls.remote(seed, checkpoint_dir, float(config.checkpoint_every_secs))
         worker_cls = ray.remote(IslandWorker).options(
             num_cpus=0 if use_gpu else cpus, num_gpus=1 if use_gpu else 0,
             max_restarts=int(config.max_restarts),
@@ -209,6 +219,7 @@ def run_ray(spec, config, specs, *, seed, checkpoint_dir, max_individuals, progr
                 if stopping:
                     server.request_stop.remote()
         progress.maybe(ray.get(server.progress.remote()), force=True)
+        ray.get(server.save.remote())
         stats = ray.get(server.stats.remote())
         candidates = sorted((c for cands, _ in results.values() for c in cands),
                             key=lambda c: c["island"])

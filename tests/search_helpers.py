@@ -66,3 +66,30 @@ class FakeEvaluator:
             terr[p] = u
             verr[p] = u / 2
         return PairResults(fitness, steps.copy(), terr, np.full(B, kt), verr, np.full(B, kv))
+
+
+def kill_when_then_resume(command, env, ready, *, kill_within=60.0, poll=0.05,
+                          timeout=180.0):
+    """Runs ``command``, SIGKILLs it once ``ready()`` is true (files it reads may be
+    missing or half-written: OSError/ValueError/KeyError mean "not yet"), then runs the
+    same command again to completion and returns that second run (a CompletedProcess)."""
+    import signal
+    import subprocess
+    import time
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    killed, deadline = False, time.time() + kill_within
+    while not killed and time.time() < deadline and process.poll() is None:
+        try:
+            if ready():
+                process.send_signal(signal.SIGKILL)
+                killed = True
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(poll)
+    process.communicate(timeout=60)
+    assert killed, "the run ended before it could be killed; make it longer"
+    resumed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return resumed

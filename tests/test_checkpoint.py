@@ -1,5 +1,6 @@
 """Tests of exact checkpoints: save, restore, continue == uninterrupted (CPU backend)."""
 
+import json
 import os
 
 import numpy as np
@@ -109,3 +110,16 @@ def test_resume_with_another_spec_is_refused(tmp_path):
                                            "search": small_spec(population_size=9)})
     with pytest.raises(ValueError, match="another spec"):
         experiment.run_experiments(other, log=lambda line: None)
+
+
+def test_trim_metrics_log_drops_what_a_resumed_run_logs_again(tmp_path):
+    from azero_jax.experiment import trim_metrics_log
+    path = tmp_path / "metrics.jsonl"
+    records = [(0, 100), (0, 200), (1, 100), (1, 200), (1, 300), (2, 100)]
+    path.write_text("".join(json.dumps({"experiment": e, "individuals": n}) + "\n"
+                            for e, n in records) + "not json\n")
+    assert trim_metrics_log(str(path), 1, 200) == 2
+    kept = path.read_text().splitlines()
+    assert [json.loads(l)["individuals"] for l in kept[:-1]] == [100, 200, 100, 200]
+    assert kept[-1] == "not json"
+    assert trim_metrics_log(None, 0, 0) == 0 and trim_metrics_log(str(tmp_path / "no"), 0, 0) == 0

@@ -180,7 +180,8 @@ def test_checkpoint_resume_continues_every_island(tmp_path):
                         evaluate_fn=FakeEvaluator(), checkpoint_dir=str(tmp_path),
                         max_individuals=40)
     assert sorted(os.listdir(tmp_path)) == ["island_00000.json", "island_00000.npz",
-                                            "island_00001.json", "island_00001.npz"]
+                                            "island_00001.json", "island_00001.npz",
+                                            "server.json", "server.npz"]
     g, _ = group(config, spec=spec, seed=4, checkpoint_dir=str(tmp_path))
     assert g.resumed == 2
     assert [i.search.num_individuals for i in g.islands] == \
@@ -260,3 +261,23 @@ def test_the_experiment_candidate_is_exactly_the_best_individual():
     assert [c.tobytes() for c in got.components] == [c.tobytes() for c in want.components]
     constants = np.concatenate([c["d"] for c in want.components])
     assert any(float(f"{x:g}") != x for x in constants if np.isfinite(x))  # text would round
+
+
+def test_migration_server_checkpoint_resumes_its_pools_and_draws(tmp_path):
+    from conftest import ProgramGenerator
+    gen = ProgramGenerator(np.random.default_rng(7))
+    server = MigrationServer(seed=3)
+    for island in (0, 1, 2):
+        server.exchange(island, [gen.algorithm((4, 3, 1)) for _ in range(4)])
+    path = str(tmp_path / "server.npz")
+    server.save(path)
+    resumed = islands.open_server(99, str(tmp_path))  # the saved RNG wins over the seed
+    assert resumed.exchanges == 3 and sorted(resumed.pools) == [0, 1, 2]
+    upload = [gen.algorithm((4, 3, 1)) for _ in range(3)]
+    want, got = server.exchange(1, upload), resumed.exchange(1, upload)
+    assert [[c.tobytes() for c in a.components] for a in got] == \
+        [[c.tobytes() for c in a.components] for a in want]
+    assert resumed.restarts == 0  # registrations belong to the run, not the checkpoint
+    (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.npz: not an azero_jax checkpoint"):
+        MigrationServer().load(str(tmp_path / "bad.npz"))

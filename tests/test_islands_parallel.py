@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from azero_jax import checkpoint as checkpoint_lib
-from azero_jax.islands import IslandsConfig, run_islands
+from azero_jax.islands import IslandsConfig, checkpointed_individuals, run_islands
 
+from search_helpers import kill_when_then_resume
 from test_islands import NONLINEAR_MEMORY, SPECS, nonlinear_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -141,7 +142,7 @@ def test_ray_islands_find_the_solution_on_a_local_cluster():
         import json, sys
         sys.path.insert(0, "tests")
         from test_islands import NONLINEAR_MEMORY, nonlinear_spec
-        from azero_jax.islands import IslandsConfig, run_islands
+        from azero_jax.islands import IslandsConfig, checkpointed_individuals, run_islands
         if __name__ == "__main__":
             config = IslandsConfig(num_islands=4, migration_interval=100, parallel="ray",
                                    num_workers=2, stop_search_fitness=0.99)
@@ -166,7 +167,7 @@ def test_ray_worker_killed_mid_run_is_restarted_and_rejoins(tmp_path):
         import json, sys
         sys.path.insert(0, "tests")
         from test_islands import NONLINEAR_MEMORY, nonlinear_spec
-        from azero_jax.islands import IslandsConfig, run_islands
+        from azero_jax.islands import IslandsConfig, checkpointed_individuals, run_islands
         if __name__ == "__main__":
             config = IslandsConfig(num_islands=4, migration_interval=200, parallel="ray",
                                    num_workers=2, checkpoint_every_secs=0.2)
@@ -203,3 +204,35 @@ def test_ray_worker_killed_mid_run_is_restarted_and_rejoins(tmp_path):
     assert all(per_island[k]["individuals"] >= 3000 for k in range(4))
     assert per_island[3]["migrations"] > at_kill >= 1  # rejoined migration after the restart
     assert out["migrations"] > 0
+
+
+def test_killed_islands_run_resumes_loop_islands_and_server(tmp_path):
+    """A whole batched islands run killed mid-experiment and started again with the same
+    flags resumes its islands and migration server, and logs no progress record twice."""
+    tmp = str(tmp_path)
+    ckpt = os.path.join(tmp, "ckpt")
+    metrics = os.path.join(tmp, "metrics.jsonl")
+    command, out = _nonlinear_flags(tmp, [
+        "--num_islands=2", "--migration_interval=100", "--max_individuals=8000",
+        f"--checkpoint_dir={ckpt}", "--checkpoint_every_secs=0.5", f"--metrics_log={metrics}"])
+    command = [c.replace("progress_every: 10000", "progress_every: 100") for c in command]
+    run_dir = os.path.join(ckpt, "experiment_0")
+
+    def past_a_checkpoint():
+        # Progress records past the last checkpoint have been logged: the resumed run
+        # redoes that work and must not log those records again.
+        saved = checkpointed_individuals(run_dir)
+        logged = [json.loads(line)["individuals"] for line in open(metrics)]
+        return (saved >= 1000 and os.path.exists(os.path.join(run_dir, "server.npz"))
+                and max(logged) >= saved + 300)
+
+    resumed = kill_when_then_resume(command, _env(), past_a_checkpoint, kill_within=90,
+                                    poll=0.02)
+    assert "Resumed islands run" in resumed.stdout
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    islands = summary["experiments"][0]["islands"]
+    assert [i["individuals"] for i in islands] == [8000, 8000]
+    assert summary["experiments"][0]["server"]["exchanges"] >= summary["islands"]["migrations"]
+    records = [json.loads(line) for line in open(metrics)]
+    counts = [r["individuals"] for r in records if r["experiment"] == 0]
+    assert len(counts) >= 3 and counts == sorted(set(counts))  # none logged twice

@@ -2,12 +2,12 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
+
+from search_helpers import kill_when_then_resume
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.path.join(ROOT, "experiments", "run_search_experiment.py")
@@ -61,26 +61,14 @@ def test_run_then_kill_and_resume(tmp_path):
 
     ckpt = os.path.join(tmp, "ckpt")
     command, out = _flags(tmp, "killed", ["--checkpoint_dir=" + ckpt, "--checkpoint_every_secs=0"])
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=_env())
     path = os.path.join(ckpt, "checkpoint.json")
-    deadline = time.time() + 60
-    killed = False
-    while time.time() < deadline and process.poll() is None:
-        try:
-            with open(path) as handle:
-                state = json.load(handle)
-            if state.get("search") and state["search"]["num_individuals"] >= 200:
-                process.send_signal(signal.SIGKILL)
-                killed = True
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.05)
-    process.communicate(timeout=60)
-    assert killed, "the run ended before it could be killed; make it longer"
-    resumed = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=120)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    def checkpointed_200():
+        with open(path) as handle:
+            state = json.load(handle)
+        return bool(state.get("search")) and state["search"]["num_individuals"] >= 200
+
+    resumed = kill_when_then_resume(command, _env(), checkpointed_200, timeout=120)
     assert "Resumed from" in resumed.stdout
     again = _summary(out)
     for key in ("best_select_fitness", "final_fitness", "best_algorithm", "num_experiments"):
@@ -88,6 +76,10 @@ def test_run_then_kill_and_resume(tmp_path):
     for a, b in zip(again["experiments"], straight["experiments"]):
         assert (a["individuals"], a["train_steps"], a["search_fitness"]) == \
             (b["individuals"], b["train_steps"], b["search_fitness"])
+    # The progress records redone after the checkpoint are not logged twice.
+    resumed_metrics = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
+    assert [(m["experiment"], m["individuals"]) for m in resumed_metrics] == \
+        [(m["experiment"], m["individuals"]) for m in metrics]
 
 
 def test_unknown_spec_field_is_a_usage_error(tmp_path):
