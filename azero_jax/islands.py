@@ -26,8 +26,8 @@ ids), so many small populations fill one large batch.
   ``W / cores`` islands (one island per core when ``W <= cores``), evaluating on the
   per-core numba backend pinned to one thread and one core; the migration server runs
   in the supervisor, which restarts a killed worker from its island checkpoints;
-* ``ray``: :mod:`azero_jax.ray_islands` -- one actor per host or GPU holding many
-  islands, plus a migration-server actor.
+* ``ray``: :mod:`azero_jax.ray_islands` -- one actor per core (CPU) or per GPU, each
+  holding many islands, plus a migration-server actor.
 
 Example:
     >>> from azero_jax import spec as spec_lib, islands
@@ -88,7 +88,8 @@ class IslandsConfig:
         per worker, at least 100 an experiment) on a CPU core running the demo spec.
       migration_fraction: fraction of the population uploaded and replaced (paper 0.5).
       parallel: ``"batched"``, ``"processes"`` or ``"ray"``.
-      num_workers: processes / Ray actors (default: min(W, cores) / one per Ray node).
+      num_workers: processes / Ray actors (default: min(W, cores) / min(W, the
+        cluster's CPUs), or one actor per GPU with the JAX backend).
       ray_address: address of a running Ray cluster (None starts a local one).
       stop_search_fitness: stop every island once one reaches this search fitness.
       checkpoint_every_secs: seconds between island checkpoints (None: the run's

@@ -3,9 +3,9 @@
 ``--parallel=ray`` (or ``IslandsConfig(parallel="ray")``) runs the islands of
 :mod:`azero_jax.islands` on a Ray cluster:
 
-* one :class:`IslandWorker` actor per host (CPU; its islands are evaluated together, the
-  per-core backend spread over the actor's cores) or per GPU (JAX backend, the batched
-  islands fill the device), each holding ``W / num_workers`` islands in an
+* one :class:`IslandWorker` actor per core (CPU: the per-core backend on one thread, as
+  ``--parallel=processes``) or per GPU (JAX backend, the batched islands fill the
+  device), each holding ``W / num_workers`` islands in an
   :class:`~azero_jax.islands.IslandGroup`;
 * one :class:`MigrationServerActor` that keeps every island's latest upload, answers
   exchanges, collects progress and carries the stop request.
@@ -170,15 +170,13 @@ def run_ray(spec, config, specs, *, seed, checkpoint_dir, max_individuals, progr
         elif use_gpu:
             num_workers = int(ray.cluster_resources()["GPU"])
         else:
-            num_workers = max(1, len([n for n in ray.nodes() if n.get("Alive")]))
+            # One actor per core, as --parallel=processes on one machine: the host-side
+            # search (mutations, FEC) is serial Python, so one actor per host would leave
+            # all but one core to the evaluator's threads.
+            num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         num_workers = max(1, min(num_workers, len(specs)))
         groups = islands_lib.split_islands(specs, num_workers)
-        # One actor per host uses the host's cores (the per-core backend's threads); with
-        # an explicit num_workers every actor takes one core.
-        cpus = 1
-        if not use_gpu and not config.num_workers:
-            node_cpus = [n["Resources"].get("CPU", 1) for n in ray.nodes() if n.get("Alive")]
-            cpus = max(1, int(min(node_cpus, default=1)))
+        cpus = 1  # every CPU actor takes one core and evaluates on one thread
         options = dict(evaluator_options or {})
         if not use_gpu and backend in ("cpu", "auto"):
             options.setdefault("num_threads", cpus)
