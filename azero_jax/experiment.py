@@ -342,10 +342,6 @@ class ExperimentRunner:
                       progress_fn=self._progress,
                       evaluator_options=dict(self.config.evaluator_options))
 
-    def _trim_metrics_after_resume(self) -> None:
-        individuals = self.search.num_individuals if self.search is not None else 0
-        trim_metrics_log(self.config.metrics_log, self.num_experiments, individuals)
-
     def _progress(self, record: dict) -> None:
         self.log(format_progress(record))
         if self.config.metrics_log:
@@ -362,8 +358,9 @@ class ExperimentRunner:
     def run(self) -> dict:
         config = self.config
         resumed = self.load_checkpoint()
-        if resumed:
-            self._trim_metrics_after_resume()
+        if resumed:  # the work after the checkpoint is redone: so are its records
+            trim_metrics_log(config.metrics_log, self.num_experiments,
+                             self.search.num_individuals if self.search is not None else 0)
         else:
             self.log(f"Random seed = {self.seed}")
         with _StopFlag() as stop:

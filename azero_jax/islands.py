@@ -298,16 +298,25 @@ class MigrationServer:
         k = len(packed[f"{_PACK}_sizes"])
         with self.lock:
             self.pools[int(island)] = packed
-            pool = concat_packed([self.pools[key] for key in sorted(self.pools)])
-            n = len(pool[f"{_PACK}_sizes"])
+            pools = [self.pools[key] for key in sorted(self.pools)]
+            # Positions in the union of all uploads, gathered pool by pool: the union
+            # itself (W * P/2 algorithms) is never built.
+            offsets = np.cumsum([0] + [len(p[f"{_PACK}_sizes"]) for p in pools])
+            n = int(offsets[-1])
             if k <= n:
-                chosen = self.rng.sample(range(n), k)
+                chosen = np.array(self.rng.sample(range(n), k), dtype=np.int64)
             else:
-                chosen = [self.rng.randrange(n) for _ in range(k)]
+                chosen = np.array([self.rng.randrange(n) for _ in range(k)], dtype=np.int64)
+            if k == 0:
+                return take_packed(packed, chosen)
+            owner = np.searchsorted(offsets, chosen, side="right") - 1
+            order = np.argsort(owner, kind="stable")
+            parts = [take_packed(pools[j], chosen[order][owner[order] == j] - offsets[j])
+                     for j in np.unique(owner)]
             self.exchanges += 1
             self.algorithms_in += k
             self.algorithms_out += k
-            return take_packed(pool, chosen)
+            return take_packed(concat_packed(parts), np.argsort(order, kind="stable"))
 
     def save(self, path: str) -> None:
         """Checkpoints the pools, RNG and exchange counters (JSON + npz, no pickle).
@@ -875,18 +884,17 @@ class _Progress:
         self.progress_fn = progress_fn
         self.num_islands = num_islands
         self.start = time.monotonic() - elapsed_before
-        self.last = 0
-        self.logged: int | None = None  # individuals of the last record (none twice)
+        self.last: int | None = None  # individuals of the last record (none twice)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
     def maybe(self, totals: Sequence[dict], force: bool = False) -> dict:
         record = progress_record(totals, self.elapsed(), self.num_islands)
-        due = record["individuals"] >= self.last + self.every
-        fresh = self.logged is None or record["individuals"] != self.logged
-        if self.progress_fn is not None and (force or due) and fresh:
-            self.last = self.logged = record["individuals"]
+        individuals = record["individuals"]
+        due = individuals >= (self.last or 0) + self.every
+        if self.progress_fn is not None and (force or due) and individuals != self.last:
+            self.last = individuals
             self.progress_fn(record)
         return record
 
@@ -1239,8 +1247,8 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
     if islands.checkpoint_every_secs is None:
         islands = islands.replace(checkpoint_every_secs=float(config.checkpoint_every_secs))
     seed = int(config.random_seed) or (time.time_ns() % (2**32 - 2)) + 1
-    state = {"random_seed": seed, "num_experiments": 0, "experiments": [], "best_text": None,
-             "best_algorithm": None,
+    state = {"random_seed": seed, "num_experiments": 0, "experiments": [],
+             "best_algorithm": None,  # exact (JSON lists): the text keeps 6 digits
              "best_select_fitness": None, "rng": None, "elapsed_secs": 0.0}
     loop_path = None
     if config.checkpoint_dir:
@@ -1339,7 +1347,6 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
                       "select_fitness": select, **{k: v for k, v in result.to_json().items()
                                                    if k not in ("fitness",)}}
             if state["best_select_fitness"] is None or select >= state["best_select_fitness"]:
-                state["best_text"] = format_algorithm(result.algorithm)
                 state["best_algorithm"] = checkpoint_lib.algorithm_to_json(result.algorithm)
                 state["best_select_fitness"] = select
                 log("Select fitness is the best so far. ")
@@ -1354,17 +1361,13 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
             if stop_now:
                 break
     final = None
-    best = None  # exactly the searched algorithm: the text keeps 6 digits of constants
-    if state.get("best_algorithm") is not None:
-        best = checkpoint_lib.algorithm_from_json(state["best_algorithm"])
-    elif state["best_text"] is not None:
-        best = parse_algorithm(state["best_text"])
-    elif last_result is not None:
-        best = last_result.algorithm
+    selected = _selected_algorithm(state)
+    best = selected if selected is not None else (
+        last_result.algorithm if last_result is not None else None)
     best_text = format_algorithm(best) if best is not None else None
-    if not interrupted and config.final_tasks and state["best_text"] is not None:
+    if not interrupted and config.final_tasks and selected is not None:
         final = experiment_lib.evaluate_on_tasks(
-            best, config.final_tasks, memory=config.memory,
+            selected, config.final_tasks, memory=config.memory,
             max_abs_error=spec.max_abs_error, seed=rng.randrange(1, 2**31 - 1),
             backend=config.backend)
         log("")
@@ -1405,6 +1408,15 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
             with open(os.path.join(config.output_dir, "best_algorithm.txt"), "w") as handle:
                 handle.write(best_text)
     return summary
+
+
+def _selected_algorithm(state: dict) -> Algorithm | None:
+    """The best candidate on T_select so far, from the islands run state."""
+    if state.get("best_algorithm") is not None:
+        return checkpoint_lib.algorithm_from_json(state["best_algorithm"])
+    if state.get("best_text") is not None:  # a run file written before exact algorithms
+        return parse_algorithm(state["best_text"])
+    return None
 
 
 def islands_config_from_flags(path: str | None, **overrides) -> IslandsConfig:

@@ -142,7 +142,7 @@ def test_ray_islands_find_the_solution_on_a_local_cluster():
         import json, sys
         sys.path.insert(0, "tests")
         from test_islands import NONLINEAR_MEMORY, nonlinear_spec
-        from azero_jax.islands import IslandsConfig, checkpointed_individuals, run_islands
+        from azero_jax.islands import IslandsConfig, run_islands
         if __name__ == "__main__":
             config = IslandsConfig(num_islands=4, migration_interval=100, parallel="ray",
                                    num_workers=2, stop_search_fitness=0.99)
@@ -167,7 +167,7 @@ def test_ray_worker_killed_mid_run_is_restarted_and_rejoins(tmp_path):
         import json, sys
         sys.path.insert(0, "tests")
         from test_islands import NONLINEAR_MEMORY, nonlinear_spec
-        from azero_jax.islands import IslandsConfig, checkpointed_individuals, run_islands
+        from azero_jax.islands import IslandsConfig, run_islands
         if __name__ == "__main__":
             config = IslandsConfig(num_islands=4, migration_interval=200, parallel="ray",
                                    num_workers=2, checkpoint_every_secs=0.2)
@@ -184,7 +184,7 @@ def test_ray_worker_killed_mid_run_is_restarted_and_rejoins(tmp_path):
         try:
             with open(os.path.join(ckpt, "workers.json")) as handle:
                 workers = json.load(handle)
-            # ... once a checkpoint of island 3 holds a migration.
+            # Kill worker 1 (islands 1 and 3) once island 3's checkpoint holds a migration.
             with open(os.path.join(ckpt, "island_00003.json")) as handle:
                 at_kill = json.load(handle)["island"]["migrations"]
             if at_kill >= 1:
