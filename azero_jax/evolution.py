@@ -224,6 +224,35 @@ class Search:
         return (self.initialized and self.next_slot == 0
                 and self.train_steps >= self.max_train_steps)
 
+    # -- individuals (the interface islands and tools use; the storage may change) -------
+
+    @property
+    def population_size(self) -> int:
+        return len(self.fitness)
+
+    def algorithms(self, slots) -> list[Algorithm]:
+        """The algorithms in ``slots`` (a sequence of slot indices)."""
+        return [self.population[int(s)] for s in slots]
+
+    def replace_individuals(self, slots, algorithms: Sequence[Algorithm], fitness,
+                            births) -> None:
+        """Puts ``algorithms`` with their ``fitness`` and ``births`` into ``slots`` in place.
+
+        Ages and the cyclic replacement order are untouched: an individual put into a
+        slot dies when that slot's turn comes, as the one it replaced would have.
+        """
+        fitness = np.asarray(fitness, dtype=np.float64)
+        births = np.asarray(births, dtype=np.int64)
+        for j, slot in enumerate(slots):
+            slot = int(slot)
+            self.population[slot] = algorithms[j]
+            self.fitness[slot] = fitness[j]
+            self.birth[slot] = births[j]
+        if len(fitness):
+            best = int(np.argmax(fitness))
+            if self.best_ever is None or fitness[best] > self.best_ever[1]:
+                self.best_ever = (algorithms[best], float(fitness[best]))
+
     # -- proposing children -----------------------------------------------------------
 
     def tournament(self) -> int:
