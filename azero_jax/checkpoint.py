@@ -28,9 +28,10 @@ import zipfile
 import numpy as np
 
 from azero_jax.hurdles import HurdleStats
+from azero_jax.population import Programs
 from azero_jax.program import COMPONENTS, INSTRUCTION_DTYPE, Algorithm, format_algorithm
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the search's tensors and counter-based random streams
 _FIELDS = INSTRUCTION_DTYPE.names
 
 
@@ -80,7 +81,14 @@ def load(path: str) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def pack_algorithms(algorithms, prefix: str) -> dict[str, np.ndarray]:
-    """Flattens algorithms into per-field arrays plus ``[N, 3]`` sizes (no pickle needed)."""
+    """Flattens algorithms (Algorithms or a Programs batch) into per-field arrays plus
+    ``[N, 3]`` sizes (no pickle needed)."""
+    if isinstance(algorithms, Programs):
+        flat, _ = algorithms.flat()
+        out = {f"{prefix}_sizes": algorithms.size.astype(np.int64)}
+        for field in _FIELDS:
+            out[f"{prefix}_{field}"] = np.ascontiguousarray(flat[field])
+        return out
     sizes = np.array([a.sizes for a in algorithms], dtype=np.int64).reshape(-1, 3)
     # Filling one preallocated array: np.concatenate of many structured arrays promotes
     # their fields once per part and made island checkpoints cost more than the search.
@@ -111,6 +119,21 @@ def unpack_algorithms(arrays, prefix: str) -> list[Algorithm]:
             pos += int(size)
         out.append(Algorithm(*parts))
     return out
+
+
+def unpack_programs(arrays, prefix: str) -> Programs:
+    """What :func:`pack_algorithms` wrote, as a :class:`~azero_jax.population.Programs`."""
+    sizes = np.asarray(arrays[f"{prefix}_sizes"], dtype=np.int64).reshape(-1, 3)
+    batch = Programs.zeros(len(sizes), max(int(sizes.max(initial=0)) + 1, 1))
+    batch.size[:] = sizes
+    mask = batch.valid_mask()
+    for field in _FIELDS:
+        values = np.asarray(arrays[f"{prefix}_{field}"])
+        if values.shape != (int(mask.sum()),):
+            raise ValueError(f"checkpoint field {prefix}_{field} has {values.shape[0]} entries, "
+                             f"its sizes say {int(mask.sum())}")
+        getattr(batch, field)[mask] = values
+    return batch
 
 
 def algorithm_to_json(algorithm: Algorithm) -> dict:
@@ -149,22 +172,29 @@ def rng_state_from_json(data) -> tuple:
 
 
 def search_state(search) -> tuple[dict, dict[str, np.ndarray]]:
-    """``(json_state, arrays)`` of a :class:`~azero_jax.evolution.Search`."""
-    count = len(search.population) if search.initialized else search.next_slot
-    arrays = pack_algorithms(search.population[:count], "population")
+    """``(json_state, arrays)`` of a :class:`~azero_jax.evolution.Search`.
+
+    The random streams are keyed by individual numbers, so the counters are the whole
+    generator state.
+    """
+    count = search.population_size if search.initialized else search.next_slot
+    arrays = pack_algorithms(search.programs.take(np.arange(count)), "population")
     arrays["fitness"] = search.fitness.copy()
+    arrays["stage_fitness"] = search.stage_fitness.copy()
     arrays["birth"] = search.birth.copy()
-    if search.best_ever is not None:
-        arrays.update(pack_algorithms([search.best_ever[0]], "best_ever"))
+    if search._best is not None:
+        arrays.update(pack_algorithms(search._best[0], "best_ever"))
     if search.fec is not None:
         arrays.update(search.fec.to_arrays())
-    hurdle_keys = list(search._hurdle_memo)
-    arrays["hurdle_memo_keys"] = np.array(hurdle_keys, dtype=np.int64)
-    arrays["hurdle_memo_values"] = np.array([search._hurdle_memo[k] for k in hurdle_keys],
-                                            dtype=np.float64)
+    memo = search._hurdle_memo
+    order = memo.order()
+    arrays["hurdle_memo_key_hi"] = memo.key_hi[order].copy()
+    arrays["hurdle_memo_key_lo"] = memo.key_lo[order].copy()
+    arrays["hurdle_memo_values"] = search._hurdle_memo_values[order].copy()
+    best = search.best_ever
     state = {
         "seed": search.seed,
-        "population_size": len(search.population),
+        "population_size": search.population_size,
         "child_batch_size": search.child_batch_size,
         "random_search": search.random_search,
         "num_individuals": search.num_individuals,
@@ -177,26 +207,26 @@ def search_state(search) -> tuple[dict, dict[str, np.ndarray]]:
         "fec_probe_train_steps": search.fec_probe_train_steps,
         "budget_rejections": search.budget_rejections,
         "hurdle_stats": search.hurdle_stats.to_dict(),
-        "best_ever_fitness": None if search.best_ever is None else search.best_ever[1],
-        "best_ever_text": None if search.best_ever is None else format_algorithm(search.best_ever[0]),
-        "rng_state": rng_state_to_json(search.rng.getstate()),
+        "best_ever_fitness": None if best is None else best[1],
+        "best_ever_text": None if best is None else format_algorithm(best[0]),
     }
     return state, arrays
 
 
 def load_search_state(search, state: dict, arrays) -> None:
     """Restores :func:`search_state` into a freshly built search with the same spec."""
-    if state["population_size"] != len(search.population):
+    if state["population_size"] != search.population_size:
         raise ValueError(f"checkpoint has population_size {state['population_size']}, the spec "
-                         f"{len(search.population)}")
+                         f"{search.population_size}")
     for name in ("seed", "child_batch_size", "random_search"):
         if state[name] != getattr(search, name):
             raise ValueError(f"checkpoint was written with {name}={state[name]!r}, this run has "
                              f"{getattr(search, name)!r}; resume with the same flags")
     search.reset()
-    population = unpack_algorithms(arrays, "population")
-    search.population[:len(population)] = population
+    population = unpack_programs(arrays, "population")
+    search.programs.put(np.arange(len(population)), population)
     search.fitness[:] = arrays["fitness"]
+    search.stage_fitness[:] = arrays["stage_fitness"]
     search.birth[:] = arrays["birth"]
     for name in ("num_individuals", "train_steps", "next_slot", "initialized", "last_printed",
                  "fec_saved_train_steps", "fec_probe_train_steps", "budget_rejections"):
@@ -204,14 +234,14 @@ def load_search_state(search, state: dict, arrays) -> None:
     search.elapsed_before = float(state["elapsed_secs"])
     search.hurdle_stats = HurdleStats(**state["hurdle_stats"])
     if state["best_ever_fitness"] is not None:
-        search.best_ever = (unpack_algorithms(arrays, "best_ever")[0], state["best_ever_fitness"])
-    search._hurdle_memo = dict(zip(arrays["hurdle_memo_keys"].tolist(),
-                                   arrays["hurdle_memo_values"].tolist()))
+        search._best = (unpack_programs(arrays, "best_ever"), float(state["best_ever_fitness"]))
+    entries = search._hurdle_memo.insert(arrays["hurdle_memo_key_hi"], arrays["hurdle_memo_key_lo"])
+    kept = entries >= 0
+    search._hurdle_memo_values[entries[kept]] = arrays["hurdle_memo_values"][kept]
     if search.fec is not None and "fec_key_hi" in arrays:
         search.fec.load_arrays(arrays)
-    search.rng.setstate(rng_state_from_json(state["rng_state"]))
 
 
 __all__ = ["save", "load", "pack_algorithms", "unpack_algorithms", "algorithm_to_json",
-           "algorithm_from_json", "search_state",
+           "algorithm_from_json", "search_state", "unpack_programs",
            "load_search_state", "COMPONENTS"]

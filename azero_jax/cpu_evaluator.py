@@ -56,6 +56,7 @@ from azero_jax import ops as ops_lib
 from azero_jax import _cpu_kernels as kernels
 from azero_jax import _cpu_specialize
 from azero_jax.evaluator import MemoryConfig, PairResults
+from azero_jax.population import Programs
 from azero_jax.program import INSTRUCTION_DTYPE, Algorithm, format_instruction
 from azero_jax.tasks import ACCURACY, Task
 
@@ -84,6 +85,8 @@ def default_num_threads() -> int:
 
 def _flatten_programs(algorithms: Sequence[Algorithm]):
     """All instructions in one structured array, and per algorithm its 4 boundaries."""
+    if isinstance(algorithms, Programs):  # the search's tensors: no Algorithm objects
+        return algorithms.flat()
     parts = [component for algorithm in algorithms for component in algorithm.components]
     sizes = np.fromiter((len(part) for part in parts), dtype=np.int64, count=len(parts))
     bounds = np.zeros((len(algorithms), 4), dtype=np.int64)

@@ -140,7 +140,9 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task],
     """Evaluates B (algorithm, task) pairs with the reference loop of spec §4.
 
     Args:
-      algorithms: the distinct algorithms referenced by ``algorithm_index``.
+      algorithms: the distinct algorithms referenced by ``algorithm_index``: a sequence
+        of :class:`~azero_jax.program.Algorithm` or a
+        :class:`~azero_jax.population.Programs` batch (what the search passes).
       tasks: the distinct tasks referenced by ``task_index``; ``task.index`` keys the
         random streams and the FEC fingerprint.
       algorithm_index, task_index: ``[B]`` integer arrays naming each pair.
@@ -171,8 +173,13 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task],
         raise ValueError("task_index out of range")
     if not math.isfinite(max_abs_error) or max_abs_error <= 0:
         raise ValueError(f"max_abs_error must be a positive number, got {max_abs_error}")
-    for algorithm in algorithms:
-        validate_addresses(algorithm, memory.num_scalars, memory.num_vectors, memory.num_matrices)
+    from azero_jax.population import Programs
+    if isinstance(algorithms, Programs):
+        algorithms.validate_addresses(memory.num_scalars, memory.num_vectors, memory.num_matrices)
+    else:
+        for algorithm in algorithms:
+            validate_addresses(algorithm, memory.num_scalars, memory.num_vectors,
+                               memory.num_matrices)
     if algorithm_ids is None:
         algorithm_ids = np.arange(len(algorithms), dtype=np.int64)
     algorithm_ids = np.asarray(algorithm_ids, dtype=np.int64).reshape(-1)
@@ -221,7 +228,12 @@ def evaluate(algorithms: Sequence[Algorithm] | Algorithm, tasks: Sequence[Task] 
 
 def used_op_sets(algorithms: Sequence[Algorithm], extra=None) -> tuple[frozenset[int], ...]:
     """Per-component op codes used by ``algorithms`` (plus ``extra`` per component)."""
+    from azero_jax.population import Programs
     sets = [set(), set(), set()]
+    if isinstance(algorithms, Programs):
+        for c, used in enumerate(algorithms.op_sets()):
+            sets[c].update(used)
+        algorithms = ()
     for algorithm in algorithms:
         for c, component in enumerate(algorithm.components):
             sets[c].update(int(op) for op in np.unique(component["op"]))

@@ -1,39 +1,52 @@
-"""Regularized evolution (spec §6.7) with batched children, FEC, train budget and hurdles.
+"""Regularized evolution (spec §6.7) over instruction tensors, with FEC, train budget and hurdles.
 
-The controller runs on the host; every evaluation is a batched call of the evaluator.
-One :class:`Search` holds all the state of one population (an "island"): the
-population, fitnesses, birth numbers, the controller RNG, the FEC cache and the
-counters. It checkpoints exactly (:meth:`Search.state_dict`) and islands can hold many.
-
-One step makes ``B`` children (``child_batch_size``):
+The controller runs on the host, on whole batches: a population is a
+:class:`~azero_jax.population.Programs` tensor with fitness and birth arrays, and one
+step makes ``B`` children (``child_batch_size``) with a handful of compiled calls:
 
 1. ``B`` tournaments over the current population (``tournament_size`` draws with
    replacement; strictly highest fitness wins, ties to the earliest drawn);
-2. ``B`` mutations on the host (:class:`~azero_jax.mutator.Mutator`; microseconds each);
+2. the parents' rows copied and one mutation each (:mod:`azero_jax.batch_mutator`);
 3. the train budget per (child, task) (§8);
-4. with FEC: one batched probe of all ``B x T`` pairs (short run, fixed seed, errors
-   recorded), hashed on the host; cache hits take the cached fitness (§7);
-5. with hurdles: a batched cheap first stage for children with misses; those below the
-   rolling hurdle keep their first-stage fitness (paper S3);
+4. with FEC: one batched probe of the children not probed recently (short run, fixed
+   seed, errors recorded), fingerprints hashed, one batched cache lookup (§7);
+5. with hurdles: a cheap first stage; children below the rolling hurdle keep their
+   first-stage fitness (paper S3; see below);
 6. one batched full evaluation of the remaining misses;
 7. the children replace the ``B`` oldest individuals (cyclic slots).
 
 With ``B = 1`` this is the reference's loop (one detail differs: the reference inserts
 a child's task-0 result into the cache before looking up its task-1 fingerprint, so at
 full cache capacity its eviction order can differ). With ``B > 1`` the ``B`` tournaments
-of a step see the population as it was before the step; a fingerprint repeated within a
-step is evaluated once and its later sightings are cache hits, as they would be in
-sequence (if ``forget_every`` erases the entry within the step, the later sightings
-still reuse the step's result). Steps never cross a sweep boundary, so the train-step
-budget is checked between sweeps of ``P`` children, as in the reference (the initial
-population and every FEC fingerprint run count).
+of a step see the population as it was before the step, so ``B`` should stay a small
+part of ``P`` (the default is at most ``P / 10``: with ``B = P`` every step would replace
+the whole population, a generational algorithm). A fingerprint repeated within a step is
+evaluated once and its later sightings are cache hits, as they would be in sequence (if
+``forget_every`` erases the entry within the step, the later sightings still reuse the
+step's result). Steps never cross a sweep boundary, so the train-step budget is checked
+between sweeps of ``P`` children, as in the reference (the initial population and every
+FEC fingerprint run count).
 
-Evaluation seeds: full and hurdle evaluations use a seed derived from the search seed
-and each child's individual number as its algorithm id (so children with random ops
-draw different numbers); FEC probes use the reference's fixed seed 235732282 and id 0
-(fingerprints are deterministic, so a probe is memoised per exact program).
+Random numbers: tournaments, mutations and random algorithms draw from counter-based
+streams keyed by the search seed and each child's individual number, so a child does not
+depend on the batch it was made in and a checkpoint holds no generator state. Full and
+hurdle evaluations use an evaluation seed derived from the search seed with each
+child's individual number as its algorithm id (children with random ops draw different
+numbers); FEC probes use the reference's fixed seed 235732282 and id 0 (fingerprints are
+deterministic, so a probe is memoised per exact program).
 
-``random_search=True`` replaces step 1-2 with fresh random algorithms of the spec's
+Hurdles: the rolling hurdle is the ``percentile``-th percentile of the population's
+unique *first-stage* fitnesses -- the same measurement a child is judged on. When the
+first stage is the first ``k`` tasks with all their training examples
+(``num_train_examples: 0``), it is part of the full evaluation: every evaluated child
+gets a stage fitness for free, and a child that passes is evaluated only on the
+remaining tasks. When the stage trains on fewer examples, a child that passes is
+evaluated again from the start: the stage's validation pass runs Predict, which may
+write memory that the next training steps read, so continuing from the stage would not
+equal a fresh full evaluation. Such a stage is run only for children that face the
+hurdle, so the hurdle is drawn from the individuals that have a stage fitness.
+
+``random_search=True`` replaces steps 1-2 with fresh random algorithms of the spec's
 initial sizes (the paper's random-search baseline), with the same accounting.
 
 The evaluation itself is a generator of :class:`EvalRequest` objects
@@ -55,9 +68,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
-import random as random_lib
 import time
 from typing import Callable, Generator, Sequence
 
@@ -65,27 +76,27 @@ import numpy as np
 
 from azero_jax import evaluator as evaluator_lib
 from azero_jax import generator as generator_lib
+from azero_jax.batch_mutator import BatchMutator
 from azero_jax.evaluator import MemoryConfig, PairResults, combine_fitnesses
-from azero_jax.fec import FEC_SEED, FECCache, fingerprint_words, hash_rows
+from azero_jax.fec import FEC_SEED, FECCache, LRUTable, fingerprint_words, hash_row_arrays
 from azero_jax.hurdles import HurdleStats, hurdle_value
-from azero_jax.mutator import Mutator
+from azero_jax.population import Programs, as_programs
 from azero_jax.program import Algorithm, validate_addresses
-from azero_jax.randomizer import Randomizer
 from azero_jax.spec import SearchSpec
 from azero_jax.tasks import Task, make_tasks
-from azero_jax.train_budget import COSTS, TrainBudget
-
-
-def _stable_key(data: bytes) -> int:
-    """A process-independent 63-bit key (Python's bytes hash is salted per process)."""
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
+from azero_jax.train_budget import TrainBudget
 
 
 def default_child_batch_size(population_size: int, backend: str) -> int:
-    """A batch that keeps the evaluator busy while staying a small part of a sweep."""
-    if backend == "jax":
-        return max(1, min(population_size, 1024))
-    return max(1, min(population_size // 4, 256))
+    """At most a tenth of the population (regularized evolution stays steady-state);
+    large device batches come from many islands evaluated together."""
+    cap = 1024 if backend == "jax" else 256
+    return max(1, min(population_size // 10, cap))
+
+
+def _key_halves(keys_hi: np.ndarray, keys_lo: np.ndarray, n: int, T: int) -> np.ndarray:
+    """``[n, 2T]`` uint64 words: the T pair keys of each child, for a per-child key."""
+    return np.stack([keys_hi.reshape(n, T), keys_lo.reshape(n, T)], axis=2).reshape(n, 2 * T)
 
 
 @dataclasses.dataclass
@@ -93,11 +104,12 @@ class EvalRequest:
     """One batched evaluation a step needs (arguments of ``evaluate_pairs``).
 
     ``kind`` is ``"probe"`` (FEC fingerprints), ``"stage"`` (hurdle first stage) or
-    ``"full"``. Task indices refer to :attr:`Search.tasks`.
+    ``"full"``. ``algorithms`` is a :class:`~azero_jax.population.Programs` batch; task
+    indices refer to :attr:`Search.tasks`.
     """
 
     kind: str
-    algorithms: list
+    algorithms: Programs
     algorithm_index: np.ndarray
     task_index: np.ndarray
     train_steps: np.ndarray
@@ -121,6 +133,21 @@ class Candidate:
     elapsed_secs: float
 
 
+class _ProbeMemo:
+    """Recent programs' fingerprint words (hashed, without the budget) and probe steps.
+
+    Probes are deterministic, so an exact program seen recently (an unmutated child, a
+    copy) reuses its probe; the probe's training steps are still counted, as the
+    reference counts every fingerprint run.
+    """
+
+    def __init__(self, capacity: int, num_tasks: int):
+        self.table = LRUTable(capacity)
+        self.hi = np.zeros((capacity + 1, num_tasks), dtype=np.uint64)
+        self.lo = np.zeros((capacity + 1, num_tasks), dtype=np.uint64)
+        self.steps = np.zeros(capacity + 1, dtype=np.int64)
+
+
 class Search:
     """One regularized-evolution (or random-search) population and its controller.
 
@@ -133,10 +160,12 @@ class Search:
       child_batch_size: children per step (default: see :func:`default_child_batch_size`).
       random_search: propose fresh random algorithms instead of mutants.
       tasks: the search tasks (default ``make_tasks(spec.search_tasks)``).
-      evaluate_fn: an ``evaluate_pairs``-compatible callable (default the library's).
+      evaluate_fn: an ``evaluate_pairs``-compatible callable (default the library's); it
+        receives :class:`~azero_jax.program.Algorithm` lists.
       progress_fn: called with :meth:`progress_record` whenever the reference would print
         a progress line (after the initial population and after sweeps).
-      evaluator_options: extra keyword arguments for ``evaluate_fn`` (e.g. ``dtype``).
+      evaluator_options: extra keyword arguments for the evaluator (e.g. ``dtype``,
+        ``num_threads``).
     """
 
     def __init__(self, spec: SearchSpec, *, memory: MemoryConfig, seed: int = 1,
@@ -151,16 +180,16 @@ class Search:
         self.backend = evaluator_lib.resolve_backend(backend) if evaluate_fn is None else backend
         self.random_search = bool(random_search)
         self.tasks = list(make_tasks(spec.search_tasks) if tasks is None else tasks)
-        self.evaluate_fn = evaluate_fn or evaluator_lib.evaluate_pairs
+        self.evaluate_fn = evaluate_fn
         self.progress_fn = progress_fn
         self.evaluator_options = dict(evaluator_options or {})
         P = int(spec.population_size)
         self.child_batch_size = int(child_batch_size or default_child_batch_size(P, self.backend))
         if self.child_batch_size < 1:
             raise ValueError(f"child_batch_size must be >= 1, got {child_batch_size}")
-        self.mutator = Mutator(spec.op_lists, memory, spec.mutation_types, spec.mutate_prob,
-                               spec.size_bounds)
-        self.randomizer: Randomizer = self.mutator.randomizer
+        self.mutator = BatchMutator(spec.op_lists, memory, spec.mutation_types, spec.mutate_prob,
+                                    spec.size_bounds,
+                                    style=getattr(spec, "mutation_style", "REFERENCE"))
         self.budget = None
         if spec.train_budget is not None:
             baseline = generator_lib.hardcoded_algorithm(spec.train_budget.baseline,
@@ -173,28 +202,38 @@ class Search:
                     raise ValueError(f"fec asks for {spec.fec.num_train_examples} train / "
                                      f"{spec.fec.num_valid_examples} valid examples but task "
                                      f"{task.index} has {task.total_train_steps} / {task.num_valid}")
-        self._initial = None
+        self._initial: Programs | None = None
+        initial_algorithms = []
         if spec.initial_population != "RANDOM_ALGORITHM":
-            self._initial = generator_lib.hardcoded_algorithm(spec.initial_population,
-                                                              *spec.size_inits)
-            validate_addresses(self._initial, memory.num_scalars, memory.num_vectors,
+            initial = generator_lib.hardcoded_algorithm(spec.initial_population, *spec.size_inits)
+            validate_addresses(initial, memory.num_scalars, memory.num_vectors,
                                memory.num_matrices)
-        self.op_sets = evaluator_lib.used_op_sets(
-            [self._initial] if self._initial is not None else [], extra=spec.op_lists)
+            self._initial = Programs.from_algorithms([initial])
+            initial_algorithms = [initial]
+        self.op_sets = evaluator_lib.used_op_sets(initial_algorithms, extra=spec.op_lists)
         self._full_steps = np.array([t.total_train_steps for t in self.tasks], dtype=np.int64)
         self._task_ids = np.array([t.index for t in self.tasks], dtype=np.int64)
         self.max_train_steps = int(spec.max_train_steps)
         self.eval_seed = (self.seed * 2654435761 + 12345) % (2**31 - 1)
+        hurdles = spec.hurdles
+        T = len(self.tasks)
+        if hurdles is not None:
+            self._stage_tasks = min(int(hurdles.num_tasks) or T, T)
+            steps = int(hurdles.num_train_examples)
+            # A stage with every training example is the start of the full evaluation.
+            self._stage_is_prefix = steps == 0 or bool((self._full_steps <= steps).all())
         self.reset()
 
     # -- state ----------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Starts from scratch (empty population, fresh RNG, cache and counters)."""
+        """Starts from scratch (empty population, cache and counters)."""
         P = int(self.spec.population_size)
-        self.rng = random_lib.Random(self.seed)
-        self.population: list[Algorithm | None] = [None] * P
+        length = max(max(self.spec.size_inits),
+                     self._initial.length if self._initial is not None else 0) + 1
+        self.programs = Programs.zeros(P, length)
         self.fitness = np.zeros(P, dtype=np.float64)
+        self.stage_fitness = np.full(P, np.nan)  # first-stage fitness (hurdles), NaN unknown
         self.birth = np.full(P, -1, dtype=np.int64)  # individual number of each slot
         self.next_slot = 0
         self.initialized = False
@@ -206,13 +245,16 @@ class Search:
         self.fec = (FECCache(self.spec.fec.cache_size, self.spec.fec.forget_every)
                     if self.spec.fec is not None else None)
         self.fec_saved_train_steps = 0
-        self._probe_memo: dict[bytes, tuple] = {}
-        self._probe_memo_size = 2 * int(self.spec.population_size)
+        memo_size = 2 * max(P, self.child_batch_size)
+        self._probe_memo = (_ProbeMemo(memo_size, len(self.tasks))
+                            if self.spec.fec is not None else None)
         self.fec_probe_train_steps = 0
         self.hurdle_stats = HurdleStats()
-        self._hurdle_memo: dict[int, float] = {}  # stage fitness of recent equivalent children
+        # Stage fitness of recent equivalent children (same fingerprints, or same program).
+        self._hurdle_memo = LRUTable(memo_size)
+        self._hurdle_memo_values = np.zeros(memo_size + 1, dtype=np.float64)
         self.budget_rejections = 0
-        self.best_ever: tuple[Algorithm, float] | None = None
+        self._best: tuple[Programs, float] | None = None
 
     @property
     def elapsed_secs(self) -> float:
@@ -224,273 +266,308 @@ class Search:
         return (self.initialized and self.next_slot == 0
                 and self.train_steps >= self.max_train_steps)
 
-    # -- individuals (the interface islands and tools use; the storage may change) -------
+    # -- individuals (the edges: Algorithm objects) -------------------------------------
 
     @property
     def population_size(self) -> int:
         return len(self.fitness)
 
+    @property
+    def population(self) -> list[Algorithm | None]:
+        """Every slot as an :class:`Algorithm` (None where nothing was evaluated yet)."""
+        return [self.programs.algorithm(s) if self.birth[s] >= 0 else None
+                for s in range(self.population_size)]
+
     def algorithms(self, slots) -> list[Algorithm]:
         """The algorithms in ``slots`` (a sequence of slot indices)."""
-        return [self.population[int(s)] for s in slots]
+        return self.programs.algorithms(slots)
 
-    def replace_individuals(self, slots, algorithms: Sequence[Algorithm], fitness,
-                            births) -> None:
-        """Puts ``algorithms`` with their ``fitness`` and ``births`` into ``slots`` in place.
+    @property
+    def best_ever(self) -> tuple[Algorithm, float] | None:
+        """The fittest individual ever evaluated and its fitness."""
+        if self._best is None:
+            return None
+        return self._best[0].algorithm(0), self._best[1]
+
+    def _note_best(self, programs: Programs, fitness: np.ndarray) -> None:
+        if not len(fitness):
+            return
+        best = int(np.argmax(fitness))
+        if self._best is None or fitness[best] > self._best[1]:
+            self._best = (programs.take([best]), float(fitness[best]))
+
+    def replace_individuals(self, slots, algorithms, fitness, births,
+                            stage_fitness=None) -> None:
+        """Puts ``algorithms`` (Programs or Algorithms) with their ``fitness`` and
+        ``births`` into ``slots`` in place.
 
         Ages and the cyclic replacement order are untouched: an individual put into a
         slot dies when that slot's turn comes, as the one it replaced would have.
         """
+        programs = as_programs(algorithms)
+        slots = np.asarray(slots, dtype=np.int64)
         fitness = np.asarray(fitness, dtype=np.float64)
-        births = np.asarray(births, dtype=np.int64)
-        for j, slot in enumerate(slots):
-            slot = int(slot)
-            self.population[slot] = algorithms[j]
-            self.fitness[slot] = fitness[j]
-            self.birth[slot] = births[j]
-        if len(fitness):
-            best = int(np.argmax(fitness))
-            if self.best_ever is None or fitness[best] > self.best_ever[1]:
-                self.best_ever = (algorithms[best], float(fitness[best]))
+        self.programs.put(slots, programs)
+        self.fitness[slots] = fitness
+        self.birth[slots] = np.asarray(births, dtype=np.int64)
+        self.stage_fitness[slots] = np.nan if stage_fitness is None else stage_fitness
+        self._note_best(programs, fitness)
 
     # -- proposing children -----------------------------------------------------------
 
-    def tournament(self) -> int:
-        """Index of a tournament winner (draws with replacement; earliest wins ties)."""
-        P = len(self.population)
-        rng = self.rng.random
-        fitness = self.fitness
-        best = int(rng() * P)
-        best_fit = fitness[best]
-        for _ in range(int(self.spec.tournament_size) - 1):
-            i = int(rng() * P)
-            if fitness[i] > best_fit:
-                best, best_fit = i, fitness[i]
-        return best
+    def tournaments(self, ids: np.ndarray) -> np.ndarray:
+        """The parent slot of each child id (see :meth:`BatchMutator.tournaments`)."""
+        return self.mutator.tournaments(self.fitness, ids, self.seed,
+                                        int(self.spec.tournament_size))
 
-    def tournaments(self, n: int) -> np.ndarray:
-        """``n`` tournament winners at once (the same draws, in order, as ``n`` calls of
-        :meth:`tournament`)."""
-        P, size = len(self.population), int(self.spec.tournament_size)
-        rng = self.rng.random
-        draws = np.array([rng() for _ in range(n * size)]).reshape(n, size)
-        index = (draws * P).astype(np.int64)
-        return index[np.arange(n), np.argmax(self.fitness[index], axis=1)]
-
-    def _initial_algorithm(self) -> Algorithm:
+    def initial_programs(self, ids: np.ndarray) -> Programs:
         if self._initial is not None:
-            return self.mutator.mutate(self._initial, self.rng, num_mutations=0)
-        algorithm = self.randomizer.random_algorithm(self.spec.size_inits, self.rng)
-        return self.mutator.mutate(algorithm, self.rng, num_mutations=0)
+            return self._initial.take(np.zeros(len(ids), dtype=np.int64))
+        return self.mutator.random_programs(ids, self.seed, self.spec.size_inits)
 
-    def propose(self, n: int) -> list[Algorithm]:
-        """``n`` children of the current population (mutants or random algorithms)."""
+    def propose(self, ids: np.ndarray) -> Programs:
+        """Children of the current population (mutants or random algorithms), one per id."""
         if self.random_search:
-            return [self.randomizer.random_algorithm(self.spec.size_inits, self.rng)
-                    for _ in range(n)]
-        population = self.population
-        mutate = self.mutator.mutate
-        rng = self.rng
-        return [mutate(population[i], rng) for i in self.tournaments(n).tolist()]
+            return self.mutator.random_programs(ids, self.seed, self.spec.size_inits)
+        children, _ = self.mutator.mutate(self.programs, self.tournaments(ids), ids, self.seed)
+        return children
 
     # -- evaluation ---------------------------------------------------------------------
 
-    def budget_steps(self, children: Sequence[Algorithm]) -> np.ndarray:
+    def budget_steps(self, children: Programs) -> np.ndarray:
         """``[n, T]`` budgeted training steps of each (child, task)."""
-        n, T = len(children), len(self.tasks)
-        steps = np.broadcast_to(self._full_steps, (n, T)).copy()
+        n = len(children)
         if self.budget is None:
-            return steps
-        b = self.budget
-        limit = b.threshold_factor * (b.baseline_setup + self._full_steps * b.baseline_train)
-        for i, child in enumerate(children):
-            setup = int(COSTS[child.setup["op"]].sum())
-            train = int(COSTS[child.predict["op"]].sum()) + int(COSTS[child.learn["op"]].sum())
-            if train <= 0:
-                raise ValueError("an algorithm with empty Predict and Learn has no train cost")
-            steps[i, setup + self._full_steps * train > limit] = 0
-        return steps
+            return np.broadcast_to(self._full_steps, (n, len(self.tasks))).copy()
+        costs = children.costs()
+        return self.budget.budget_steps(costs[:, 0], costs[:, 1] + costs[:, 2], self._full_steps)
 
-    def evaluate_requests(self, children: Sequence[Algorithm], ids: np.ndarray,
-                          use_hurdle: bool) -> Generator[EvalRequest, PairResults, np.ndarray]:
+    def evaluate_requests(self, children, ids: np.ndarray, use_hurdle: bool
+                          ) -> Generator[EvalRequest, PairResults, np.ndarray]:
         """Evaluates children; yields :class:`EvalRequest` objects, returns their fitnesses.
 
-        FEC within a batch follows the sequential order of the reference: a fingerprint
-        that repeats within the batch is evaluated once, and its later sightings are
-        cache hits (counted, and subject to ``forget_every``) on that first result.
+        ``children`` is a :class:`~azero_jax.population.Programs` batch (or a list of
+        Algorithms). After the call, :attr:`last_stage_fitness` holds each child's
+        first-stage fitness (NaN where unknown).
         """
+        children = as_programs(children)
         n, T = len(children), len(self.tasks)
         ids = np.asarray(ids, dtype=np.int64)
         mode = self.spec.fitness_combination_mode
         budget = self.budget_steps(children)
+        flat_budget = budget.ravel()
         self.budget_rejections += int((budget == 0).sum())
         per_task = np.zeros((n, T), dtype=np.float64)
-        miss = np.ones((n, T), dtype=bool)  # not answered by the cache
-        keys = None
-        pair_child = np.repeat(np.arange(n), T)
-        pair_task = np.tile(np.arange(T), n)
+        flat = per_task.ravel()
+        miss = np.ones(n * T, dtype=bool)  # not answered by the cache
         fec = self.fec
+        keys_hi = keys_lo = None
         if fec is not None:
-            keys = yield from self._fingerprints(children, budget)
-            values, found = fec.lookup_present(keys)
-            per_task.ravel()[found] = values[found]
-            miss.ravel()[found] = False
-            self.fec_saved_train_steps += int(budget.ravel()[found].sum())
+            keys_hi, keys_lo = yield from self._fingerprints(children, budget)
+            values, found = fec.lookup_arrays(keys_hi, keys_lo)
+            flat[found] = values[found]
+            miss[found] = False
+            self.fec_saved_train_steps += int(flat_budget[found].sum())
+            fec.misses += int(miss.sum())
+        stage_fitness = np.full(n, np.nan)
         failed = np.zeros(n, dtype=bool)
-        stage_fitness = np.zeros(n, dtype=np.float64)
         hurdles = self.spec.hurdles
-        if use_hurdle and hurdles is not None:
-            staged = np.flatnonzero((miss & (budget > 0)).any(axis=1))
-            stats = self.hurdle_stats
-            memo = self._hurdle_memo
-            if keys is not None:  # equivalent children (same fingerprints) share a stage result
-                stage_keys = [_stable_key(b"".join(key.to_bytes(16, "little")
-                                                   for key in keys[i * T:(i + 1) * T]))
-                              for i in staged.tolist()]
-            else:
-                stage_keys = [_stable_key(children[i].key()) for i in staged.tolist()]
-            stage_fit = np.array([memo.get(key, np.nan) for key in stage_keys])
-            todo = np.flatnonzero(np.isnan(stage_fit))
-            stats.memo_hits += len(staged) - len(todo)
-            if len(todo):
-                run_children = staged[todo]
-                k = min(int(hurdles.num_tasks) or T, T)
-                steps = budget[run_children][:, :k]
-                if hurdles.num_train_examples:
-                    steps = np.minimum(steps, int(hurdles.num_train_examples))
-                stage = yield EvalRequest(
-                    "stage", [children[i] for i in run_children],
-                    np.repeat(np.arange(len(run_children)), k),
-                    np.tile(np.arange(k), len(run_children)), steps.ravel(), self.eval_seed,
-                    ids[run_children])
-                spent = int(np.sum(stage.train_steps))
-                self.train_steps += spent
-                stats.stage_train_steps += spent
-                stage_fit[todo] = combine_fitnesses(
-                    np.asarray(stage.fitness).reshape(len(run_children), k), mode)
-                for j in todo.tolist():
-                    memo[stage_keys[j]] = float(stage_fit[j])
-                while len(memo) > self._probe_memo_size:
-                    memo.pop(next(iter(memo)))
-            stats.evaluated += len(staged)
-            threshold = hurdle_value(self.fitness, hurdles.percentile)
-            for j, i in enumerate(staged.tolist()):
-                if stage_fit[j] >= threshold:
-                    stats.passed += 1
-                else:
-                    stats.failed += 1
-                    failed[i] = True
-                    stage_fitness[i] = stage_fit[j]
-                    stats.saved_train_steps += int(budget[i][miss[i]].sum())
-        # Pairs to evaluate: misses of children that did not fail the hurdle; with FEC a
-        # fingerprint repeated within the batch is evaluated once (the first sighting).
-        open_pairs = np.flatnonzero((miss & ~failed[:, None]).ravel())
-        first_of: dict[int, int] = {}
-        deferred: list[tuple[int, int]] = []
-        if keys is not None:
-            if len(failed) and failed.any():
-                fec.misses += int((miss & failed[:, None]).sum())
-            evaluate = []
-            for p in open_pairs.tolist():
-                owner = first_of.get(keys[p])
-                if owner is None:
-                    first_of[keys[p]] = p
-                    evaluate.append(p)
-                else:
-                    deferred.append((p, owner))
-            fec.misses += len(evaluate)
-            evaluate = np.array(evaluate, dtype=np.int64)
-        else:
-            evaluate = open_pairs
-        run = evaluate[budget.ravel()[evaluate] > 0]  # rejected by the budget: fitness 0
-        if len(run):
-            child_idx, task_idx = pair_child[run], pair_task[run]
-            used = np.unique(child_idx)
-            remap = np.full(n, -1, dtype=np.int64)
-            remap[used] = np.arange(len(used))
-            full = yield EvalRequest(
-                "full", [children[i] for i in used], remap[child_idx], task_idx,
-                budget.ravel()[run], self.eval_seed, ids[used])
-            self.train_steps += int(np.sum(full.train_steps))
-            per_task.ravel()[run] = np.asarray(full.fitness, dtype=np.float64)
-        if keys is not None:
-            flat = per_task.ravel()
-            for p in evaluate.tolist():
-                fec.insert(keys[p], flat[p])
-            flat_budget = budget.ravel()
-            for p, owner in deferred:
-                cached = fec.lookup(keys[p]) if fec.contains(keys[p]) else None
-                flat[p] = flat[owner] if cached is None else cached
-                if cached is None:
-                    fec.hits += 1  # the entry was forgotten by an earlier sighting
-                self.fec_saved_train_steps += int(flat_budget[p])
-        fitness = combine_fitnesses(per_task, mode) if T else np.zeros(n)
-        fitness = np.asarray(fitness, dtype=np.float64).reshape(n)
+        k = self._stage_tasks if hurdles is not None else 0
+        pending = miss.copy()  # pairs still to be answered
+        if hurdles is not None and self._stage_is_prefix:
+            # The stage is the full evaluation of the first k tasks: run it, judge, then
+            # evaluate the remaining tasks of the children that pass.
+            task_of = np.tile(np.arange(T), n)
+            first = pending & (task_of < k)
+            yield from self._full_pairs(children, ids, first, budget, keys_hi, keys_lo, flat)
+            pending &= ~first
+            stage_fitness = np.asarray(combine_fitnesses(per_task[:, :k], mode), np.float64)
+            stage_fitness = stage_fitness.reshape(n)
+            if use_hurdle:
+                staged = np.flatnonzero(pending.reshape(n, T).any(axis=1))
+                failed[staged] = self._judge(stage_fitness[staged], budget, pending, staged)
+                pending &= ~np.repeat(failed, T)
+        elif hurdles is not None and use_hurdle:
+            staged = np.flatnonzero((pending & (flat_budget > 0)).reshape(n, T).any(axis=1))
+            if len(staged):
+                stage_fitness[staged] = yield from self._stage(children, ids, staged, budget,
+                                                               keys_hi, keys_lo)
+                failed[staged] = self._judge(stage_fitness[staged], budget, pending, staged)
+                pending &= ~np.repeat(failed, T)
+        yield from self._full_pairs(children, ids, pending, budget, keys_hi, keys_lo, flat)
+        fitness = (np.asarray(combine_fitnesses(per_task, mode), np.float64).reshape(n)
+                   if T else np.zeros(n))
         fitness[failed] = stage_fitness[failed]
+        self.last_stage_fitness = stage_fitness
         return fitness
 
-    def _fingerprints(self, children, budget) -> Generator[EvalRequest, PairResults, list]:
-        """FEC keys of every (child, task) pair, probing only algorithms not seen before.
+    def _judge(self, stage_fit: np.ndarray, budget, pending, staged) -> np.ndarray:
+        """Which staged children fail the hurdle (counted in the stats)."""
+        known = self.stage_fitness[~np.isnan(self.stage_fitness)]
+        stats = self.hurdle_stats
+        stats.evaluated += len(staged)
+        if not len(known):  # no first-stage fitness yet: nothing to judge against
+            stats.passed += len(staged)
+            return np.zeros(len(staged), dtype=bool)
+        threshold = hurdle_value(known, self.spec.hurdles.percentile)
+        fails = stage_fit < threshold
+        stats.failed += int(fails.sum())
+        stats.passed += int((~fails).sum())
+        T = len(self.tasks)
+        rows = staged[fails]
+        saved = (budget[rows] * pending.reshape(-1, T)[rows]).sum()
+        stats.saved_train_steps += int(saved)
+        return fails
 
-        The probe is deterministic (fixed seed, algorithm id 0), so the probe results of
-        an algorithm seen recently (bit-identical, e.g. an unmutated child) are reused
-        from a memo; its probe training steps are still counted, as the reference counts
-        every fingerprint run.
-        """
+    def _stage(self, children: Programs, ids, staged, budget, keys_hi, keys_lo):
+        """First-stage fitness of the staged children (fewer training examples on the
+        first k tasks); equivalent children seen recently reuse theirs."""
+        n, T = len(children), len(self.tasks)
+        hurdles = self.spec.hurdles
+        k = self._stage_tasks
+        stats = self.hurdle_stats
+        if keys_hi is not None:  # equivalent children (same fingerprints) share a stage
+            words = _key_halves(keys_hi, keys_lo, n, T)[staged]
+            memo_hi, memo_lo = hash_row_arrays(words)
+        else:
+            memo_hi, memo_lo = children.take(staged).keys()
+        entries = self._hurdle_memo.find(memo_hi, memo_lo, refresh=True)
+        result = np.where(entries >= 0, self._hurdle_memo_values[np.maximum(entries, 0)], np.nan)
+        todo = np.flatnonzero(entries < 0)
+        stats.memo_hits += len(staged) - len(todo)
+        if len(todo):
+            run = staged[todo]
+            steps = budget[run][:, :k]
+            if hurdles.num_train_examples:
+                steps = np.minimum(steps, int(hurdles.num_train_examples))
+            stage = yield EvalRequest(
+                "stage", children.take(run), np.repeat(np.arange(len(run)), k),
+                np.tile(np.arange(k), len(run)), steps.ravel(), self.eval_seed, ids[run])
+            spent = int(np.sum(stage.train_steps))
+            self.train_steps += spent
+            stats.stage_train_steps += spent
+            values = np.asarray(combine_fitnesses(
+                np.asarray(stage.fitness, np.float64).reshape(len(run), k),
+                self.spec.fitness_combination_mode), np.float64).reshape(len(run))
+            result[todo] = values
+            new = self._hurdle_memo.insert(memo_hi[todo], memo_lo[todo])
+            kept = new >= 0
+            self._hurdle_memo_values[new[kept]] = values[kept]
+        return result
+
+    def _full_pairs(self, children: Programs, ids, pairs: np.ndarray, budget, keys_hi, keys_lo,
+                    per_task: np.ndarray):
+        """Full evaluations of the flagged pairs into ``per_task`` (flat ``[n * T]``; a
+        request generator). With FEC, a fingerprint repeated among them is evaluated once
+        and its later sightings are cache hits."""
+        n, T = len(children), len(self.tasks)
+        flat_budget = budget.ravel()
+        if not pairs.any():
+            return
+        fec = self.fec
+        if fec is not None:
+            owner = np.empty(n * T, dtype=np.int64)
+            from azero_jax import _search_kernels
+            _search_kernels.first_sightings(keys_hi, keys_lo, pairs, owner)
+            evaluate = pairs & (owner == np.arange(n * T))
+            deferred = np.flatnonzero(pairs & ~evaluate)
+        else:
+            evaluate = pairs
+            deferred = np.zeros(0, dtype=np.int64)
+        run = np.flatnonzero(evaluate & (flat_budget > 0))  # rejected by the budget: 0
+        if len(run):
+            child_idx, task_idx = run // T, run % T
+            used, remap = np.unique(child_idx, return_inverse=True)
+            full = yield EvalRequest(
+                "full", children.take(used), remap.reshape(-1), task_idx, flat_budget[run],
+                self.eval_seed, ids[used])
+            self.train_steps += int(np.sum(full.train_steps))
+            per_task[run] = np.asarray(full.fitness, dtype=np.float64)
+        if fec is not None:
+            done = np.flatnonzero(evaluate)
+            fec.insert_arrays(keys_hi[done], keys_lo[done], per_task[done])
+            if len(deferred):
+                values, found = fec.lookup_arrays(keys_hi[deferred], keys_lo[deferred])
+                # An entry forgotten by an earlier sighting still answers from this step.
+                per_task[deferred] = np.where(found, values, per_task[owner[deferred]])
+                fec.hits += int((~found).sum())
+                fec.misses -= len(deferred)  # counted as misses at lookup; they are hits
+                self.fec_saved_train_steps += int(flat_budget[deferred].sum())
+
+    def _fingerprints(self, children: Programs, budget
+                      ) -> Generator[EvalRequest, PairResults, tuple[np.ndarray, np.ndarray]]:
+        """FEC keys ``(hi, lo)`` of every (child, task) pair, probing only programs not
+        probed recently."""
         n, T = len(children), len(self.tasks)
         fec = self.spec.fec
         memo = self._probe_memo
-        algo_keys = [child.key() for child in children]
-        todo = [i for i, k in enumerate(algo_keys) if k not in memo]
-        todo_unique = list({algo_keys[i]: i for i in todo}.values())
-        if todo_unique:
-            m = len(todo_unique)
+        prog_hi, prog_lo = children.keys()
+        entries = memo.table.find(prog_hi, prog_lo, refresh=True)
+        part_hi = np.empty((n, T), dtype=np.uint64)
+        part_lo = np.empty((n, T), dtype=np.uint64)
+        probe_steps = np.empty(n, dtype=np.int64)
+        hit = entries >= 0
+        part_hi[hit] = memo.hi[entries[hit]]
+        part_lo[hit] = memo.lo[entries[hit]]
+        probe_steps[hit] = memo.steps[entries[hit]]
+        todo = ~hit
+        if todo.any():
+            from azero_jax import _search_kernels
+            owner = np.empty(n, dtype=np.int64)
+            _search_kernels.first_sightings(prog_hi, prog_lo, todo, owner)
+            unique = np.flatnonzero(todo & (owner == np.arange(n)))
+            m = len(unique)
             probe = yield EvalRequest(
-                "probe", [children[i] for i in todo_unique], np.repeat(np.arange(m), T),
+                "probe", children.take(unique), np.repeat(np.arange(m), T),
                 np.tile(np.arange(T), m), np.full(m * T, fec.num_train_examples, dtype=np.int64),
                 FEC_SEED, np.zeros(m, dtype=np.int64), valid_steps=int(fec.num_valid_examples),
                 record_errors=(int(fec.num_train_examples), int(fec.num_valid_examples)))
-            # Fingerprint words without the budget part; the budget is mixed in below
-            # (without a train budget it is the full step count: keys are final here).
+            # Fingerprint words without the budget; the budget word is mixed in below.
             words = fingerprint_words(probe, np.tile(self._task_ids, m))
-            steps = np.asarray(probe.train_steps, dtype=np.int64).reshape(m, T)
-            final = None
-            if self.budget is None:
-                full = np.tile(self._full_steps, m).reshape(m * T, 1).view(np.uint64)
-                final = hash_rows(np.concatenate([words, full], axis=1))
-            for j, i in enumerate(todo_unique):
-                memo[algo_keys[i]] = (words[j * T:(j + 1) * T], int(steps[j].sum()),
-                                      None if final is None else final[j * T:(j + 1) * T])
-        entries = [memo[k] for k in algo_keys]
-        probe_steps = sum(entry[1] for entry in entries)
-        while len(memo) > self._probe_memo_size:
-            memo.pop(next(iter(memo)))
-        self.train_steps += probe_steps
-        self.fec_probe_train_steps += probe_steps
-        if self.budget is None:
-            return [key for entry in entries for key in entry[2]]
-        words = np.concatenate([entry[0] for entry in entries])
-        budget_words = np.asarray(budget, dtype=np.int64).reshape(n * T, 1).view(np.uint64)
-        return hash_rows(np.concatenate([words, budget_words], axis=1))
+            hi, lo = hash_row_arrays(words)
+            steps = np.asarray(probe.train_steps, dtype=np.int64).reshape(m, T).sum(axis=1)
+            slot = np.full(n, -1, dtype=np.int64)
+            slot[unique] = np.arange(m)
+            rows = slot[owner[todo]]
+            part_hi[todo] = hi.reshape(m, T)[rows]
+            part_lo[todo] = lo.reshape(m, T)[rows]
+            probe_steps[todo] = steps[rows]
+            new = memo.table.insert(prog_hi[unique], prog_lo[unique])
+            kept = new >= 0
+            memo.hi[new[kept]] = hi.reshape(m, T)[kept]
+            memo.lo[new[kept]] = lo.reshape(m, T)[kept]
+            memo.steps[new[kept]] = steps[kept]
+        total = int(probe_steps.sum())
+        self.train_steps += total
+        self.fec_probe_train_steps += total
+        from azero_jax import _search_kernels
+        keys_hi = np.empty(n * T, dtype=np.uint64)
+        keys_lo = np.empty(n * T, dtype=np.uint64)
+        _search_kernels.extend_hashes(part_hi.ravel(), part_lo.ravel(),
+                                      budget.ravel().astype(np.uint64), words_per_fingerprint(fec),
+                                      keys_hi, keys_lo)
+        return keys_hi, keys_lo
 
     def run_request(self, request: EvalRequest) -> PairResults:
         """Runs one request with this search's evaluator.
 
-        With the library evaluator the backend is called directly: the search validated
-        its initial algorithms and the mutator only draws addresses inside the memory, so
-        the public entry point's per-algorithm address check is skipped.
+        The library evaluators take the tensors as they are; the search validated its
+        initial algorithms and the mutator draws addresses inside the memory, so the public
+        entry point's per-algorithm checks are skipped.
         """
         kwargs = dict(memory=self.memory, max_abs_error=float(self.spec.max_abs_error),
                       seed=int(request.seed), algorithm_ids=request.algorithm_ids,
                       train_steps=request.train_steps, valid_steps=request.valid_steps,
                       record_errors=request.record_errors, **self.evaluator_options)
+        if self.evaluate_fn is not None:
+            return self.evaluate_fn(request.algorithms.algorithms(), self.tasks,
+                                    request.algorithm_index, request.task_index,
+                                    backend=self.backend, op_sets=self.op_sets, **kwargs)
         args = (request.algorithms, self.tasks, request.algorithm_index, request.task_index)
-        if self.evaluate_fn is evaluator_lib.evaluate_pairs and self.backend == "cpu":
+        if self.backend == "cpu":
             from azero_jax import cpu_evaluator
             return cpu_evaluator.evaluate_pairs(*args, **kwargs)
-        if self.evaluate_fn is evaluator_lib.evaluate_pairs and self.backend == "jax":
-            return self._run_jax(request, kwargs)
-        return self.evaluate_fn(*args, backend=self.backend, op_sets=self.op_sets, **kwargs)
+        return self._run_jax(request, kwargs)
 
     def _run_jax(self, request: EvalRequest, kwargs: dict) -> PairResults:
         """JAX: pads every request to one fixed pair count so each kind compiles once.
@@ -530,24 +607,16 @@ class Search:
 
     def step_requests(self) -> Generator[EvalRequest, PairResults, int]:
         """One step as a generator of evaluation requests; returns the children made."""
-        P = len(self.population)
+        P = self.population_size
         n = min(self.child_batch_size, P - self.next_slot)
         first_id = self.num_individuals
         ids = np.arange(first_id, first_id + n, dtype=np.int64)
-        if not self.initialized:
-            children = [self._initial_algorithm() for _ in range(n)]
-        else:
-            children = self.propose(n)
+        children = self.initial_programs(ids) if not self.initialized else self.propose(ids)
         fitness = yield from self.evaluate_requests(children, ids, use_hurdle=self.initialized)
-        slots = range(self.next_slot, self.next_slot + n)
-        for j, slot in enumerate(slots):
-            self.population[slot] = children[j]
-            self.fitness[slot] = fitness[j]
-            self.birth[slot] = ids[j]
+        slots = np.arange(self.next_slot, self.next_slot + n)
+        self.replace_individuals(slots, children, fitness, ids,
+                                 stage_fitness=self.last_stage_fitness)
         self.num_individuals += n
-        best = int(np.argmax(fitness))
-        if self.best_ever is None or fitness[best] > self.best_ever[1]:
-            self.best_ever = (children[best], float(fitness[best]))
         self.next_slot = (self.next_slot + n) % P
         if self.next_slot == 0:
             self.initialized = True
@@ -596,14 +665,14 @@ class Search:
 
     def candidate(self) -> Candidate:
         """The best individual of the population (lowest slot on ties), as the reference."""
-        if self.random_search and self.best_ever is not None:
+        if self.random_search and self._best is not None:
             algorithm, fitness = self.best_ever
         else:
-            count = len(self.population) if self.initialized else self.next_slot
+            count = self.population_size if self.initialized else self.next_slot
             if count == 0:
                 raise ValueError("no individual has been evaluated yet")
             best = int(np.argmax(self.fitness[:count]))
-            algorithm, fitness = self.population[best], float(self.fitness[best])
+            algorithm, fitness = self.programs.algorithm(best), float(self.fitness[best])
         return Candidate(algorithm, fitness, self.num_individuals, self.train_steps,
                          self.elapsed_secs)
 
@@ -615,12 +684,13 @@ class Search:
 
     def progress_record(self) -> dict:
         """The figures of a progress line (also written to the metrics log)."""
-        count = len(self.population) if self.initialized else max(self.next_slot, 1)
+        count = self.population_size if self.initialized else max(self.next_slot, 1)
         f = self.fitness[:count]
         mean = float(f.mean())
         stdev = math.sqrt(max(0.0, float((f * f).mean()) - mean * mean))
         elapsed = self.elapsed_secs
         hurdles = self.spec.hurdles
+        known = self.stage_fitness[:count][~np.isnan(self.stage_fitness[:count])]
         return {
             "individuals": int(self.num_individuals),
             "elapsed_secs": float(elapsed),
@@ -629,7 +699,8 @@ class Search:
             "stdev_fitness": stdev,
             "best_fitness": float(f.max()),
             "fec_hit_rate": self.fec_hit_rate(),
-            "hurdle": (hurdle_value(f, hurdles.percentile) if hurdles is not None else None),
+            "hurdle": (hurdle_value(known, hurdles.percentile)
+                       if hurdles is not None and len(known) else None),
             "individuals_per_sec": self.num_individuals / elapsed if elapsed > 0 else 0.0,
             "train_steps_per_sec": self.train_steps / elapsed if elapsed > 0 else 0.0,
         }
@@ -644,6 +715,11 @@ class Search:
     def load_state_dict(self, state: dict, arrays) -> None:
         from azero_jax import checkpoint as checkpoint_lib
         checkpoint_lib.load_search_state(self, state, arrays)
+
+
+def words_per_fingerprint(fec) -> int:
+    """Words hashed per fingerprint before the budget word (see :func:`fingerprint_words`)."""
+    return int(fec.num_train_examples) + int(fec.num_valid_examples) + 3
 
 
 def search(spec: SearchSpec, *, memory: MemoryConfig, seed: int = 1, **options) -> Candidate:

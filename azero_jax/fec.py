@@ -28,11 +28,17 @@ Example:
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 from typing import Iterable
 
 import numpy as np
+
+
+def _k():
+    """The compiled kernels, imported on first use (``import azero_jax`` stays light)."""
+    from azero_jax import _search_kernels
+    return _search_kernels
+
 
 FEC_SEED = 235732282
 
@@ -74,6 +80,15 @@ def _mix(z: np.ndarray) -> np.ndarray:
     z = (z ^ (z >> np.uint64(30))) * _M1
     z = (z ^ (z >> np.uint64(27))) * _M2
     return z ^ (z >> np.uint64(31))
+
+
+def hash_row_arrays(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(hi, lo)`` uint64 lanes of :func:`hash_rows` (compiled; no Python ints)."""
+    words = np.ascontiguousarray(words, dtype=np.uint64)
+    hi = np.empty(words.shape[0], dtype=np.uint64)
+    lo = np.empty(words.shape[0], dtype=np.uint64)
+    _k().hash_rows(words, hi, lo)
+    return hi, lo
 
 
 def hash_rows(words: np.ndarray) -> list[int]:
@@ -123,8 +138,78 @@ def fingerprint_keys(results, task_index: Iterable[int], budget_steps: Iterable[
     return hash_rows(np.concatenate([fingerprint_words(results, task_index), budget], axis=1))
 
 
+class LRUTable:
+    """A table of 128-bit keys in least-recently-used order, with a fixed number of entries.
+
+    Keys live in a pool of ``capacity`` entries (open addressing with linear probing and
+    backward-shift deletion, plus a doubly linked recency list), so every operation is a
+    compiled loop over a batch (:mod:`azero_jax._search_kernels`). Callers keep per-entry
+    payloads in their own arrays indexed by the entry numbers the table returns.
+    """
+
+    def __init__(self, capacity: int):
+        capacity = int(capacity)
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        slots = 16
+        while slots < 2 * (capacity + 1):
+            slots *= 2
+        self.capacity = capacity
+        self.index = np.empty(slots, dtype=np.int64)
+        self.key_hi = np.zeros(capacity + 1, dtype=np.uint64)
+        self.key_lo = np.zeros(capacity + 1, dtype=np.uint64)
+        self.prev = np.empty(capacity + 1, dtype=np.int64)
+        self.next = np.empty(capacity + 1, dtype=np.int64)
+        self.free = np.empty(capacity + 1, dtype=np.int64)
+        self.meta = np.zeros(_k().META_LEN, dtype=np.int64)
+        _k().table_init(self.index, self.prev, self.next, self.free, self.meta, capacity)
+
+    def __len__(self) -> int:
+        return int(self.meta[_k().M_SIZE])
+
+    def find(self, hi: np.ndarray, lo: np.ndarray, refresh: bool = False) -> np.ndarray:
+        """Entry of each key, -1 where absent (``refresh`` makes found keys most recent)."""
+        entries = np.empty(len(hi), dtype=np.int64)
+        _k().table_find(self.index, self.key_hi, self.key_lo, self.prev, self.next,
+                            self.meta, _u64(hi), _u64(lo), bool(refresh), entries)
+        return entries
+
+    def insert(self, hi: np.ndarray, lo: np.ndarray, limit: int | None = None) -> np.ndarray:
+        """Inserts keys as most recent, evicting the least recent beyond ``limit``
+        (default the capacity) entries; returns each key's entry (-1 if evicted again)."""
+        entries = np.empty(len(hi), dtype=np.int64)
+        limit = self.capacity if limit is None else min(int(limit), self.capacity)
+        _k().table_insert(self.index, self.key_hi, self.key_lo, self.prev, self.next,
+                              self.free, self.meta, _u64(hi), _u64(lo), limit, entries)
+        return entries
+
+    def order(self) -> np.ndarray:
+        """Entries from least to most recently used."""
+        out = np.empty(self.capacity, dtype=np.int64)
+        n = _k().table_order(self.prev, self.next, self.meta, out)
+        return out[:n]
+
+
+def _u64(x) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.uint64)
+
+
+def split_keys(keys) -> tuple[np.ndarray, np.ndarray]:
+    """``(hi, lo)`` uint64 arrays of 128-bit keys given as Python ints."""
+    keys = [int(k) for k in keys]
+    return (np.array([k >> 64 for k in keys], dtype=np.uint64),
+            np.array([k & 0xFFFFFFFFFFFFFFFF for k in keys], dtype=np.uint64))
+
+
+def join_keys(hi, lo) -> list[int]:
+    return [(int(a) << 64) | int(b) for a, b in zip(np.asarray(hi).tolist(), np.asarray(lo).tolist())]
+
+
 class FECCache:
-    """The reference's LRU fitness cache keyed by fingerprint.
+    """The reference's LRU fitness cache keyed by fingerprint (§7).
+
+    Keys are 128-bit fingerprints, given as ``(hi, lo)`` uint64 arrays to the batched
+    methods or as Python ints to the one-key ones.
 
     Args:
       cache_size: the most entries kept (reference default 100000; must be > 1).
@@ -138,83 +223,95 @@ class FECCache:
             raise ValueError(f"fec forget_every must be 0 or > 1, got {forget_every}")
         self.cache_size = int(cache_size)
         self.forget_every = int(forget_every)
-        self._entries: collections.OrderedDict[int, list] = collections.OrderedDict()
-        self.hits = 0
+        self._table = LRUTable(self.cache_size)
+        self._fitness = np.zeros(self.cache_size + 1, dtype=np.float64)
+        self._count = np.zeros(self.cache_size + 1, dtype=np.int64)
         self.misses = 0
 
+    @property
+    def hits(self) -> int:
+        return int(self._table.meta[_k().M_HITS])
+
+    @hits.setter
+    def hits(self, value: int) -> None:
+        self._table.meta[_k().M_HITS] = int(value)
+
     def __len__(self):
-        return len(self._entries)
+        return len(self._table)
 
     def keys(self) -> list[int]:
-        return list(self._entries)
+        """The keys from least to most recently used."""
+        order = self._table.order()
+        return join_keys(self._table.key_hi[order], self._table.key_lo[order])
 
-    def lookup(self, key: int) -> float | None:
-        """The cached fitness (a hit, counted, maybe forgotten) or None (a miss, counted)."""
-        entry = self._entries.get(key)
-        if entry is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        entry[1] += 1
-        if self.forget_every and entry[1] >= self.forget_every:
-            del self._entries[key]
-        else:
-            self._entries.move_to_end(key)
-        return entry[0]
+    # -- batched ----------------------------------------------------------------------
 
-    def lookup_present(self, keys: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    def lookup_arrays(self, hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Looks up many keys in order; only present keys count (as hits).
 
         Returns:
           ``(values, found)``: cached fitnesses (0 where absent) and a boolean mask.
         """
-        entries, forget = self._entries, self.forget_every
-        values = np.zeros(len(keys), dtype=np.float64)
-        found = np.zeros(len(keys), dtype=bool)
-        move = entries.move_to_end
-        for p, key in enumerate(keys):
-            entry = entries.get(key)
-            if entry is None:
-                continue
-            found[p] = True
-            values[p] = entry[0]
-            entry[1] += 1
-            if forget and entry[1] >= forget:
-                del entries[key]
-            else:
-                move(key)
-        self.hits += int(found.sum())
+        values = np.zeros(len(hi), dtype=np.float64)
+        found = np.zeros(len(hi), dtype=bool)
+        t = self._table
+        _k().fec_lookup(t.index, t.key_hi, t.key_lo, t.prev, t.next, t.free, t.meta,
+                            self._fitness, self._count, _u64(hi), _u64(lo), self.forget_every,
+                            values, found)
         return values, found
 
+    def insert_arrays(self, hi: np.ndarray, lo: np.ndarray, fitness: np.ndarray) -> None:
+        """Inserts freshly evaluated fitnesses (count 1) as the most recent entries."""
+        entries = self._table.insert(hi, lo)
+        kept = entries >= 0
+        self._fitness[entries[kept]] = np.asarray(fitness, dtype=np.float64)[kept]
+        self._count[entries[kept]] = 1
+
+    def contains_arrays(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        return self._table.find(hi, lo) >= 0
+
+    # -- one key (tools and tests) ------------------------------------------------------
+
+    def lookup_present(self, keys: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        return self.lookup_arrays(*split_keys(keys))
+
+    def lookup(self, key: int) -> float | None:
+        """The cached fitness (a hit, counted, maybe forgotten) or None (a miss, counted)."""
+        values, found = self.lookup_present([key])
+        if not found[0]:
+            self.misses += 1
+            return None
+        return float(values[0])
+
     def contains(self, key: int) -> bool:
-        return key in self._entries
+        return bool(self.contains_arrays(*split_keys([key]))[0])
 
     def insert(self, key: int, fitness: float) -> None:
-        """Inserts a freshly evaluated fitness (count 1) as the most recent entry."""
-        self._entries[key] = [float(fitness), 1]
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.cache_size:
-            self._entries.popitem(last=False)
+        self.insert_arrays(*split_keys([key]), np.array([fitness]))
 
     # -- checkpointing ---------------------------------------------------------------
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The cache (in LRU order) and counters as plain arrays (for an npz checkpoint)."""
-        keys = list(self._entries)
-        hi = np.array([k >> 64 for k in keys], dtype=np.uint64)
-        lo = np.array([k & 0xFFFFFFFFFFFFFFFF for k in keys], dtype=np.uint64)
-        values = list(self._entries.values())
+        order = self._table.order()
         return {
-            "fec_key_hi": hi, "fec_key_lo": lo,
-            "fec_fitness": np.array([v[0] for v in values], dtype=np.float64),
-            "fec_count": np.array([v[1] for v in values], dtype=np.int64),
+            "fec_key_hi": self._table.key_hi[order].copy(),
+            "fec_key_lo": self._table.key_lo[order].copy(),
+            "fec_fitness": self._fitness[order].copy(),
+            "fec_count": self._count[order].copy(),
             "fec_stats": np.array([self.hits, self.misses], dtype=np.int64),
         }
 
     def load_arrays(self, arrays) -> None:
         """Restores what :meth:`to_arrays` saved."""
-        self._entries.clear()
-        for hi, lo, fit, count in zip(arrays["fec_key_hi"].tolist(), arrays["fec_key_lo"].tolist(),
-                                      arrays["fec_fitness"].tolist(), arrays["fec_count"].tolist()):
-            self._entries[(int(hi) << 64) | int(lo)] = [fit, int(count)]
-        self.hits, self.misses = (int(x) for x in arrays["fec_stats"])
+        self._table = LRUTable(self.cache_size)
+        hi = np.asarray(arrays["fec_key_hi"], dtype=np.uint64)
+        lo = np.asarray(arrays["fec_key_lo"], dtype=np.uint64)
+        if len(hi) > self.cache_size:
+            raise ValueError(f"the checkpoint's FEC cache holds {len(hi)} entries, more than "
+                             f"cache_size {self.cache_size}")
+        entries = self._table.insert(hi, lo)
+        self._fitness[entries] = np.asarray(arrays["fec_fitness"], dtype=np.float64)
+        self._count[entries] = np.asarray(arrays["fec_count"], dtype=np.int64)
+        hits, self.misses = (int(x) for x in arrays["fec_stats"])
+        self.hits = hits

@@ -61,6 +61,7 @@ from azero_jax import checkpoint as checkpoint_lib
 from azero_jax import evaluator as evaluator_lib
 from azero_jax.evaluator import MemoryConfig, PairResults
 from azero_jax.evolution import Search, default_child_batch_size
+from azero_jax.population import Programs
 from azero_jax.program import Algorithm, format_algorithm, parse_algorithm
 from azero_jax.spec import SearchSpec, parse_task_collection
 from azero_jax.tasks import TaskSpec, make_tasks
@@ -460,17 +461,13 @@ class Island:
         order = [(search.next_slot + k) % P for k in range(P)]  # oldest first
         replaced = set(self.rng.sample(range(P), n))
         kept = [order[k] for k in range(P) if k not in replaced]
-        population = [search.population[s] for s in kept] + list(migrants)
+        population = Programs.concatenate([search.programs.take(kept),
+                                           Programs.from_algorithms(list(migrants))])
         new_fitness = np.concatenate([search.fitness[kept], np.asarray(fitness, np.float64)])
         births = np.concatenate([search.birth[kept], ids])
-        search.population[:] = population
-        search.fitness[:] = new_fitness
-        search.birth[:] = births
+        search.replace_individuals(np.arange(P), population, new_fitness, births)
         search.next_slot = 0
         search.num_individuals += n
-        best = int(np.argmax(fitness))
-        if search.best_ever is None or fitness[best] > search.best_ever[1]:
-            search.best_ever = (migrants[best], float(fitness[best]))
         self.evals_since_migration = 0
         self.migrations += 1
         self.migrants_received += n
@@ -640,24 +637,26 @@ class IslandGroup:
 
     def _evaluate(self, requests: list, owners: list[Island]) -> list[PairResults]:
         """Runs requests of the same signature as ONE evaluator call; splits the results."""
-        algorithms, a_idx, t_idx, steps, ids, spans = [], [], [], [], [], []
-        start = 0
+        parts, a_idx, t_idx, steps, ids, spans = [], [], [], [], [], []
+        start = count = 0
         for request, island in zip(requests, owners):
             offset = self.task_offset[island.island.task_set]
-            a_idx.append(np.asarray(request.algorithm_index, np.int64) + len(algorithms))
+            a_idx.append(np.asarray(request.algorithm_index, np.int64) + count)
             t_idx.append(np.asarray(request.task_index, np.int64) + offset)
             steps.append(np.asarray(request.train_steps, np.int64))
             rid = np.asarray(request.algorithm_ids, np.int64)
             if request.kind != "probe":  # probes keep id 0 (fingerprints are deterministic)
                 rid = rid * _ID_STRIDE + island.index % _ID_STRIDE
             ids.append(rid)
-            algorithms.extend(request.algorithms)
+            parts.append(request.algorithms)
+            count += len(request.algorithms)
             spans.append((start, start + len(request)))
             start += len(request)
         first = requests[0]
         kind = first.kind
         self.calls[kind] += 1
         self.pairs[kind] += start
+        algorithms = parts[0] if len(parts) == 1 else Programs.concatenate(parts)
         out = self._call(algorithms, np.concatenate(a_idx), np.concatenate(t_idx),
                          np.concatenate(steps), np.concatenate(ids), int(first.seed),
                          first.valid_steps, first.record_errors)
@@ -675,7 +674,8 @@ class IslandGroup:
                       algorithm_ids=ids, train_steps=steps, valid_steps=valid_steps,
                       record_errors=record)
         if self.evaluate_fn is not None:
-            return self.evaluate_fn(algorithms, self.tasks, a_idx, t_idx, backend=self.backend,
+            return self.evaluate_fn(algorithms.algorithms(), self.tasks, a_idx, t_idx,
+                                    backend=self.backend,
                                     op_sets=self.op_sets, **kwargs, **self.evaluator_options)
         if self.backend == "cpu":
             from azero_jax import cpu_evaluator

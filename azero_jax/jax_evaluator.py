@@ -37,6 +37,7 @@ from jax import lax
 
 from azero_jax import ops as ops_lib
 from azero_jax.evaluator import NEG_TWO_OVER_PI, MemoryConfig, PairResults, used_op_sets
+from azero_jax.population import Programs
 from azero_jax.program import Algorithm, pad_components
 from azero_jax.tasks import ACCURACY, Task
 
@@ -536,7 +537,10 @@ def _stack_tasks(tasks: Sequence[Task], dtype, label_size: int, F: int):
 
 
 def _program_arrays(algorithms, lengths, tables, dtype):
-    blocks = pad_components(algorithms, lengths)
+    if isinstance(algorithms, Programs):
+        blocks = [algorithms.component(c, length) for c, length in enumerate(lengths)]
+    else:
+        blocks = pad_components(algorithms, lengths)
     out = []
     for c, block in enumerate(blocks):
         branch = tables[c][block["op"]]
@@ -569,7 +573,10 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
     np_dtype = np.float64 if dtype == "float64" else np.float32
     sets = used_op_sets(algorithms, op_sets)
     sets = tuple(tuple(sorted(s)) for s in sets)
-    longest = [max((len(a.components[c]) for a in algorithms), default=0) for c in range(3)]
+    if isinstance(algorithms, Programs):
+        longest = [int(algorithms.size[:, c].max(initial=0)) for c in range(3)]
+    else:
+        longest = [max((len(a.components[c]) for a in algorithms), default=0) for c in range(3)]
     lengths = tuple(bucket_length(n) if length_buckets else n for n in longest)
     if max_batch is None:
         max_batch = 512 if jax.default_backend() == "cpu" else 8192
@@ -617,7 +624,9 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
                 req = train_steps[padded].copy()
                 req[len(chunk):] = 0
                 uniq, inverse = np.unique(algorithm_index[padded], return_inverse=True)
-                progs = _program_arrays([algorithms[a] for a in uniq], lengths, tables, np_dtype)
+                chosen = (algorithms.take(uniq) if isinstance(algorithms, Programs)
+                          else [algorithms[a] for a in uniq])
+                progs = _program_arrays(chosen, lengths, tables, np_dtype)
                 progs = tuple(tuple(part[inverse] for part in comp) for comp in progs)
                 slots = np.array([slot_of[t] for t in task_index[padded]], np.int32)
                 per_pair = place.split((

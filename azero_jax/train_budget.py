@@ -70,8 +70,18 @@ class TrainBudget:
     def train_steps(self, algorithm: Algorithm, steps: int) -> int:
         """``steps`` if the algorithm fits the budget for that many steps, else 0."""
         setup, train = algorithm_costs(algorithm)
-        if train <= 0:
+        return int(self.budget_steps(np.array([setup]), np.array([train]), np.array([steps]))[0, 0])
+
+    def budget_steps(self, setup_costs: np.ndarray, train_costs: np.ndarray,
+                     steps: np.ndarray) -> np.ndarray:
+        """``[n, T]`` budgeted steps of n algorithms (their setup and per-step train costs)
+        on T tasks of ``steps`` full training steps each: the steps, or 0 where rejected."""
+        setup_costs = np.asarray(setup_costs, dtype=np.int64).reshape(-1, 1)
+        train_costs = np.asarray(train_costs, dtype=np.int64).reshape(-1, 1)
+        steps = np.asarray(steps, dtype=np.int64).reshape(1, -1)
+        if (train_costs <= 0).any():
             raise ValueError("an algorithm with empty Predict and Learn has no train cost "
                              "(the reference treats this as fatal)")
         limit = self.threshold_factor * (self.baseline_setup + steps * self.baseline_train)
-        return int(steps) if setup + steps * train <= limit else 0
+        fits = setup_costs + steps * train_costs <= limit
+        return np.where(fits, steps, 0)

@@ -7,6 +7,7 @@ import numpy as np
 
 from azero_jax import checkpoint
 from azero_jax.evolution import Search
+from azero_jax.population import Programs
 from azero_jax.fec import FECConfig
 from azero_jax.program import format_algorithm
 from search_helpers import MEMORY, small_spec
@@ -56,9 +57,16 @@ def test_checkpoint_is_plain_npz_without_pickle(tmp_path):
 
 def test_pack_unpack_algorithms_round_trip():
     search = Search(_spec(), memory=MEMORY, seed=23, backend="cpu", child_batch_size=10)
-    algorithms = [search.randomizer.random_algorithm((i % 3, 2, i), search.rng) for i in range(6)]
+    batches = [search.mutator.random_programs(np.array([i]), 23, (i % 3, 2, i)) for i in range(6)]
+    algorithms = [batch.algorithm(0) for batch in batches]
     restored = checkpoint.unpack_algorithms(checkpoint.pack_algorithms(algorithms, "p"), "p")
     assert restored == algorithms
+    # The tensors' own path writes the same arrays and reads back the same tensors.
+    programs = Programs.concatenate(batches)
+    packed = checkpoint.pack_algorithms(programs, "p")
+    assert all(np.array_equal(packed[k], v)
+               for k, v in checkpoint.pack_algorithms(algorithms, "p").items())
+    assert checkpoint.unpack_programs(packed, "p").algorithms() == algorithms
 
 
 def test_resume_with_hurdles_equals_uninterrupted(tmp_path):

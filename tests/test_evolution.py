@@ -1,7 +1,5 @@
 """Tests of regularized evolution: bookkeeping, budget accounting, FEC, hurdles (§6.7)."""
 
-import random
-
 import numpy as np
 import pytest
 
@@ -57,24 +55,22 @@ def test_cyclic_replacement_removes_the_oldest():
 
 
 def test_tournament_ties_go_to_the_earliest_draw():
+    from azero_jax import _search_kernels
     search = Search(small_spec(population_size=6, tournament_size=4), memory=MEMORY, seed=4,
                     evaluate_fn=FakeEvaluator())
     search.fitness[:] = [0.5, 0.9, 0.9, 0.1, 0.9, 0.2]
-
-    class Sequence(random.Random):
-        def __init__(self, values):
-            super().__init__(0)
-            self.values = list(values)
-
-        def random(self):
-            return self.values.pop(0)
-
-    search.rng = Sequence([3 / 6, 4 / 6, 1 / 6, 2 / 6])  # draws 3, 4, 1, 2
-    assert search.tournament() == 4  # 4, 1 and 2 tie at 0.9: the earliest drawn wins
-    search.rng = Sequence([0.0, 3 / 6, 5 / 6, 0.0])
-    assert search.tournament() == 0
-    search.rng = Sequence([5 / 6] * 4)  # draws with replacement
-    assert search.tournament() == 5
+    ids = np.arange(1000, 3000)
+    winners = search.tournaments(ids)
+    tied_draws = 0
+    for ident, winner in zip(ids.tolist(), winners.tolist()):
+        # The rule, from the child's own stream: draws with replacement, strictly
+        # highest fitness wins, the earliest of the tied draws.
+        draws = (_search_kernels.uniforms(4, ident, _search_kernels.SALT_TOURNAMENT, 4)
+                 * 6).astype(int)
+        fits = search.fitness[draws]
+        assert winner == draws[int(np.argmax(fits))]
+        tied_draws += len(set(draws[fits == fits.max()])) > 1
+    assert tied_draws > 100  # the tie rule was exercised
 
 
 def test_unchanged_child_is_an_fec_hit():

@@ -1,0 +1,766 @@
+"""Numba kernels of the host-side search (private; see :mod:`azero_jax.population`,
+:mod:`azero_jax.batch_mutator` and :mod:`azero_jax.fec`).
+
+Everything a search does per child -- tournaments, mutations, random instructions,
+program and fingerprint hashing, the LRU tables of the FEC cache -- runs here, compiled,
+over whole batches of children stored as instruction tensors. The Python code around it
+calls each kernel once per batch.
+
+Random numbers come from counter-based streams: child ``id`` of a search with seed
+``seed`` draws from ``splitmix64(key(seed, id, purpose))``. A child's tournament and
+mutation therefore depend only on the search seed, its individual number and the
+population it sees -- not on the batch it was made in or on any stored generator state,
+so a checkpoint needs no RNG state and batching never changes what a given parent
+turns into.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+_JIT = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_LANE0 = np.uint64(0x243F6A8885A308D3)
+_LANE1 = np.uint64(0x13198A2E03707344)
+_TWO_POW_M53 = 1.0 / 9007199254740992.0
+
+# Stream purposes (salts).
+SALT_TOURNAMENT = 1
+SALT_MUTATION = 2
+SALT_RANDOM_PROGRAM = 3
+
+# Op classes in the op-info table (columns: kind, #in1, #in2, first out, #out).
+KIND_NOOP, KIND_DATA, KIND_UNARY, KIND_BINARY = 0, 1, 2, 3
+I_KIND, I_N1, I_N2, I_FIRST_OUT, I_N_OUT = 0, 1, 2, 3, 4
+
+# Mutation actions (the reference's MutationType values).
+ALTER_PARAM, RANDOMIZE_INSTRUCTION, RANDOMIZE_COMPONENT_FUNCTION, IDENTITY = 0, 1, 2, 3
+INSERT_INSTRUCTION, REMOVE_INSTRUCTION, TRADE_INSTRUCTION, RANDOMIZE_ALGORITHM = 4, 5, 6, 7
+
+# Mutation styles: the reference's code, or the paper's text (S3).
+STYLE_REFERENCE, STYLE_PAPER = 0, 1
+
+_SCALAR_CONST, _VECTOR_CONST, _MATRIX_CONST = 56, 57, 58
+_F32_MAX = float(np.finfo(np.float32).max)
+# Largest float32 below 1: index fractions must stay < 1 after the float32 cast.
+_MAX_FRACTION = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
+
+
+# ----------------------------------------------------------------------------------
+# Random streams.
+
+
+@numba.njit(inline="always", **_JIT)
+def _mix(z):
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(**_JIT)
+def stream_key(seed, ident, salt):
+    """The start state of the stream of individual ``ident`` for ``salt``."""
+    h = _mix(np.uint64(seed) + GOLDEN)
+    h = _mix(h ^ (np.uint64(ident) * _M1 + np.uint64(salt)))
+    return _mix(h + np.uint64(salt) * GOLDEN)
+
+
+@numba.njit(inline="always", **_JIT)
+def _next(st):
+    st[0] += GOLDEN
+    return _mix(st[0])
+
+
+@numba.njit(inline="always", **_JIT)
+def _uniform(st):
+    """U[0, 1) with 53 random bits."""
+    return float(_next(st) >> np.uint64(11)) * _TWO_POW_M53
+
+
+@numba.njit(inline="always", **_JIT)
+def _below(st, n):
+    """Uniform integer in [0, n) (``int(u * n)``, as the per-child mutator draws)."""
+    return int(_uniform(st) * n)
+
+
+@numba.njit(**_JIT)
+def _gauss(st):
+    """N(0, 1) by Box-Muller (one normal per two uniforms)."""
+    u1 = 1.0 - _uniform(st)  # (0, 1]: log stays finite
+    u2 = _uniform(st)
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+@numba.njit(**_JIT)
+def uniforms(seed, ident, salt, n):
+    """``n`` draws of one stream (for tests of the generator)."""
+    st = np.empty(1, np.uint64)
+    st[0] = stream_key(seed, ident, salt)
+    out = np.empty(n)
+    for k in range(n):
+        out[k] = _uniform(st)
+    return out
+
+
+@numba.njit(**_JIT)
+def gaussians(seed, ident, salt, n):
+    st = np.empty(1, np.uint64)
+    st[0] = stream_key(seed, ident, salt)
+    out = np.empty(n)
+    for k in range(n):
+        out[k] = _gauss(st)
+    return out
+
+
+# ----------------------------------------------------------------------------------
+# Tournaments.
+
+
+@numba.njit(**_JIT)
+def tournaments(fitness, ids, seed, size, out):
+    """Winner of each child's tournament: ``size`` draws with replacement over the
+    population; the strictly highest fitness wins, ties go to the earliest draw."""
+    P = fitness.shape[0]
+    st = np.empty(1, np.uint64)
+    for j in range(ids.shape[0]):
+        st[0] = stream_key(seed, ids[j], SALT_TOURNAMENT)
+        best = _below(st, P)
+        best_fit = fitness[best]
+        for _ in range(size - 1):
+            i = _below(st, P)
+            if fitness[i] > best_fit:
+                best = i
+                best_fit = fitness[i]
+        out[j] = best
+
+
+# ----------------------------------------------------------------------------------
+# Random instructions and parameter alteration (spec §6.4-6.5).
+
+
+@numba.njit(inline="always", **_JIT)
+def _fraction(st):
+    value = _uniform(st)
+    return value if value < _MAX_FRACTION else _MAX_FRACTION
+
+
+@numba.njit(inline="always", **_JIT)
+def _sym(st):
+    """U[-1, 1)."""
+    return -1.0 + 2.0 * _uniform(st)
+
+
+@numba.njit(inline="always", **_JIT)
+def _f32(x):
+    """Clamps to the float32 range (the field is float32: a log-scale step may overflow)."""
+    if x > _F32_MAX:
+        return _F32_MAX
+    if x < -_F32_MAX:
+        return -_F32_MAX
+    return x
+
+
+@numba.njit(**_JIT)
+def _log_scale(x, st):
+    """Multiplies ``|x|`` by ``exp(N(0, 1))``, keeping the sign (0 stays 0, as -0)."""
+    g = _gauss(st)
+    if x > 0:
+        return math.exp(math.log(x) + g)
+    if x < 0:
+        return -math.exp(math.log(-x) + g)
+    return -0.0
+
+
+@numba.njit(**_JIT)
+def _alter_constant(x, st, style, may_flip):
+    """The reference's MutateLogScale(OrFlip); the paper's x U[0.5, 2] with a 10 % flip."""
+    if may_flip and _uniform(st) < 0.1:
+        return -x
+    if style == STYLE_PAPER:
+        return x * (0.5 + 1.5 * _uniform(st))
+    return _log_scale(x, st)
+
+
+@numba.njit(**_JIT)
+def _write_random(op, in1, in2, out, d, f0, f1, f2, j, c, i, code, info, st):
+    """A fresh random instruction with op ``code`` at ``[j, c, i]`` (§6.4 draw order:
+    data ops out then data; unary in1, out; binary in1, in2, out)."""
+    kind = info[code, I_KIND]
+    a1 = 0
+    a2 = 0
+    o = 0
+    dd = 0.0
+    g0 = 0.0
+    g1 = 0.0
+    g2 = 0.0
+    if kind == KIND_BINARY:
+        a1 = _below(st, info[code, I_N1])
+        a2 = _below(st, info[code, I_N2])
+        o = info[code, I_FIRST_OUT] + _below(st, info[code, I_N_OUT])
+    elif kind == KIND_UNARY:
+        a1 = _below(st, info[code, I_N1])
+        o = info[code, I_FIRST_OUT] + _below(st, info[code, I_N_OUT])
+    elif kind == KIND_DATA:
+        o = info[code, I_FIRST_OUT] + _below(st, info[code, I_N_OUT])
+        if code == _SCALAR_CONST:
+            dd = _sym(st)
+        elif code == _VECTOR_CONST:
+            g0 = _fraction(st)
+            g1 = _sym(st)
+        elif code == _MATRIX_CONST:
+            g0 = _fraction(st)
+            g1 = _fraction(st)
+            g2 = _sym(st)
+        elif code >= 62:  # gaussian: mean U[-1, 1), stdev U[0, 1)
+            g0 = _sym(st)
+            g1 = _uniform(st)
+        else:  # uniform: low and high U[-1, 1) independently
+            g0 = _sym(st)
+            g1 = _sym(st)
+    op[j, c, i] = code
+    in1[j, c, i] = a1
+    in2[j, c, i] = a2
+    out[j, c, i] = o
+    d[j, c, i] = dd
+    f0[j, c, i] = g0
+    f1[j, c, i] = g1
+    f2[j, c, i] = g2
+
+
+@numba.njit(**_JIT)
+def _alter_data(code, d, f0, f1, f2, j, c, i, st, style):
+    if code == _SCALAR_CONST:
+        d[j, c, i] = _alter_constant(d[j, c, i], st, style, True)
+    elif code == _VECTOR_CONST:
+        if _uniform(st) < 0.5:
+            f0[j, c, i] = _fraction(st)
+        else:
+            f1[j, c, i] = _f32(_alter_constant(float(f1[j, c, i]), st, style, True))
+    elif code == _MATRIX_CONST:
+        choice = _below(st, 3)
+        if choice == 0:
+            f0[j, c, i] = _fraction(st)
+        elif choice == 1:
+            f1[j, c, i] = _fraction(st)
+        else:
+            f2[j, c, i] = _f32(_alter_constant(float(f2[j, c, i]), st, style, True))
+    elif code >= 62:  # gaussian: the mean may flip, the stdev keeps its sign
+        if _uniform(st) < 0.5:
+            f0[j, c, i] = _f32(_alter_constant(float(f0[j, c, i]), st, style, True))
+        else:
+            f1[j, c, i] = _f32(_alter_constant(float(f1[j, c, i]), st, style, False))
+    else:  # uniform: alter low or high, then order them
+        if _uniform(st) < 0.5:
+            f0[j, c, i] = _f32(_alter_constant(float(f0[j, c, i]), st, style, True))
+        else:
+            f1[j, c, i] = _f32(_alter_constant(float(f1[j, c, i]), st, style, True))
+        low = f0[j, c, i]
+        high = f1[j, c, i]
+        if high < low:
+            f0[j, c, i] = high
+            f1[j, c, i] = low
+
+
+@numba.njit(**_JIT)
+def _alter_param(op, in1, in2, out, d, f0, f1, f2, j, c, i, info, st, style):
+    code = op[j, c, i]
+    kind = info[code, I_KIND]
+    if kind == KIND_NOOP:
+        return
+    if kind == KIND_DATA:
+        if _uniform(st) < 0.5:
+            out[j, c, i] = info[code, I_FIRST_OUT] + _below(st, info[code, I_N_OUT])
+        else:
+            _alter_data(code, d, f0, f1, f2, j, c, i, st, style)
+    elif kind == KIND_UNARY:
+        if _uniform(st) < 0.5:
+            in1[j, c, i] = _below(st, info[code, I_N1])
+        else:
+            out[j, c, i] = info[code, I_FIRST_OUT] + _below(st, info[code, I_N_OUT])
+    else:
+        choice = _below(st, 3)
+        if choice == 0:
+            in1[j, c, i] = _below(st, info[code, I_N1])
+        elif choice == 1:
+            in2[j, c, i] = _below(st, info[code, I_N2])
+        else:
+            out[j, c, i] = info[code, I_FIRST_OUT] + _below(st, info[code, I_N_OUT])
+
+
+@numba.njit(**_JIT)
+def _random_op(op_lists, op_counts, c, st):
+    return op_lists[c, _below(st, op_counts[c])]
+
+
+@numba.njit(**_JIT)
+def _shift_right(arrays_op, in1, in2, out, d, f0, f1, f2, j, c, pos, size):
+    for k in range(size, pos, -1):
+        arrays_op[j, c, k] = arrays_op[j, c, k - 1]
+        in1[j, c, k] = in1[j, c, k - 1]
+        in2[j, c, k] = in2[j, c, k - 1]
+        out[j, c, k] = out[j, c, k - 1]
+        d[j, c, k] = d[j, c, k - 1]
+        f0[j, c, k] = f0[j, c, k - 1]
+        f1[j, c, k] = f1[j, c, k - 1]
+        f2[j, c, k] = f2[j, c, k - 1]
+
+
+@numba.njit(**_JIT)
+def _remove_at(op, in1, in2, out, d, f0, f1, f2, j, c, pos, size):
+    """Deletes entry ``pos``; the vacated last entry becomes an all-zero NO_OP (padding)."""
+    for k in range(pos, size - 1):
+        op[j, c, k] = op[j, c, k + 1]
+        in1[j, c, k] = in1[j, c, k + 1]
+        in2[j, c, k] = in2[j, c, k + 1]
+        out[j, c, k] = out[j, c, k + 1]
+        d[j, c, k] = d[j, c, k + 1]
+        f0[j, c, k] = f0[j, c, k + 1]
+        f1[j, c, k] = f1[j, c, k + 1]
+        f2[j, c, k] = f2[j, c, k + 1]
+    k = size - 1
+    op[j, c, k] = 0
+    in1[j, c, k] = 0
+    in2[j, c, k] = 0
+    out[j, c, k] = 0
+    d[j, c, k] = 0.0
+    f0[j, c, k] = 0.0
+    f1[j, c, k] = 0.0
+    f2[j, c, k] = 0.0
+
+
+@numba.njit(**_JIT)
+def _insert_random(op, in1, in2, out, d, f0, f1, f2, size, j, c, info, op_lists, op_counts,
+                   st):
+    """Draws an op and a random instruction, then inserts it at a uniform position in
+    ``[0, size]`` (the per-child mutator's order of draws)."""
+    s = size[j, c]
+    L = op.shape[2]
+    code = _random_op(op_lists, op_counts, c, st)
+    # Draw the instruction into the spare last column, then move it into place.
+    _write_random(op, in1, in2, out, d, f0, f1, f2, j, c, L - 1, code, info, st)
+    pos = _below(st, s + 1)
+    t_op = op[j, c, L - 1]
+    t1 = in1[j, c, L - 1]
+    t2 = in2[j, c, L - 1]
+    to = out[j, c, L - 1]
+    td = d[j, c, L - 1]
+    g0 = f0[j, c, L - 1]
+    g1 = f1[j, c, L - 1]
+    g2 = f2[j, c, L - 1]
+    _shift_right(op, in1, in2, out, d, f0, f1, f2, j, c, pos, s)
+    op[j, c, pos] = t_op
+    in1[j, c, pos] = t1
+    in2[j, c, pos] = t2
+    out[j, c, pos] = to
+    d[j, c, pos] = td
+    f0[j, c, pos] = g0
+    f1[j, c, pos] = g1
+    f2[j, c, pos] = g2
+    size[j, c] = s + 1
+    if s + 1 < L:  # clear the scratch column unless it now holds a real entry
+        op[j, c, L - 1] = 0
+        in1[j, c, L - 1] = 0
+        in2[j, c, L - 1] = 0
+        out[j, c, L - 1] = 0
+        d[j, c, L - 1] = 0.0
+        f0[j, c, L - 1] = 0.0
+        f1[j, c, L - 1] = 0.0
+        f2[j, c, L - 1] = 0.0
+
+
+@numba.njit(**_JIT)
+def _randomize_component(op, in1, in2, out, d, f0, f1, f2, size, j, c, info, op_lists,
+                         op_counts, st):
+    if op_counts[c] == 0:
+        return
+    for i in range(size[j, c]):
+        code = _random_op(op_lists, op_counts, c, st)
+        _write_random(op, in1, in2, out, d, f0, f1, f2, j, c, i, code, info, st)
+
+
+@numba.njit(**_JIT)
+def mutate(op, in1, in2, out, d, f0, f1, f2, size, ids, seed, mutate_prob, actions,
+           action_weights, mutable, info, op_lists, op_counts, size_min, size_max, style,
+           applied):
+    """Mutates children in place (they arrive as copies of their parents).
+
+    With probability ``mutate_prob`` one action is drawn (``actions`` with cumulative
+    ``action_weights`` in [0, 1]; the reference's uniform choice over its list is
+    equal steps) and applied (§6.6); ``applied[j]`` gets the action, or -1 when the
+    child is left unmutated (mutation skipped, or a blocked insert/remove).
+
+    The tensors need one spare column: ``size < L`` for every child that may grow.
+    """
+    st = np.empty(1, np.uint64)
+    n_mutable = mutable.shape[0]
+    for j in range(ids.shape[0]):
+        st[0] = stream_key(seed, ids[j], SALT_MUTATION)
+        applied[j] = -1
+        if mutate_prob < 1.0 and not _uniform(st) < mutate_prob:
+            continue
+        u = _uniform(st)
+        a = 0
+        while a < actions.shape[0] - 1 and not u < action_weights[a]:
+            a += 1
+        action = actions[a]
+        if action == IDENTITY:
+            applied[j] = action
+            continue
+        if action == RANDOMIZE_ALGORITHM:
+            for c in range(3):
+                _randomize_component(op, in1, in2, out, d, f0, f1, f2, size, j, c, info,
+                                     op_lists, op_counts, st)
+            applied[j] = action
+            continue
+        c = mutable[_below(st, n_mutable)]
+        s = size[j, c]
+        if action == ALTER_PARAM:
+            if s == 0:
+                continue
+            i = _below(st, s)
+            _alter_param(op, in1, in2, out, d, f0, f1, f2, j, c, i, info, st, style)
+        elif action == RANDOMIZE_INSTRUCTION:
+            if s == 0:
+                continue
+            i = _below(st, s)
+            code = _random_op(op_lists, op_counts, c, st)
+            _write_random(op, in1, in2, out, d, f0, f1, f2, j, c, i, code, info, st)
+        elif action == RANDOMIZE_COMPONENT_FUNCTION:
+            _randomize_component(op, in1, in2, out, d, f0, f1, f2, size, j, c, info,
+                                 op_lists, op_counts, st)
+        elif action == INSERT_INSTRUCTION:
+            if size_max[c] != 0 and s >= size_max[c] - 1:
+                continue
+            _insert_random(op, in1, in2, out, d, f0, f1, f2, size, j, c, info, op_lists,
+                           op_counts, st)
+        elif action == REMOVE_INSTRUCTION:
+            if s <= size_min[c] or s == 0:
+                continue
+            _remove_at(op, in1, in2, out, d, f0, f1, f2, j, c, _below(st, s), s)
+            size[j, c] = s - 1
+        elif action == TRADE_INSTRUCTION:
+            _insert_random(op, in1, in2, out, d, f0, f1, f2, size, j, c, info, op_lists,
+                           op_counts, st)
+            grown = size[j, c]
+            _remove_at(op, in1, in2, out, d, f0, f1, f2, j, c, _below(st, grown), grown)
+            size[j, c] = grown - 1
+        applied[j] = action
+
+
+@numba.njit(**_JIT)
+def random_programs(op, in1, in2, out, d, f0, f1, f2, size, ids, seed, init_sizes, info,
+                    op_lists, op_counts):
+    """RANDOM_ALGORITHM programs: per function its initial size of random instructions
+    (NO_OPs where the function has no allowed ops), keyed by each individual's id."""
+    st = np.empty(1, np.uint64)
+    for j in range(ids.shape[0]):
+        st[0] = stream_key(seed, ids[j], SALT_RANDOM_PROGRAM)
+        for c in range(3):
+            size[j, c] = init_sizes[c]
+            for i in range(init_sizes[c]):
+                if op_counts[c] == 0:
+                    op[j, c, i] = 0
+                    in1[j, c, i] = 0
+                    in2[j, c, i] = 0
+                    out[j, c, i] = 0
+                    d[j, c, i] = 0.0
+                    f0[j, c, i] = 0.0
+                    f1[j, c, i] = 0.0
+                    f2[j, c, i] = 0.0
+                else:
+                    code = _random_op(op_lists, op_counts, c, st)
+                    _write_random(op, in1, in2, out, d, f0, f1, f2, j, c, i, code, info, st)
+
+
+# ----------------------------------------------------------------------------------
+# Hashing: 128-bit keys as two independent splitmix64 lanes.
+
+
+@numba.njit(inline="always", **_JIT)
+def _step(h, word, position, lane):
+    return _mix(h ^ (word + GOLDEN * np.uint64(position + 1)) + lane)
+
+
+@numba.njit(**_JIT)
+def hash_rows(words, hi, lo):
+    """128-bit hashes of the rows of a ``[n, k]`` uint64 array (the lanes of
+    :func:`azero_jax.fec.hash_rows`)."""
+    n, k = words.shape
+    for r in range(n):
+        a = _LANE0
+        b = _LANE1
+        for q in range(k):
+            a = _step(a, words[r, q], q, _LANE0)
+            b = _step(b, words[r, q], q, _LANE1)
+        hi[r] = a
+        lo[r] = b
+
+
+@numba.njit(**_JIT)
+def extend_hashes(hi, lo, word, position, out_hi, out_lo):
+    """Continues row hashes with one more word at ``position`` (= the words hashed so far):
+    ``hash_rows(concat(words, word))`` from ``hash_rows(words)``."""
+    for r in range(hi.shape[0]):
+        out_hi[r] = _step(hi[r], word[r], position, _LANE0)
+        out_lo[r] = _step(lo[r], word[r], position, _LANE1)
+
+
+@numba.njit(**_JIT)
+def program_hashes(op, in1, in2, out, d_bits, f0_bits, f1_bits, f2_bits, size, hi, lo):
+    """Exact-content keys of programs: sizes and every field, bit for bit."""
+    for j in range(op.shape[0]):
+        a = _LANE0
+        b = _LANE1
+        q = 0
+        for c in range(3):
+            w = np.uint64(size[j, c])
+            a = _step(a, w, q, _LANE0)
+            b = _step(b, w, q, _LANE1)
+            q += 1
+            for i in range(size[j, c]):
+                w = (np.uint64(op[j, c, i]) | (np.uint64(in1[j, c, i] & 0xFFFF) << np.uint64(16))
+                     | (np.uint64(in2[j, c, i] & 0xFFFF) << np.uint64(32))
+                     | (np.uint64(out[j, c, i] & 0xFFFF) << np.uint64(48)))
+                a = _step(a, w, q, _LANE0)
+                b = _step(b, w, q, _LANE1)
+                q += 1
+                w = np.uint64(d_bits[j, c, i])
+                a = _step(a, w, q, _LANE0)
+                b = _step(b, w, q, _LANE1)
+                q += 1
+                w = (np.uint64(f0_bits[j, c, i]) | (np.uint64(f1_bits[j, c, i]) << np.uint64(32)))
+                a = _step(a, w, q, _LANE0)
+                b = _step(b, w, q, _LANE1)
+                q += 1
+                w = np.uint64(f2_bits[j, c, i])
+                a = _step(a, w, q, _LANE0)
+                b = _step(b, w, q, _LANE1)
+                q += 1
+        hi[j] = a
+        lo[j] = b
+
+
+# ----------------------------------------------------------------------------------
+# An LRU table of 128-bit keys: open addressing (linear probing, backward-shift
+# deletion) over a pool of entries kept in a doubly linked recency list.
+#
+# meta = [size, capacity, free_top, hits, misses]; the list's sentinel is entry
+# `capacity` (nxt[sentinel] = least recent, prv[sentinel] = most recent).
+
+M_SIZE, M_CAPACITY, M_FREE_TOP, M_HITS, M_MISSES = 0, 1, 2, 3, 4
+META_LEN = 5
+
+
+@numba.njit(**_JIT)
+def table_init(index, prv, nxt, free, meta, capacity):
+    index[:] = -1
+    sentinel = capacity
+    prv[sentinel] = sentinel
+    nxt[sentinel] = sentinel
+    for e in range(capacity):
+        free[e] = capacity - 1 - e
+    meta[M_SIZE] = 0
+    meta[M_CAPACITY] = capacity
+    meta[M_FREE_TOP] = capacity
+    meta[M_HITS] = 0
+    meta[M_MISSES] = 0
+
+
+@numba.njit(inline="always", **_JIT)
+def _home(lo, mask):
+    return np.int64(lo & np.uint64(mask))
+
+
+@numba.njit(**_JIT)
+def _find_slot(index, khi, klo, key_hi, key_lo):
+    """Index slot holding the key, or -1."""
+    mask = index.shape[0] - 1
+    s = _home(key_lo, mask)
+    while True:
+        e = index[s]
+        if e < 0:
+            return -1
+        if khi[e] == key_hi and klo[e] == key_lo:
+            return s
+        s = (s + 1) & mask
+
+
+@numba.njit(**_JIT)
+def _unlink(prv, nxt, e):
+    nxt[prv[e]] = nxt[e]
+    prv[nxt[e]] = prv[e]
+
+
+@numba.njit(**_JIT)
+def _link_newest(prv, nxt, e, sentinel):
+    last = prv[sentinel]
+    nxt[last] = e
+    prv[e] = last
+    nxt[e] = sentinel
+    prv[sentinel] = e
+
+
+@numba.njit(**_JIT)
+def _delete_slot(index, klo, s):
+    """Backward-shift deletion keeps every probe chain unbroken without tombstones."""
+    mask = index.shape[0] - 1
+    i = s
+    j = s
+    while True:
+        j = (j + 1) & mask
+        e = index[j]
+        if e < 0:
+            break
+        k = _home(klo[e], mask)
+        # Move e back to i unless its home lies cyclically in (i, j].
+        if i <= j:
+            stays = i < k <= j
+        else:
+            stays = k > i or k <= j
+        if not stays:
+            index[i] = e
+            i = j
+    index[i] = -1
+
+
+@numba.njit(**_JIT)
+def _remove_entry(index, khi, klo, prv, nxt, free, meta, s):
+    e = index[s]
+    _delete_slot(index, klo, s)
+    _unlink(prv, nxt, e)
+    free[meta[M_FREE_TOP]] = e
+    meta[M_FREE_TOP] += 1
+    meta[M_SIZE] -= 1
+
+
+@numba.njit(**_JIT)
+def _evict_over(index, khi, klo, prv, nxt, free, meta, limit):
+    sentinel = meta[M_CAPACITY]
+    while meta[M_SIZE] > limit:
+        e = nxt[sentinel]
+        s = _find_slot(index, khi, klo, khi[e], klo[e])
+        _remove_entry(index, khi, klo, prv, nxt, free, meta, s)
+
+
+@numba.njit(**_JIT)
+def table_insert(index, khi, klo, prv, nxt, free, meta, keys_hi, keys_lo, limit, entries):
+    """Inserts keys as the most recent (an existing key is refreshed), evicting the least
+    recent beyond ``limit`` entries after each insert; ``entries`` gets each key's entry
+    (-1 if it was evicted again within this call)."""
+    sentinel = meta[M_CAPACITY]
+    mask = index.shape[0] - 1
+    for r in range(keys_hi.shape[0]):
+        s = _find_slot(index, khi, klo, keys_hi[r], keys_lo[r])
+        if s >= 0:
+            e = index[s]
+            _unlink(prv, nxt, e)
+            _link_newest(prv, nxt, e, sentinel)
+        else:
+            if meta[M_FREE_TOP] == 0:
+                _evict_over(index, khi, klo, prv, nxt, free, meta, meta[M_SIZE] - 1)
+            meta[M_FREE_TOP] -= 1
+            e = free[meta[M_FREE_TOP]]
+            khi[e] = keys_hi[r]
+            klo[e] = keys_lo[r]
+            s = _home(keys_lo[r], mask)
+            while index[s] >= 0:
+                s = (s + 1) & mask
+            index[s] = e
+            _link_newest(prv, nxt, e, sentinel)
+            meta[M_SIZE] += 1
+        entries[r] = e
+        _evict_over(index, khi, klo, prv, nxt, free, meta, limit)
+    # Entries evicted within the call no longer hold their key.
+    for r in range(keys_hi.shape[0]):
+        e = entries[r]
+        if _find_slot(index, khi, klo, keys_hi[r], keys_lo[r]) < 0:
+            entries[r] = -1
+
+
+@numba.njit(**_JIT)
+def table_find(index, khi, klo, prv, nxt, meta, keys_hi, keys_lo, refresh, entries):
+    """Entry of each key or -1; ``refresh`` moves found keys to the most recent end."""
+    sentinel = meta[M_CAPACITY]
+    for r in range(keys_hi.shape[0]):
+        s = _find_slot(index, khi, klo, keys_hi[r], keys_lo[r])
+        if s < 0:
+            entries[r] = -1
+            continue
+        e = index[s]
+        entries[r] = e
+        if refresh:
+            _unlink(prv, nxt, e)
+            _link_newest(prv, nxt, e, sentinel)
+
+
+@numba.njit(**_JIT)
+def fec_lookup(index, khi, klo, prv, nxt, free, meta, value, count, keys_hi, keys_lo,
+               forget_every, out_values, found):
+    """The FEC cache's lookups, in order (§7): a present key is a hit -- its count is
+    incremented and it becomes the most recent, or it is erased once the count reaches
+    ``forget_every``. Absent keys are left to the caller (not counted here)."""
+    sentinel = meta[M_CAPACITY]
+    for r in range(keys_hi.shape[0]):
+        s = _find_slot(index, khi, klo, keys_hi[r], keys_lo[r])
+        if s < 0:
+            found[r] = False
+            out_values[r] = 0.0
+            continue
+        e = index[s]
+        found[r] = True
+        out_values[r] = value[e]
+        count[e] += 1
+        meta[M_HITS] += 1
+        if forget_every != 0 and count[e] >= forget_every:
+            _remove_entry(index, khi, klo, prv, nxt, free, meta, s)
+        else:
+            _unlink(prv, nxt, e)
+            _link_newest(prv, nxt, e, sentinel)
+
+
+@numba.njit(**_JIT)
+def table_order(prv, nxt, meta, out):
+    """Entries from least to most recent."""
+    sentinel = meta[M_CAPACITY]
+    e = nxt[sentinel]
+    k = 0
+    while e != sentinel:
+        out[k] = e
+        k += 1
+        e = nxt[e]
+    return k
+
+
+@numba.njit(**_JIT)
+def first_sightings(keys_hi, keys_lo, active, owner):
+    """For each active row: the first active row with the same key (itself if first).
+
+    A small open-addressing table over the batch; inactive rows get -1.
+    """
+    n = keys_hi.shape[0]
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    mask = size - 1
+    slots = np.full(size, -1, np.int64)
+    for r in range(n):
+        if not active[r]:
+            owner[r] = -1
+            continue
+        s = np.int64(keys_lo[r] & np.uint64(mask))
+        while True:
+            q = slots[s]
+            if q < 0:
+                slots[s] = r
+                owner[r] = r
+                break
+            if keys_hi[q] == keys_hi[r] and keys_lo[q] == keys_lo[r]:
+                owner[r] = q
+                break
+            s = (s + 1) & mask

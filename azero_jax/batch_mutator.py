@@ -1,0 +1,180 @@
+"""Children in batches: tournaments, mutations and random algorithms over tensors.
+
+The batched counterpart of :class:`~azero_jax.mutator.Mutator` and
+:class:`~azero_jax.randomizer.Randomizer` (which stay as the readable, per-child
+statement of the reference's rules and as the slow reference in tests). One call makes
+a whole batch of children: the tournaments (§6.7), the parents' rows copied, and one
+mutation action per child (§6.5-6.6) applied by a compiled kernel
+(:mod:`azero_jax._search_kernels`) with the reference's distributions and bounds.
+
+Random draws come from counter-based streams keyed by ``(seed, individual number)``,
+so a child is the same whatever batch it was made in, and nothing but the seed needs
+saving in a checkpoint. These streams are not the reference's (mt19937 + Abseil) nor
+the per-child mutator's (Python's ``random``): the same distributions, other draws.
+
+Example:
+    >>> import numpy as np
+    >>> import azero_jax as az
+    >>> from azero_jax.batch_mutator import BatchMutator
+    >>> from azero_jax.population import Programs
+    >>> m = BatchMutator(([56], [27], [2, 3, 18, 23]), az.MemoryConfig(4, 3, 1),
+    ...                  ["ALTER_PARAM"], mutate_prob=1.0)
+    >>> parents = Programs.from_algorithms([az.generator.linear_model(0.01)])
+    >>> children, actions = m.mutate(parents, np.array([0, 0]), ids=np.array([10, 11]), seed=1)
+    >>> children.size.tolist(), actions.tolist()
+    ([[1, 1, 4], [1, 1, 4]], [0, 0])
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from azero_jax import ops as ops_lib
+from azero_jax.evaluator import MemoryConfig
+from azero_jax.mutator import MUTATION_TYPES, mutation_type
+from azero_jax.population import Programs
+
+
+def _k():
+    """The compiled kernels, imported on first use (``import azero_jax`` stays light)."""
+    from azero_jax import _search_kernels
+    return _search_kernels
+
+
+MUTATION_STYLES = ("REFERENCE", "PAPER")
+
+
+def op_info(memory: MemoryConfig) -> np.ndarray:
+    """``[65, 5]`` per op: operand class, #in1 and #in2 addresses, first output address
+    and #output addresses (the ranges of §6.4 for these memory sizes)."""
+    k = _k()
+    kinds = {ops_lib.NOOP: k.KIND_NOOP, ops_lib.DATA: k.KIND_DATA, ops_lib.UNARY: k.KIND_UNARY,
+             ops_lib.BINARY: k.KIND_BINARY}
+    sizes = {"S": memory.num_scalars, "V": memory.num_vectors, "M": memory.num_matrices}
+    info = np.zeros((ops_lib.NUM_OPS, 5), dtype=np.int64)
+    for spec in ops_lib.OPS:
+        row = info[spec.code]
+        row[k.I_KIND] = kinds[spec.kind]
+        if spec.in1_type is not None:
+            row[k.I_N1] = sizes[spec.in1_type]
+        if spec.in2_type is not None:
+            row[k.I_N2] = sizes[spec.in2_type]
+        if spec.out_type is not None:
+            first = ops_lib.FIRST_OUT_ADDRESS[spec.out_type]
+            if sizes[spec.out_type] <= first:
+                raise ValueError(f"memory has {sizes[spec.out_type]} {spec.out_type} addresses; "
+                                 f"random output addresses need more than {first}")
+            row[k.I_FIRST_OUT] = first
+            row[k.I_N_OUT] = sizes[spec.out_type] - first
+    return info
+
+
+def action_weights(mutation_types: Sequence[str], style: str = "REFERENCE") -> tuple[np.ndarray, np.ndarray]:
+    """``(actions, cumulative)``: the distinct actions and their cumulative probabilities.
+
+    REFERENCE: uniform over the list (a duplicate weights its type). PAPER: the same,
+    except that a REMOVE_INSTRUCTION entry weighs twice an INSERT_INSTRUCTION entry
+    (paper S3: "removal twice as likely as insertion"), all else equal.
+    """
+    weights: dict[str, float] = {}
+    for name in mutation_types:
+        w = 2.0 if (style == "PAPER" and name == "REMOVE_INSTRUCTION") else 1.0
+        weights[name] = weights.get(name, 0.0) + w
+    names = list(weights)
+    total = sum(weights.values())
+    cumulative = np.cumsum([weights[n] / total for n in names])
+    cumulative[-1] = 1.0
+    return (np.array([MUTATION_TYPES.index(n) for n in names], dtype=np.int64),
+            cumulative.astype(np.float64))
+
+
+class BatchMutator:
+    """Makes batches of children with the reference's mutation rules.
+
+    Args:
+      op_lists: allowed ops per component (setup, predict, learn); duplicates weight.
+      memory: address-space sizes.
+      mutation_types: allowed mutation types (names or values; duplicates weight).
+      mutate_prob: probability that a child is mutated at all.
+      size_bounds: ``((min, max),) * 3``; 0 = unset (an unset max allows unlimited
+        insertion; the largest reachable size is ``max - 1``, as in the reference).
+      style: ``"REFERENCE"`` (the code's rules, default) or ``"PAPER"`` (see
+        :func:`action_weights` and ``mutator.Mutator``).
+    """
+
+    def __init__(self, op_lists: Sequence[Sequence[int | str]], memory: MemoryConfig,
+                 mutation_types: Sequence[str | int], mutate_prob: float = 0.9,
+                 size_bounds: Sequence[tuple[int, int]] = ((0, 0), (0, 0), (0, 0)),
+                 style: str = "REFERENCE"):
+        if len(op_lists) != 3:
+            raise ValueError("op_lists needs one list per component function (setup, predict, learn)")
+        self.op_lists = tuple(ops_lib.op_codes(ops) for ops in op_lists)
+        self.memory = memory
+        self.mutation_types = tuple(mutation_type(t) for t in mutation_types)
+        if not self.mutation_types:
+            raise ValueError("allowed_mutation_types must be non-empty")
+        if not 0.0 <= float(mutate_prob) <= 1.0:
+            raise ValueError(f"mutate_prob must be in [0, 1], got {mutate_prob}")
+        self.mutate_prob = float(mutate_prob)
+        style = str(style).upper()
+        if style not in MUTATION_STYLES:
+            raise ValueError(f"mutation style must be one of {MUTATION_STYLES}, got {style!r}")
+        self.style = style
+        self.size_bounds = tuple((int(lo), int(hi)) for lo, hi in size_bounds)
+        if len(self.size_bounds) != 3 or any(lo < 0 or hi < 0 for lo, hi in self.size_bounds):
+            raise ValueError("size_bounds needs three non-negative (min, max) pairs")
+        self.mutable = np.array([c for c in range(3) if self.op_lists[c]], dtype=np.int64)
+        needs_component = set(self.mutation_types) - {"IDENTITY", "RANDOMIZE_ALGORITHM"}
+        if needs_component and not len(self.mutable):
+            raise ValueError("every component function has an empty op list, so "
+                             f"{sorted(needs_component)[0]}_MUTATION_TYPE cannot pick one")
+        self.grows = bool({"INSERT_INSTRUCTION", "TRADE_INSTRUCTION"} & set(self.mutation_types))
+        self._info = op_info(memory)
+        width = max(1, max(len(ops) for ops in self.op_lists))
+        self._op_lists = np.zeros((3, width), dtype=np.int64)
+        for c, ops in enumerate(self.op_lists):
+            self._op_lists[c, :len(ops)] = ops
+        self._op_counts = np.array([len(ops) for ops in self.op_lists], dtype=np.int64)
+        self._actions, self._weights = action_weights(self.mutation_types, style)
+        self._size_min = np.array([lo for lo, _ in self.size_bounds], dtype=np.int64)
+        self._size_max = np.array([hi for _, hi in self.size_bounds], dtype=np.int64)
+        self._style = MUTATION_STYLES.index(style)
+
+    def tournaments(self, fitness: np.ndarray, ids: np.ndarray, seed: int,
+                    tournament_size: int) -> np.ndarray:
+        """The parent slot of each child (``tournament_size`` draws with replacement;
+        strictly highest fitness wins, ties to the earliest draw)."""
+        out = np.empty(len(ids), dtype=np.int64)
+        _k().tournaments(np.ascontiguousarray(fitness, dtype=np.float64),
+                            np.asarray(ids, dtype=np.int64), int(seed), int(tournament_size), out)
+        return out
+
+    def mutate(self, population: Programs, parents: np.ndarray, ids: np.ndarray,
+               seed: int) -> tuple[Programs, np.ndarray]:
+        """Children of ``population[parents]``, one per id.
+
+        Returns:
+          ``(children, actions)``: the children and, per child, the action applied
+          (-1 for an unmutated child: mutation skipped or a blocked insert/remove).
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        children = population.take(parents)
+        if self.grows and len(children) and int(children.size.max()) + 1 >= children.length:
+            children = children.with_length(int(children.size.max()) + 2)
+        applied = np.empty(len(ids), dtype=np.int64)
+        _k().mutate(*children.fields(), children.size, ids, int(seed), self.mutate_prob,
+                       self._actions, self._weights, self.mutable, self._info, self._op_lists,
+                       self._op_counts, self._size_min, self._size_max, self._style, applied)
+        return children, applied
+
+    def random_programs(self, ids: np.ndarray, seed: int, sizes: Sequence[int],
+                        length: int | None = None) -> Programs:
+        """RANDOM_ALGORITHM programs of the given function sizes, one per id."""
+        ids = np.asarray(ids, dtype=np.int64)
+        sizes = np.array([int(s) for s in sizes], dtype=np.int64)
+        batch = Programs.zeros(len(ids), max(int(length or 0), int(sizes.max()) + 1, 1))
+        _k().random_programs(*batch.fields(), batch.size, ids, int(seed), sizes, self._info,
+                                self._op_lists, self._op_counts)
+        return batch
