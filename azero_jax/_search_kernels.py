@@ -298,32 +298,20 @@ def _random_op(op_lists, op_counts, c, st):
     return op_lists[c, _below(st, op_counts[c])]
 
 
-@numba.njit(**_JIT)
-def _shift_right(arrays_op, in1, in2, out, d, f0, f1, f2, j, c, pos, size):
-    for k in range(size, pos, -1):
-        arrays_op[j, c, k] = arrays_op[j, c, k - 1]
-        in1[j, c, k] = in1[j, c, k - 1]
-        in2[j, c, k] = in2[j, c, k - 1]
-        out[j, c, k] = out[j, c, k - 1]
-        d[j, c, k] = d[j, c, k - 1]
-        f0[j, c, k] = f0[j, c, k - 1]
-        f1[j, c, k] = f1[j, c, k - 1]
-        f2[j, c, k] = f2[j, c, k - 1]
+@numba.njit(inline="always", **_JIT)
+def _copy_entry(op, in1, in2, out, d, f0, f1, f2, j, c, dst, src):
+    op[j, c, dst] = op[j, c, src]
+    in1[j, c, dst] = in1[j, c, src]
+    in2[j, c, dst] = in2[j, c, src]
+    out[j, c, dst] = out[j, c, src]
+    d[j, c, dst] = d[j, c, src]
+    f0[j, c, dst] = f0[j, c, src]
+    f1[j, c, dst] = f1[j, c, src]
+    f2[j, c, dst] = f2[j, c, src]
 
 
-@numba.njit(**_JIT)
-def _remove_at(op, in1, in2, out, d, f0, f1, f2, j, c, pos, size):
-    """Deletes entry ``pos``; the vacated last entry becomes an all-zero NO_OP (padding)."""
-    for k in range(pos, size - 1):
-        op[j, c, k] = op[j, c, k + 1]
-        in1[j, c, k] = in1[j, c, k + 1]
-        in2[j, c, k] = in2[j, c, k + 1]
-        out[j, c, k] = out[j, c, k + 1]
-        d[j, c, k] = d[j, c, k + 1]
-        f0[j, c, k] = f0[j, c, k + 1]
-        f1[j, c, k] = f1[j, c, k + 1]
-        f2[j, c, k] = f2[j, c, k + 1]
-    k = size - 1
+@numba.njit(inline="always", **_JIT)
+def _clear_entry(op, in1, in2, out, d, f0, f1, f2, j, c, k):
     op[j, c, k] = 0
     in1[j, c, k] = 0
     in2[j, c, k] = 0
@@ -332,6 +320,14 @@ def _remove_at(op, in1, in2, out, d, f0, f1, f2, j, c, pos, size):
     f0[j, c, k] = 0.0
     f1[j, c, k] = 0.0
     f2[j, c, k] = 0.0
+
+
+@numba.njit(**_JIT)
+def _remove_at(op, in1, in2, out, d, f0, f1, f2, j, c, pos, size):
+    """Deletes entry ``pos``; the vacated last entry becomes an all-zero NO_OP (padding)."""
+    for k in range(pos, size - 1):
+        _copy_entry(op, in1, in2, out, d, f0, f1, f2, j, c, k, k + 1)
+    _clear_entry(op, in1, in2, out, d, f0, f1, f2, j, c, size - 1)
 
 
 @numba.njit(**_JIT)
@@ -345,33 +341,13 @@ def _insert_random(op, in1, in2, out, d, f0, f1, f2, size, j, c, info, op_lists,
     # Draw the instruction into the spare last column, then move it into place.
     _write_random(op, in1, in2, out, d, f0, f1, f2, j, c, L - 1, code, info, st)
     pos = _below(st, s + 1)
-    t_op = op[j, c, L - 1]
-    t1 = in1[j, c, L - 1]
-    t2 = in2[j, c, L - 1]
-    to = out[j, c, L - 1]
-    td = d[j, c, L - 1]
-    g0 = f0[j, c, L - 1]
-    g1 = f1[j, c, L - 1]
-    g2 = f2[j, c, L - 1]
-    _shift_right(op, in1, in2, out, d, f0, f1, f2, j, c, pos, s)
-    op[j, c, pos] = t_op
-    in1[j, c, pos] = t1
-    in2[j, c, pos] = t2
-    out[j, c, pos] = to
-    d[j, c, pos] = td
-    f0[j, c, pos] = g0
-    f1[j, c, pos] = g1
-    f2[j, c, pos] = g2
+    # Make room at pos (size + 1 < L: the shift never reaches the scratch column), move
+    # the drawn instruction there and clear the scratch column (it is padding).
+    for k in range(s, pos, -1):
+        _copy_entry(op, in1, in2, out, d, f0, f1, f2, j, c, k, k - 1)
+    _copy_entry(op, in1, in2, out, d, f0, f1, f2, j, c, pos, L - 1)
+    _clear_entry(op, in1, in2, out, d, f0, f1, f2, j, c, L - 1)
     size[j, c] = s + 1
-    if s + 1 < L:  # clear the scratch column unless it now holds a real entry
-        op[j, c, L - 1] = 0
-        in1[j, c, L - 1] = 0
-        in2[j, c, L - 1] = 0
-        out[j, c, L - 1] = 0
-        d[j, c, L - 1] = 0.0
-        f0[j, c, L - 1] = 0.0
-        f1[j, c, L - 1] = 0.0
-        f2[j, c, L - 1] = 0.0
 
 
 @numba.njit(**_JIT)
@@ -395,7 +371,8 @@ def mutate(op, in1, in2, out, d, f0, f1, f2, size, ids, seed, mutate_prob, actio
     equal steps) and applied (§6.6); ``applied[j]`` gets the action, or -1 when the
     child is left unmutated (mutation skipped, or a blocked insert/remove).
 
-    The tensors need one spare column: ``size < L`` for every child that may grow.
+    The tensors need two spare columns (``size + 1 < L``) for a child that may grow: one
+    for the new entry, one as scratch.
     """
     st = np.empty(1, np.uint64)
     n_mutable = mutable.shape[0]
