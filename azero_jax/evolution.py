@@ -79,7 +79,7 @@ from azero_jax import generator as generator_lib
 from azero_jax.batch_mutator import BatchMutator
 from azero_jax.evaluator import MemoryConfig, PairResults, combine_fitnesses
 from azero_jax.fec import FEC_SEED, FECCache, LRUTable, fingerprint_words, hash_row_arrays
-from azero_jax.hurdles import HurdleStats, hurdle_value
+from azero_jax.hurdles import HurdleStats, hurdle_value, stage_tasks
 from azero_jax.population import Programs, as_programs
 from azero_jax.program import Algorithm, validate_addresses
 from azero_jax.spec import SearchSpec
@@ -218,7 +218,7 @@ class Search:
         hurdles = spec.hurdles
         T = len(self.tasks)
         if hurdles is not None:
-            self._stage_tasks = min(int(hurdles.num_tasks) or T, T)
+            self._stage_tasks = stage_tasks(hurdles, T)
             steps = int(hurdles.num_train_examples)
             # A stage with every training example is the start of the full evaluation.
             self._stage_is_prefix = steps == 0 or bool((self._full_steps <= steps).all())

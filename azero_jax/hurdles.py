@@ -4,18 +4,21 @@ Not in the C++ reference (spec §10 item 2): our extension, configured by the sp
 field ``hurdles { percentile: 75 num_train_examples: 10 num_tasks: 2 }``.
 
 A child that needs a full evaluation (i.e. is not fully answered by the FEC cache) is
-first evaluated cheaply: on the first ``num_tasks`` search tasks (0 = all) with at
-most ``num_train_examples`` training steps each (0 = all of them). If that first-stage
-fitness reaches the rolling hurdle -- the ``percentile``-th percentile of the unique
-fitnesses currently in the population -- the child is fully evaluated; otherwise it
-keeps its first-stage fitness. An equivalent child (the same FEC fingerprints on every
-task, or without FEC the same program) seen recently reuses the remembered first-stage
-fitness instead of running the stage again. The hurdle is recomputed before every batch of
-children; it is inactive while the initial population is being evaluated.
+first evaluated cheaply: on the first ``num_tasks`` search tasks with at most
+``num_train_examples`` training steps each (0 = all of them); with both 0, the default
+stage is the first fifth of the tasks (at least one) with all their examples. If that
+first-stage fitness reaches the rolling hurdle -- the ``percentile``-th percentile of the
+unique *first-stage* fitnesses of the population (the same measurement the child is
+judged on) -- the child is fully evaluated; otherwise it keeps its first-stage fitness.
 
-Because the population mixes full and first-stage fitnesses, a first stage with fewer
-training examples is biased low against the hurdle (it rejects more); a first stage
-with fewer tasks but all examples is unbiased.
+A stage with all training examples is the start of the full evaluation: a child that
+passes is evaluated only on the remaining tasks, and every evaluated child has a stage
+fitness. A stage with fewer examples cannot be continued (its validation pass runs
+Predict, which may write memory the next training steps read), so a child that passes is
+evaluated from the start; equivalent children (the same FEC fingerprints on every task,
+or without FEC the same program) seen recently reuse the remembered stage fitness. The
+hurdle is inactive while the initial population is being evaluated (see
+:mod:`azero_jax.evolution`).
 
 Example:
     >>> from azero_jax.hurdles import hurdle_value
@@ -37,7 +40,9 @@ class HurdlesConfig:
     Attributes:
       percentile: percentile (0..100) of the unique population fitnesses (paper: 75).
       num_train_examples: first-stage training steps per task (0 = the task's full count).
-      num_tasks: first-stage tasks, the first ones of T_search (0 = all tasks).
+      num_tasks: first-stage tasks, the first ones of T_search (0 = all tasks, or, when
+        ``num_train_examples`` is 0 too, the default stage: the first fifth of the tasks,
+        at least one).
     """
 
     percentile: float = 75.0
@@ -49,9 +54,15 @@ class HurdlesConfig:
             raise ValueError(f"hurdles.percentile must be in [0, 100], got {self.percentile}")
         if int(self.num_train_examples) < 0 or int(self.num_tasks) < 0:
             raise ValueError("hurdles.num_train_examples and hurdles.num_tasks must be >= 0")
-        if int(self.num_train_examples) == 0 and int(self.num_tasks) == 0:
-            raise ValueError("hurdles needs num_train_examples > 0 or num_tasks > 0, otherwise "
-                             "the first stage costs as much as the full evaluation")
+
+
+def stage_tasks(config: HurdlesConfig, num_tasks: int) -> int:
+    """How many of the ``num_tasks`` search tasks the first stage runs."""
+    if int(config.num_tasks):
+        return min(int(config.num_tasks), num_tasks)
+    if int(config.num_train_examples):
+        return num_tasks
+    return max(1, num_tasks // 5)
 
 
 def hurdle_value(fitnesses, percentile: float = 75.0) -> float:

@@ -200,6 +200,30 @@ def task_spec_from_proto(proto) -> TaskSpec:
         params=_task_params(task_type, getattr(proto, task_type)))
 
 
+def parse_hurdles(text: str) -> HurdlesConfig:
+    """A text-format ``HurdlesSpec`` (the binary's ``--hurdles``) as a HurdlesConfig.
+
+    An empty text is the default first stage: the 75th percentile, the first fifth of
+    the search tasks (at least one) with all their training examples (see
+    :class:`~azero_jax.hurdles.HurdlesConfig`).
+
+    Example:
+        >>> parse_hurdles("num_tasks: 2")
+        HurdlesConfig(percentile=75.0, num_train_examples=0, num_tasks=2)
+    """
+    proto = spec_protos.HurdlesSpec()
+    try:
+        text_format.Parse(text, proto)
+    except text_format.ParseError as error:
+        raise ValueError(f"hurdles: {error}") from None
+    return _hurdles_from_proto(proto)
+
+
+def _hurdles_from_proto(proto) -> HurdlesConfig:
+    return HurdlesConfig(float(proto.percentile), int(proto.num_train_examples),
+                         int(proto.num_tasks))
+
+
 def parse_task_collection(text: str, what: str = "TaskCollection") -> tuple[TaskSpec, ...]:
     """Parses a text-format ``TaskCollection`` into task specs.
 
@@ -245,9 +269,7 @@ def search_spec_from_proto(proto) -> SearchSpec:
             raise ValueError(f"{what}: train_budget_baseline cannot be RANDOM_ALGORITHM")
     hurdles = None
     if proto.HasField("hurdles"):
-        hurdles = HurdlesConfig(float(proto.hurdles.percentile),
-                                int(proto.hurdles.num_train_examples),
-                                int(proto.hurdles.num_tasks))
+        hurdles = _hurdles_from_proto(proto.hurdles)
     return SearchSpec(
         search_tasks=tuple(task_spec_from_proto(t) for t in proto.search_tasks.tasks),
         population_size=int(proto.population_size),

@@ -1,14 +1,30 @@
-r"""Benchmarks the demo search end to end: individuals/s, training steps/s, time to solution.
+r"""Benchmarks whole searches: host-only work, throughput, and time to solve the demo.
 
-Runs the reference's run_demo.sh spec (memory 4/3/1, randomized task seeds, sufficient
-select fitness 0.9999) once per seed, up to --max_experiments experiments each, and
-appends one JSON line per seed to benchmarks/results/search.jsonl:
+Modes (``--mode``), each appending JSON lines to ``--output``
+(default ``benchmarks/results/search.jsonl``):
 
-  python benchmarks/bench_search.py --seeds=1000,1001,1002 --max_experiments=3
+* ``host``: the search's host work alone -- tournaments, mutations, fingerprint hashing,
+  the FEC cache and bookkeeping -- with an evaluator stub that returns fitnesses and
+  fingerprint errors derived from each program's hash (so unmutated children are FEC
+  hits as in a real run). Children/s per ``--child_batch_sizes``::
 
-On a shared machine, ``individuals_per_cpu_sec`` (process CPU time, all threads) is the
-steadier figure. Time to solution is the wall time from the start until the experiment whose candidate
-first reached select fitness > 0.9999 ended (null if none did).
+    taskset -c 1 python benchmarks/bench_search.py --mode=host --child_batch_sizes=100,1024
+
+* ``throughput``: a spec's first experiment for ``--individuals`` individuals with the
+  real evaluator (``--spec=demo`` or ``nonlinear``; the reference's run_demo.sh and
+  run_integration_test_nonlinear.sh settings), individuals/s::
+
+    taskset -c 1 python benchmarks/bench_search.py --mode=throughput --spec=demo --num_threads=1
+
+* ``solve``: the demo as run_demo.sh runs it (randomized task seeds, experiments until
+  select fitness > 0.9999), one run per seed and child batch size; seconds and
+  individuals to solve::
+
+    python benchmarks/bench_search.py --mode=solve --seeds=1,2,3 --child_batch_sizes=1,10,100
+
+Each record has the 1-minute load average before and after, the CPU affinity and the
+C++ reference's figure for the same work (one core, ``../shared/bench/README.md`` and
+issue #8: demo 38 k individuals/s, nonlinear 11 k/s, demo solved in 26 s in 3 of 4 seeds).
 """
 
 from __future__ import annotations
@@ -20,24 +36,38 @@ import platform
 import sys
 import time
 
+import numpy as np
 from absl import app, flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from azero_jax import experiment  # noqa: E402
-from azero_jax.evaluator import MemoryConfig, resolve_backend  # noqa: E402
+from azero_jax.evaluator import MemoryConfig, PairResults, resolve_backend  # noqa: E402
+from azero_jax.evolution import Search  # noqa: E402
 from azero_jax.spec import parse_search_experiment_spec, parse_task_collection  # noqa: E402
 
 FLAGS = flags.FLAGS
+flags.DEFINE_enum("mode", "solve", ["host", "throughput", "solve"], "What to measure.")
+flags.DEFINE_enum("spec", "demo", ["demo", "nonlinear"], "Search spec (throughput mode).")
 flags.DEFINE_list("seeds", ["1000", "1001", "1002"], "Main random seeds, one run each.")
-flags.DEFINE_integer("max_experiments", 3, "Experiments per seed at most.")
-flags.DEFINE_enum("backend", "auto", ["auto", "cpu", "jax"], "Evaluator backend.")
-flags.DEFINE_integer("child_batch_size", None, "Children per step (default: the library's).")
+flags.DEFINE_integer("max_experiments", 10, "Experiments per run at most (solve mode).")
+flags.DEFINE_enum("backend", "cpu", ["auto", "cpu", "jax"], "Evaluator backend.")
+flags.DEFINE_list("child_batch_sizes", [], "Children per step (default: the library's).")
+flags.DEFINE_integer("num_threads", None, "cpu backend threads (default: the library's).")
+flags.DEFINE_integer("individuals", 300000, "Individuals to time (host, throughput).")
+flags.DEFINE_integer("repeats", 1, "Repeats (host, throughput); each is one record.")
 flags.DEFINE_float("sufficient_fitness", 0.9999, "Select fitness that counts as solved.")
 flags.DEFINE_string("hurdles", None, "Text-format HurdlesSpec to add (e.g. 'num_tasks: 2').")
 flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results", "search.jsonl"),
                     "JSON-lines file to append to.")
+
+REFERENCE_CPP = {"demo_individuals_per_sec": 38000, "nonlinear_individuals_per_sec": 11000,
+                 "demo_seconds_to_solve": 26}
+SPECS = {"demo": ("demo_search.textproto", "demo_select.textproto", "demo_final.textproto",
+                  MemoryConfig(4, 3, 1), 1002),
+         "nonlinear": ("nonlinear_search.textproto", "nonlinear_select.textproto",
+                       "nonlinear_select.textproto", MemoryConfig(5, 9, 2), 100001)}
 
 
 def _read(name):
@@ -48,65 +78,147 @@ def _read(name):
 def _hurdles():
     if FLAGS.hurdles is None:
         return None
-    from google.protobuf import text_format
-    from azero_jax import spec_protos
-    from azero_jax.hurdles import HurdlesConfig
-    proto = text_format.Parse(FLAGS.hurdles, spec_protos.HurdlesSpec())
-    return HurdlesConfig(proto.percentile, proto.num_train_examples, proto.num_tasks)
+    from azero_jax import spec as spec_lib
+    return spec_lib.parse_hurdles(FLAGS.hurdles)
 
 
-def run_seed(seed: int) -> dict:
-    config = experiment.ExperimentConfig(
-        search=parse_search_experiment_spec(_read("demo_search.textproto")),
-        select_tasks=parse_task_collection(_read("demo_select.textproto")),
-        final_tasks=parse_task_collection(_read("demo_final.textproto")),
-        memory=MemoryConfig(4, 3, 1), random_seed=seed, max_experiments=FLAGS.max_experiments,
-        randomize_task_seeds=True, sufficient_fitness=FLAGS.sufficient_fitness,
-        backend=FLAGS.backend, child_batch_size=FLAGS.child_batch_size, hurdles=_hurdles())
-    start, cpu_start = time.time(), time.process_time()
-    summary = experiment.run_experiments(config, log=lambda line: print(line, flush=True)
-                                         if not line.startswith("indivs=") else None)
-    wall = time.time() - start
-    cpu_secs = time.process_time() - cpu_start  # all threads of this process
-    experiments = summary["experiments"]
-    search_secs = sum(e["search_elapsed_secs"] for e in experiments)
-    individuals = sum(e["individuals"] for e in experiments)
-    steps = sum(e["train_steps"] for e in experiments)
-    solved_at = None
-    for e in experiments:
-        if e["select_fitness"] > FLAGS.sufficient_fitness:
-            solved_at = e["elapsed_secs"]
-            break
-    return {
-        "benchmark": "demo_search", "seed": seed, "backend": resolve_backend(FLAGS.backend),
-        "child_batch_size": summary["child_batch_size"], "cores": os.cpu_count(),
-        "machine": platform.machine(), "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "experiments": len(experiments), "solved": solved_at is not None,
-        "seconds_to_solution": solved_at, "wall_secs": wall,
-        "individuals": individuals, "train_steps": steps, "cpu_secs": cpu_secs,
-        "individuals_per_cpu_sec": individuals / cpu_secs if cpu_secs else None,
-        "individuals_per_sec": individuals / search_secs if search_secs else None,
-        "train_steps_per_sec": steps / search_secs if search_secs else None,
-        "fec_hit_rate": [e["fec_hit_rate"] for e in experiments],
-        "hurdles": FLAGS.hurdles, "hurdle_stats": [e["hurdles"] for e in experiments],
-        "search_fitness": [e["search_fitness"] for e in experiments],
-        "select_fitness": [e["select_fitness"] for e in experiments],
-        "final_fitness": summary["final_fitness"],
-        "load_average_1m": os.getloadavg()[0],
-        "reference_cpp_one_core": {"individuals_per_sec": 23700, "experiment_secs": 44,
-                                   "seconds_to_solution": 390},
-    }
+def _batch_sizes():
+    return [int(b) for b in FLAGS.child_batch_sizes] or [None]
+
+
+def _evaluator_options() -> dict:
+    return {} if FLAGS.num_threads is None else {"num_threads": FLAGS.num_threads}
+
+
+def _base_record(kind: str) -> dict:
+    return {"benchmark": kind, "backend": resolve_backend(FLAGS.backend),
+            "cores": os.cpu_count(), "affinity": sorted(os.sched_getaffinity(0)),
+            "machine": platform.machine(), "python": platform.python_version(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "load_average_1m_before": os.getloadavg()[0],
+            "reference_cpp_one_core": REFERENCE_CPP}
+
+
+class HostOnlySearch(Search):
+    """A search whose evaluator is a stub: fitness and fingerprint errors from a hash of
+    each program (equal programs, equal fingerprints), so only host work is timed."""
+
+    def run_request(self, request):
+        hi, lo = request.algorithms.keys()
+        u = (lo >> np.uint64(11)).astype(np.float64) * 2.0**-53
+        a, t = request.algorithm_index, request.task_index
+        fitness = u[a] * (0.9 + 0.01 * t)
+        steps = np.asarray(request.train_steps, np.int64)
+        if request.record_errors is None:
+            return PairResults(fitness, steps)
+        kt, kv = request.record_errors
+        train = np.repeat((u[a] + t)[:, None], kt, axis=1)
+        valid = np.repeat((2 * u[a] + t)[:, None], kv, axis=1)
+        return PairResults(fitness, steps, train, np.full(len(a), kt), valid, np.full(len(a), kv))
+
+
+def _timed_run(search: Search) -> tuple[float, int, int]:
+    """Runs the initial population, then times ``--individuals`` more."""
+    search.run(max_individuals=search.population_size)
+    start, n0, steps0 = time.perf_counter(), search.num_individuals, search.train_steps
+    search.run(max_individuals=n0 + FLAGS.individuals)
+    return time.perf_counter() - start, search.num_individuals - n0, search.train_steps - steps0
+
+
+def run_host() -> list[dict]:
+    records = []
+    spec = parse_search_experiment_spec(_read("demo_search.textproto"))
+    for batch in _batch_sizes():
+        for _ in range(FLAGS.repeats):
+            record = _base_record("search_host_only")
+            search = HostOnlySearch(spec, memory=MemoryConfig(4, 3, 1), seed=1002,
+                                    backend="cpu", child_batch_size=batch)
+            secs, n, _ = _timed_run(search)
+            record.update(spec="demo", child_batch_size=search.child_batch_size, individuals=n,
+                          seconds=secs, children_per_sec=n / secs, us_per_child=1e6 * secs / n,
+                          fec_hit_rate=search.fec_hit_rate(),
+                          load_average_1m_after=os.getloadavg()[0])
+            records.append(record)
+    return records
+
+
+def run_throughput() -> list[dict]:
+    records = []
+    search_file, _, _, memory, seed = SPECS[FLAGS.spec]
+    spec = parse_search_experiment_spec(_read(search_file))
+    for batch in _batch_sizes():
+        for _ in range(FLAGS.repeats):
+            record = _base_record("search_throughput")
+            search = Search(spec, memory=memory, seed=seed, backend=FLAGS.backend,
+                            child_batch_size=batch, evaluator_options=_evaluator_options())
+            secs, n, steps = _timed_run(search)
+            key = f"{FLAGS.spec}_individuals_per_sec"
+            record.update(spec=FLAGS.spec, child_batch_size=search.child_batch_size,
+                          num_threads=FLAGS.num_threads, individuals=n, seconds=secs,
+                          individuals_per_sec=n / secs, train_steps_per_sec=steps / secs,
+                          ratio_to_reference=n / secs / REFERENCE_CPP[key],
+                          fec_hit_rate=search.fec_hit_rate(),
+                          load_average_1m_after=os.getloadavg()[0])
+            records.append(record)
+    return records
+
+
+def run_solve() -> list[dict]:
+    records = []
+    for batch in _batch_sizes():
+        for seed in FLAGS.seeds:
+            record = _base_record("demo_solve")
+            config = experiment.ExperimentConfig(
+                search=parse_search_experiment_spec(_read("demo_search.textproto")),
+                select_tasks=parse_task_collection(_read("demo_select.textproto")),
+                final_tasks=parse_task_collection(_read("demo_final.textproto")),
+                memory=MemoryConfig(4, 3, 1), random_seed=int(seed),
+                max_experiments=FLAGS.max_experiments, randomize_task_seeds=True,
+                sufficient_fitness=FLAGS.sufficient_fitness, backend=FLAGS.backend,
+                child_batch_size=batch, hurdles=_hurdles(),
+                evaluator_options=tuple(sorted(_evaluator_options().items())))
+            start = time.perf_counter()
+            summary = experiment.run_experiments(config, log=lambda line: None)
+            wall = time.perf_counter() - start
+            experiments = summary["experiments"]
+            solved_at = solved_individuals = None
+            individuals = 0
+            for e in experiments:
+                individuals += e["individuals"]
+                if e["select_fitness"] > FLAGS.sufficient_fitness:
+                    solved_at, solved_individuals = e["elapsed_secs"], individuals
+                    break
+            search_secs = sum(e["search_elapsed_secs"] for e in experiments)
+            total = sum(e["individuals"] for e in experiments)
+            record.update(
+                seed=int(seed), child_batch_size=summary["child_batch_size"],
+                num_threads=FLAGS.num_threads, hurdles=FLAGS.hurdles,
+                experiments=len(experiments), solved=solved_at is not None,
+                seconds_to_solution=solved_at, individuals_to_solution=solved_individuals,
+                wall_secs=wall, individuals=total,
+                individuals_per_sec=total / search_secs if search_secs else None,
+                hurdle_stats=[e["hurdles"] for e in experiments],
+                select_fitness=[e["select_fitness"] for e in experiments],
+                final_fitness=summary["final_fitness"],
+                load_average_1m_after=os.getloadavg()[0])
+            records.append(record)
+            print(json.dumps(record), flush=True)
+    return records
 
 
 def main(argv):
     del argv
     os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-    for seed in FLAGS.seeds:
-        record = run_seed(int(seed))
-        print(json.dumps(record), flush=True)
-        with open(FLAGS.output, "a") as handle:
+    records = {"host": run_host, "throughput": run_throughput, "solve": run_solve}[FLAGS.mode]()
+    with open(FLAGS.output, "a") as handle:
+        for record in records:
             handle.write(json.dumps(record) + "\n")
+    for record in records:
+        figure = record.get("children_per_sec") or record.get("individuals_per_sec") or 0
+        print(f"{record['benchmark']}: B={record['child_batch_size']} "
+              f"{figure:,.0f}/s load {record['load_average_1m_before']:.2f}"
+              + (f" solved={record['solved']} in {record['seconds_to_solution']}"
+                 if "solved" in record else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
-from azero_jax.hurdles import HurdlesConfig, hurdle_value
+from azero_jax.evolution import Search
+from azero_jax.hurdles import HurdlesConfig, hurdle_value, stage_tasks
+from azero_jax.spec import parse_hurdles
+from search_helpers import MEMORY, FakeEvaluator, small_spec, task_spec
 
 
 def test_percentile_of_unique_fitnesses():
@@ -15,8 +18,50 @@ def test_percentile_of_unique_fitnesses():
     assert hurdle_value(values, 50) == pytest.approx(np.median(values))
 
 
-def test_config_validation():
-    with pytest.raises(ValueError, match="num_train_examples > 0 or num_tasks > 0"):
-        HurdlesConfig(75.0, 0, 0)
+def test_config_validation_and_the_default_stage():
+    assert stage_tasks(HurdlesConfig(75.0, 0, 0), 10) == 2  # a fifth of the tasks
+    assert stage_tasks(HurdlesConfig(75.0, 0, 0), 3) == 1
+    assert stage_tasks(HurdlesConfig(75.0, 10, 0), 10) == 10
+    assert stage_tasks(HurdlesConfig(75.0, 0, 3), 2) == 2
+    assert parse_hurdles("") == HurdlesConfig(75.0, 0, 0)
+    assert parse_hurdles("num_tasks: 2 percentile: 50") == HurdlesConfig(50.0, 0, 2)
+    with pytest.raises(ValueError, match="hurdles"):
+        parse_hurdles("num_taskz: 2")
     with pytest.raises(ValueError, match="percentile"):
         HurdlesConfig(120.0, 10, 0)
+
+
+def test_the_hurdle_is_drawn_from_first_stage_fitnesses():
+    """A 10-of-30-examples stage scores a third of the full fitness (the fake evaluator's
+    rule). Judged against full fitnesses, almost every child would fail; against stage
+    fitnesses, about a quarter pass a 75th-percentile hurdle."""
+    spec = small_spec(population_size=40, hurdles=HurdlesConfig(75.0, 10, 0),
+                      max_train_steps=10**9)
+    search = Search(spec, memory=MEMORY, seed=31, evaluate_fn=FakeEvaluator(),
+                    child_batch_size=4)
+    search.run(max_individuals=400)
+    stats = search.hurdle_stats
+    assert stats.evaluated > 300
+    assert 0.1 < stats.passed / stats.evaluated < 0.5
+    known = ~np.isnan(search.stage_fitness)
+    assert known.sum() > 30
+    # A failed child's fitness is its stage fitness; a passed child's exceeds it.
+    assert (search.fitness[known] >= search.stage_fitness[known] - 1e-12).all()
+
+
+def test_a_prefix_stage_is_reused_by_the_full_evaluation():
+    """With all examples, the stage is the first task's full evaluation: a child that
+    passes is evaluated on the other task only (each pair once)."""
+    fake = FakeEvaluator()
+    spec = small_spec(population_size=10, hurdles=HurdlesConfig(0.0, 0, 1),
+                      search_tasks=(task_spec(num_tasks=2),))
+    search = Search(spec, memory=MEMORY, seed=32, evaluate_fn=fake, child_batch_size=5)
+    while not search.initialized:
+        search.step()
+    assert not np.isnan(search.stage_fitness).any()  # free for the initial population
+    fake.calls.clear()
+    search.step()
+    stats = search.hurdle_stats
+    assert stats.evaluated == 5 and stats.passed == 5  # percentile 0: everyone passes
+    assert sum(c["pairs"] for c in fake.calls) == 5 * 2  # not 5 * (1 + 2)
+    assert stats.stage_train_steps == 0  # no separate stage run
