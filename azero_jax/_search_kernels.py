@@ -119,6 +119,42 @@ def gaussians(seed, ident, salt, n):
 
 
 # ----------------------------------------------------------------------------------
+# Moving algorithms between tensors.
+
+
+@numba.njit(**_JIT)
+def copy_rows(s_op, s_in1, s_in2, s_out, s_d, s_f0, s_f1, s_f2, s_size, src,
+              d_op, d_in1, d_in2, d_out, d_d, d_f0, d_f1, d_f2, d_size, dst):
+    """Copies algorithm ``src[r]`` of the source tensors to ``dst[r]`` of the destination
+    (which must have room for every function; columns past the source's are zeroed)."""
+    n = min(s_op.shape[2], d_op.shape[2])
+    L = d_op.shape[2]
+    for r in range(src.shape[0]):
+        i = src[r]
+        j = dst[r]
+        for c in range(3):
+            d_size[j, c] = s_size[i, c]
+            for k in range(n):
+                d_op[j, c, k] = s_op[i, c, k]
+                d_in1[j, c, k] = s_in1[i, c, k]
+                d_in2[j, c, k] = s_in2[i, c, k]
+                d_out[j, c, k] = s_out[i, c, k]
+                d_d[j, c, k] = s_d[i, c, k]
+                d_f0[j, c, k] = s_f0[i, c, k]
+                d_f1[j, c, k] = s_f1[i, c, k]
+                d_f2[j, c, k] = s_f2[i, c, k]
+            for k in range(n, L):
+                d_op[j, c, k] = 0
+                d_in1[j, c, k] = 0
+                d_in2[j, c, k] = 0
+                d_out[j, c, k] = 0
+                d_d[j, c, k] = 0.0
+                d_f0[j, c, k] = 0.0
+                d_f1[j, c, k] = 0.0
+                d_f2[j, c, k] = 0.0
+
+
+# ----------------------------------------------------------------------------------
 # Tournaments.
 
 
@@ -480,6 +516,39 @@ def hash_rows(words, hi, lo):
 
 
 @numba.njit(**_JIT)
+def fingerprint_hashes(terr, nterr, verr, nverr, task_ids, hi, lo):
+    """:func:`hash_rows` of each pair's fingerprint words, without building them: the
+    recorded train errors (0 past the count, -0 as +0), the valid errors likewise, then
+    the two counts and the task index (the words of :func:`azero_jax.fec.fingerprint_words`)."""
+    buf = np.empty(1, np.float64)
+    bits = buf.view(np.uint64)
+    kt = terr.shape[1]
+    kv = verr.shape[1]
+    for r in range(terr.shape[0]):
+        a = _LANE0
+        b = _LANE1
+        for q in range(kt):
+            buf[0] = terr[r, q] + 0.0 if q < nterr[r] else 0.0
+            a = _step(a, bits[0], q, _LANE0)
+            b = _step(b, bits[0], q, _LANE1)
+        for q in range(kv):
+            buf[0] = verr[r, q] + 0.0 if q < nverr[r] else 0.0
+            a = _step(a, bits[0], kt + q, _LANE0)
+            b = _step(b, bits[0], kt + q, _LANE1)
+        w = np.uint64(nterr[r])
+        a = _step(a, w, kt + kv, _LANE0)
+        b = _step(b, w, kt + kv, _LANE1)
+        w = np.uint64(nverr[r])
+        a = _step(a, w, kt + kv + 1, _LANE0)
+        b = _step(b, w, kt + kv + 1, _LANE1)
+        w = np.uint64(task_ids[r])
+        a = _step(a, w, kt + kv + 2, _LANE0)
+        b = _step(b, w, kt + kv + 2, _LANE1)
+        hi[r] = a
+        lo[r] = b
+
+
+@numba.njit(**_JIT)
 def extend_hashes(hi, lo, word, position, out_hi, out_lo):
     """Continues row hashes with one more word at ``position`` (= the words hashed so far):
     ``hash_rows(concat(words, word))`` from ``hash_rows(words)``."""
@@ -653,11 +722,11 @@ def table_insert(index, khi, klo, prv, nxt, free, meta, keys_hi, keys_lo, limit,
             meta[M_SIZE] += 1
         entries[r] = e
         _evict_over(index, khi, klo, prv, nxt, free, meta, limit)
-    # Entries evicted within the call no longer hold their key.
-    for r in range(keys_hi.shape[0]):
-        e = entries[r]
-        if _find_slot(index, khi, klo, keys_hi[r], keys_lo[r]) < 0:
-            entries[r] = -1
+    # With more keys than room, early ones may have been evicted again within the call.
+    if keys_hi.shape[0] > limit:
+        for r in range(keys_hi.shape[0]):
+            if _find_slot(index, khi, klo, keys_hi[r], keys_lo[r]) < 0:
+                entries[r] = -1
 
 
 @numba.njit(**_JIT)

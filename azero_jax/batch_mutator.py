@@ -160,9 +160,10 @@ class BatchMutator:
           (-1 for an unmutated child: mutation skipped or a blocked insert/remove).
         """
         ids = np.asarray(ids, dtype=np.int64)
-        children = population.take(parents)
-        if self.grows and len(children) and int(children.size.max()) + 1 >= children.length:
-            children = children.with_length(int(children.size.max()) + 2)
+        longest = int(population.size.max(initial=0))
+        # Growth needs two spare columns (the new entry and a scratch column).
+        length = longest + 2 if self.grows else population.length
+        children = population.take(parents, length=length)
         applied = np.empty(len(ids), dtype=np.int64)
         _k().mutate(*children.fields(), children.size, ids, int(seed), self.mutate_prob,
                        self._actions, self._weights, self.mutable, self._info, self._op_lists,

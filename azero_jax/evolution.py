@@ -78,7 +78,7 @@ from azero_jax import evaluator as evaluator_lib
 from azero_jax import generator as generator_lib
 from azero_jax.batch_mutator import BatchMutator
 from azero_jax.evaluator import MemoryConfig, PairResults, combine_fitnesses
-from azero_jax.fec import FEC_SEED, FECCache, LRUTable, fingerprint_words, hash_row_arrays
+from azero_jax.fec import FEC_SEED, FECCache, LRUTable, fingerprint_hashes, hash_row_arrays
 from azero_jax.hurdles import HurdleStats, hurdle_value, stage_tasks
 from azero_jax.population import Programs, as_programs
 from azero_jax.program import Algorithm, validate_addresses
@@ -523,8 +523,7 @@ class Search:
                 FEC_SEED, np.zeros(m, dtype=np.int64), valid_steps=int(fec.num_valid_examples),
                 record_errors=(int(fec.num_train_examples), int(fec.num_valid_examples)))
             # Fingerprint words without the budget; the budget word is mixed in below.
-            words = fingerprint_words(probe, np.tile(self._task_ids, m))
-            hi, lo = hash_row_arrays(words)
+            hi, lo = fingerprint_hashes(probe, np.tile(self._task_ids, m))
             steps = np.asarray(probe.train_steps, dtype=np.int64).reshape(m, T).sum(axis=1)
             slot = np.full(n, -1, dtype=np.int64)
             slot[unique] = np.arange(m)
@@ -718,7 +717,8 @@ class Search:
 
 
 def words_per_fingerprint(fec) -> int:
-    """Words hashed per fingerprint before the budget word (see :func:`fingerprint_words`)."""
+    """Words hashed per fingerprint before the budget word (see
+    :func:`azero_jax.fec.fingerprint_words`)."""
     return int(fec.num_train_examples) + int(fec.num_valid_examples) + 3
 
 

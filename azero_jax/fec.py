@@ -7,15 +7,17 @@ index and the train-budgeted number of training steps. Two (algorithm, task) pai
 with the same fingerprint are taken to be functionally equivalent: the cached
 per-task fitness of the first one is reused.
 
-Fingerprints are hashed on the host, vectorised over a whole batch, to 128-bit
-integers (two independent 64-bit lanes of splitmix64 mixing over the exact bits of
-every error, ``+0.0`` and ``-0.0`` alike as in the reference), so the cache is
-compact and checkpoints as plain arrays.
+Fingerprints are hashed on the host, compiled over a whole batch, to 128-bit keys (two
+independent 64-bit lanes of splitmix64 mixing over the exact bits of every error,
+``+0.0`` and ``-0.0`` alike as in the reference), so the cache is compact and
+checkpoints as plain arrays.
 
 The cache is the reference's: LRU with ``cache_size`` entries; a hit refreshes
 recency and increments the entry's count; once the count reaches ``forget_every``
 (0 = never) the entry is erased after being read, so the next sighting is
-re-evaluated.
+re-evaluated. It is an :class:`LRUTable` (open addressing over a fixed pool of entries
+in a linked recency list), looked up and filled a batch at a time by compiled loops
+that apply the keys in order, exactly as one-at-a-time calls would.
 
 Example:
     >>> from azero_jax.fec import FECCache
@@ -122,6 +124,21 @@ def fingerprint_words(results, task_index: Iterable[int]) -> np.ndarray:
                   np.asarray(results.num_valid_errors, np.int64),
                   np.asarray(task_index, np.int64).reshape(n)], axis=1).view(np.uint64),
     ], axis=1)
+
+
+def fingerprint_hashes(results, task_index) -> tuple[np.ndarray, np.ndarray]:
+    """``(hi, lo)`` = :func:`hash_row_arrays` of :func:`fingerprint_words`, compiled in one
+    pass (what the search uses); the budget word is mixed in afterwards."""
+    n = len(results.fitness)
+    hi = np.empty(n, dtype=np.uint64)
+    lo = np.empty(n, dtype=np.uint64)
+    _k().fingerprint_hashes(
+        np.ascontiguousarray(results.train_errors, dtype=np.float64),
+        np.ascontiguousarray(results.num_train_errors, dtype=np.int64),
+        np.ascontiguousarray(results.valid_errors, dtype=np.float64),
+        np.ascontiguousarray(results.num_valid_errors, dtype=np.int64),
+        np.ascontiguousarray(task_index, dtype=np.int64).reshape(n), hi, lo)
+    return hi, lo
 
 
 def fingerprint_keys(results, task_index: Iterable[int], budget_steps: Iterable[int]) -> list[int]:

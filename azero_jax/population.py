@@ -119,23 +119,28 @@ class Programs:
                 fields[name] = np.ascontiguousarray(array[:, :, :length])
         return Programs(fields, self.size)
 
-    def take(self, index) -> "Programs":
-        """The algorithms at ``index`` (a copy)."""
-        index = np.asarray(index, dtype=np.int64)
-        return Programs({name: getattr(self, name)[index] for name in FIELDS}, self.size[index])
+    def take(self, index, length: int | None = None) -> "Programs":
+        """The algorithms at ``index`` (a copy, with room for ``length`` instructions)."""
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        length = max(int(length or 0), self.length)
+        # copy_rows writes every entry of the rows it fills: no need to zero them first.
+        batch = Programs({name: np.empty((len(index), 3, length), dtype=dt)
+                          for name, dt in FIELD_DTYPES.items()},
+                         np.empty((len(index), 3), dtype=np.int32))
+        _k().copy_rows(*self.fields(), self.size, index, *batch.fields(), batch.size,
+                       np.arange(len(index), dtype=np.int64))
+        return batch
 
     def put(self, slots, other: "Programs") -> None:
         """Writes ``other``'s algorithms into ``slots`` in place (growing ``L`` if needed)."""
-        slots = np.asarray(slots, dtype=np.int64)
-        if other.length > self.length:
-            grown = self.with_length(other.length)
+        slots = np.asarray(slots, dtype=np.int64).reshape(-1)
+        longest = int(other.size.max(initial=0))
+        if longest > self.length:
+            grown = self.with_length(max(longest, other.length))
             for name in FIELDS:
                 setattr(self, name, getattr(grown, name))
-        elif other.length < self.length:
-            other = other.with_length(self.length)
-        for name in FIELDS:
-            getattr(self, name)[slots] = getattr(other, name)
-        self.size[slots] = other.size
+        _k().copy_rows(*other.fields(), other.size, np.arange(len(other), dtype=np.int64),
+                       *self.fields(), self.size, slots)
 
     # -- the edges: Algorithm objects --------------------------------------------------
 

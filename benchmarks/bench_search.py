@@ -16,6 +16,12 @@ Modes (``--mode``), each appending JSON lines to ``--output``
 
     taskset -c 1 python benchmarks/bench_search.py --mode=throughput --spec=demo --num_threads=1
 
+* ``share``: ``--experiments`` demo experiments in a row (no early stop), each judged
+  solved when its candidate's select fitness exceeds 0.9999: the share that solve (the
+  reference: 4 of 20)::
+
+    taskset -c 1 python benchmarks/bench_search.py --mode=share --experiments=20 --seeds=1
+
 * ``solve``: the demo as run_demo.sh runs it (randomized task seeds, experiments until
   select fitness > 0.9999), one run per seed and child batch size; seconds and
   individuals to solve::
@@ -48,7 +54,8 @@ from azero_jax.evolution import Search  # noqa: E402
 from azero_jax.spec import parse_search_experiment_spec, parse_task_collection  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", "solve", ["host", "throughput", "solve"], "What to measure.")
+flags.DEFINE_enum("mode", "solve", ["host", "throughput", "share", "solve"], "What to measure.")
+flags.DEFINE_integer("experiments", 20, "Experiments per seed (share mode).")
 flags.DEFINE_enum("spec", "demo", ["demo", "nonlinear"], "Search spec (throughput mode).")
 flags.DEFINE_list("seeds", ["1000", "1001", "1002"], "Main random seeds, one run each.")
 flags.DEFINE_integer("max_experiments", 10, "Experiments per run at most (solve mode).")
@@ -117,12 +124,15 @@ class HostOnlySearch(Search):
         return PairResults(fitness, steps, train, np.full(len(a), kt), valid, np.full(len(a), kv))
 
 
-def _timed_run(search: Search) -> tuple[float, int, int]:
-    """Runs the initial population, then times ``--individuals`` more."""
+def _timed_run(search: Search) -> tuple[float, float, int, int]:
+    """Runs the initial population, then times ``--individuals`` more: wall and CPU
+    seconds (this process, all threads: the steadier figure on a shared machine)."""
     search.run(max_individuals=search.population_size)
-    start, n0, steps0 = time.perf_counter(), search.num_individuals, search.train_steps
+    start, cpu_start = time.perf_counter(), time.process_time()
+    n0, steps0 = search.num_individuals, search.train_steps
     search.run(max_individuals=n0 + FLAGS.individuals)
-    return time.perf_counter() - start, search.num_individuals - n0, search.train_steps - steps0
+    return (time.perf_counter() - start, time.process_time() - cpu_start,
+            search.num_individuals - n0, search.train_steps - steps0)
 
 
 def run_host() -> list[dict]:
@@ -133,9 +143,10 @@ def run_host() -> list[dict]:
             record = _base_record("search_host_only")
             search = HostOnlySearch(spec, memory=MemoryConfig(4, 3, 1), seed=1002,
                                     backend="cpu", child_batch_size=batch)
-            secs, n, _ = _timed_run(search)
+            secs, cpu, n, _ = _timed_run(search)
             record.update(spec="demo", child_batch_size=search.child_batch_size, individuals=n,
                           seconds=secs, children_per_sec=n / secs, us_per_child=1e6 * secs / n,
+                          cpu_secs=cpu, children_per_cpu_sec=n / cpu,
                           fec_hit_rate=search.fec_hit_rate(),
                           load_average_1m_after=os.getloadavg()[0])
             records.append(record)
@@ -151,15 +162,53 @@ def run_throughput() -> list[dict]:
             record = _base_record("search_throughput")
             search = Search(spec, memory=memory, seed=seed, backend=FLAGS.backend,
                             child_batch_size=batch, evaluator_options=_evaluator_options())
-            secs, n, steps = _timed_run(search)
+            secs, cpu, n, steps = _timed_run(search)
             key = f"{FLAGS.spec}_individuals_per_sec"
             record.update(spec=FLAGS.spec, child_batch_size=search.child_batch_size,
                           num_threads=FLAGS.num_threads, individuals=n, seconds=secs,
                           individuals_per_sec=n / secs, train_steps_per_sec=steps / secs,
+                          cpu_secs=cpu, individuals_per_cpu_sec=n / cpu,
                           ratio_to_reference=n / secs / REFERENCE_CPP[key],
                           fec_hit_rate=search.fec_hit_rate(),
                           load_average_1m_after=os.getloadavg()[0])
             records.append(record)
+    return records
+
+
+def _demo_config(seed: int, batch, max_experiments: int, sufficient: float):
+    return experiment.ExperimentConfig(
+        search=parse_search_experiment_spec(_read("demo_search.textproto")),
+        select_tasks=parse_task_collection(_read("demo_select.textproto")),
+        final_tasks=parse_task_collection(_read("demo_final.textproto")),
+        memory=MemoryConfig(4, 3, 1), random_seed=int(seed), max_experiments=max_experiments,
+        randomize_task_seeds=True, sufficient_fitness=sufficient, backend=FLAGS.backend,
+        child_batch_size=batch, hurdles=_hurdles(),
+        evaluator_options=tuple(sorted(_evaluator_options().items())))
+
+
+def run_share() -> list[dict]:
+    records = []
+    for batch in _batch_sizes():
+        for seed in FLAGS.seeds:
+            record = _base_record("demo_solve_share")
+            start = time.perf_counter()
+            summary = experiment.run_experiments(
+                _demo_config(int(seed), batch, FLAGS.experiments, sys.float_info.max),
+                log=lambda line: None)
+            experiments = summary["experiments"]
+            solved = [e["select_fitness"] > FLAGS.sufficient_fitness for e in experiments]
+            individuals = sum(e["individuals"] for e in experiments)
+            search_secs = sum(e["search_elapsed_secs"] for e in experiments)
+            record.update(seed=int(seed), child_batch_size=summary["child_batch_size"],
+                          num_threads=FLAGS.num_threads, hurdles=FLAGS.hurdles,
+                          experiments=len(experiments), solved=int(sum(solved)),
+                          share=sum(solved) / len(experiments), wall_secs=time.perf_counter() - start,
+                          individuals=individuals, individuals_per_sec=individuals / search_secs,
+                          select_fitness=[e["select_fitness"] for e in experiments],
+                          reference_cpp_share="4 of 20",
+                          load_average_1m_after=os.getloadavg()[0])
+            records.append(record)
+            print(json.dumps(record), flush=True)
     return records
 
 
@@ -168,15 +217,8 @@ def run_solve() -> list[dict]:
     for batch in _batch_sizes():
         for seed in FLAGS.seeds:
             record = _base_record("demo_solve")
-            config = experiment.ExperimentConfig(
-                search=parse_search_experiment_spec(_read("demo_search.textproto")),
-                select_tasks=parse_task_collection(_read("demo_select.textproto")),
-                final_tasks=parse_task_collection(_read("demo_final.textproto")),
-                memory=MemoryConfig(4, 3, 1), random_seed=int(seed),
-                max_experiments=FLAGS.max_experiments, randomize_task_seeds=True,
-                sufficient_fitness=FLAGS.sufficient_fitness, backend=FLAGS.backend,
-                child_batch_size=batch, hurdles=_hurdles(),
-                evaluator_options=tuple(sorted(_evaluator_options().items())))
+            config = _demo_config(int(seed), batch, FLAGS.max_experiments,
+                                  FLAGS.sufficient_fitness)
             start = time.perf_counter()
             summary = experiment.run_experiments(config, log=lambda line: None)
             wall = time.perf_counter() - start
@@ -209,16 +251,20 @@ def run_solve() -> list[dict]:
 def main(argv):
     del argv
     os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-    records = {"host": run_host, "throughput": run_throughput, "solve": run_solve}[FLAGS.mode]()
+    records = {"host": run_host, "throughput": run_throughput, "share": run_share,
+               "solve": run_solve}[FLAGS.mode]()
     with open(FLAGS.output, "a") as handle:
         for record in records:
             handle.write(json.dumps(record) + "\n")
     for record in records:
         figure = record.get("children_per_sec") or record.get("individuals_per_sec") or 0
+        per_cpu = record.get("children_per_cpu_sec") or record.get("individuals_per_cpu_sec")
         print(f"{record['benchmark']}: B={record['child_batch_size']} "
-              f"{figure:,.0f}/s load {record['load_average_1m_before']:.2f}"
-              + (f" solved={record['solved']} in {record['seconds_to_solution']}"
-                 if "solved" in record else ""), flush=True)
+              f"{figure:,.0f}/s wall" + (f", {per_cpu:,.0f}/s CPU" if per_cpu else "")
+              + f", load {record['load_average_1m_before']:.2f}"
+              + (f" solved={record['solved']}" if "solved" in record else "")
+              + (f" in {record['seconds_to_solution']}" if "seconds_to_solution" in record else ""),
+              flush=True)
 
 
 if __name__ == "__main__":

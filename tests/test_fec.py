@@ -83,3 +83,28 @@ def test_fec_config_validation():
         FECConfig(10, 10, forget_every=1)
     with pytest.raises(ValueError, match="cache_size"):
         FECCache(cache_size=1)
+
+
+def test_compiled_fingerprint_hashes_equal_the_numpy_words_hashed():
+    from azero_jax.evaluator import PairResults
+    from azero_jax.fec import fingerprint_hashes, fingerprint_words, hash_row_arrays, hash_rows
+    rng = np.random.default_rng(0)
+    n = 200
+    terr = rng.normal(size=(n, 7))
+    terr[::5, 0] = -0.0
+    verr = rng.normal(size=(n, 4))
+    nterr = rng.integers(0, 8, n)
+    nverr = rng.integers(0, 5, n)
+    results = PairResults(np.zeros(n), np.zeros(n, np.int64), terr, nterr, verr, nverr)
+    tasks = rng.integers(0, 9, n)
+    hi, lo = fingerprint_hashes(results, tasks)
+    words = fingerprint_words(results, tasks)
+    assert np.array_equal(np.stack([hi, lo]), np.stack(hash_row_arrays(words)))
+    assert [(int(a) << 64) | int(b) for a, b in zip(hi, lo)] == hash_rows(words)
+    # -0.0 and +0.0 are one error; values past the count do not matter.
+    terr2 = terr.copy()
+    terr2[::5, 0] = 0.0
+    terr2[np.arange(7)[None, :] >= nterr[:, None]] = 123.0
+    again = fingerprint_hashes(PairResults(np.zeros(n), np.zeros(n, np.int64), terr2, nterr,
+                                           verr, nverr), tasks)
+    assert np.array_equal(again[0], hi) and np.array_equal(again[1], lo)
