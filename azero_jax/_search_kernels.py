@@ -215,11 +215,15 @@ def _log_scale(x, st):
 
 @numba.njit(**_JIT)
 def _alter_constant(x, st, style, may_flip):
-    """The reference's MutateLogScale(OrFlip); the paper's x U[0.5, 2] with a 10 % flip."""
+    """The reference's MutateLogScale(OrFlip): flipped w.p. 0.1, else log-scaled; the
+    paper's (S3): x U[0.5, 2], then flipped w.p. 0.1 (``mutator.Mutator`` states both)."""
+    if style == STYLE_PAPER:
+        y = x * (0.5 + 1.5 * _uniform(st))
+        if may_flip and _uniform(st) < 0.1:
+            return -y
+        return y
     if may_flip and _uniform(st) < 0.1:
         return -x
-    if style == STYLE_PAPER:
-        return x * (0.5 + 1.5 * _uniform(st))
     return _log_scale(x, st)
 
 

@@ -74,14 +74,16 @@ def op_info(memory: MemoryConfig) -> np.ndarray:
 def action_weights(mutation_types: Sequence[str], style: str = "REFERENCE") -> tuple[np.ndarray, np.ndarray]:
     """``(actions, cumulative)``: the distinct actions and their cumulative probabilities.
 
-    REFERENCE: uniform over the list (a duplicate weights its type). PAPER: the same,
-    except that a REMOVE_INSTRUCTION entry weighs twice an INSERT_INSTRUCTION entry
-    (paper S3: "removal twice as likely as insertion"), all else equal.
+    REFERENCE: uniform over the list (a duplicate weights its type). PAPER (paper S3,
+    as ``mutator.Mutator`` states it): when both INSERT_INSTRUCTION and
+    REMOVE_INSTRUCTION are listed, all their entries become one "insert or remove" entry
+    that removes with probability 2/3 and inserts with 1/3; the rest as REFERENCE.
     """
     weights: dict[str, float] = {}
     for name in mutation_types:
-        w = 2.0 if (style == "PAPER" and name == "REMOVE_INSTRUCTION") else 1.0
-        weights[name] = weights.get(name, 0.0) + w
+        weights[name] = weights.get(name, 0.0) + 1.0
+    if style == "PAPER" and {"INSERT_INSTRUCTION", "REMOVE_INSTRUCTION"} <= set(weights):
+        weights["INSERT_INSTRUCTION"], weights["REMOVE_INSTRUCTION"] = 1.0 / 3.0, 2.0 / 3.0
     names = list(weights)
     total = sum(weights.values())
     cumulative = np.cumsum([weights[n] / total for n in names])

@@ -214,9 +214,28 @@ def test_unbounded_insertion_grows_the_tensors():
 
 
 def test_paper_style_removes_twice_as_often_as_it_inserts():
-    actions, cumulative = action_weights(["INSERT_INSTRUCTION", "REMOVE_INSTRUCTION"], "PAPER")
+    types = ["ALTER_PARAM", "RANDOMIZE_COMPONENT_FUNCTION", "INSERT_INSTRUCTION",
+             "REMOVE_INSTRUCTION", "REMOVE_INSTRUCTION"]
+    actions, cumulative = action_weights(types, "PAPER")
     probabilities = np.diff(np.concatenate([[0.0], cumulative]))
-    assert dict(zip(actions.tolist(), probabilities.round(6).tolist())) == {4: 0.333333, 5: 0.666667}
+    # The paper's three transformations a third each; removal 2/9, insertion 1/9.
+    assert dict(zip(actions.tolist(), probabilities.round(6).tolist())) == {
+        0: 0.333333, 2: 0.333333, 4: 0.111111, 5: 0.222222}
+    actions, cumulative = action_weights(types, "REFERENCE")
+    probabilities = np.diff(np.concatenate([[0.0], cumulative]))
+    assert dict(zip(actions.tolist(), probabilities.round(6).tolist())) == {
+        0: 0.2, 2: 0.2, 4: 0.2, 5: 0.4}
+
+
+def test_paper_style_constants_scale_then_sometimes_flip():
+    parent = parse_algorithm("def Setup():\n  s2 = 0.25\ndef Predict():\ndef Learn():\n")
+    fast = BatchMutator(((56,), (), ()), MEMORY, ["ALTER_PARAM"], 1.0, style="PAPER")
+    batch, _ = fast.mutate(Programs.from_algorithms([parent]), np.zeros(40000, np.int64),
+                           np.arange(40000), seed=9)
+    d = batch.d[:, 0, 0]
+    ratio = d[d != 0.25] / 0.25
+    assert abs((ratio < 0).mean() - 0.1) < 0.01
+    assert stats.kstest(np.abs(ratio), "uniform", args=(0.5, 1.5)).pvalue > P_MIN
 
 
 def test_a_child_does_not_depend_on_its_batch():
