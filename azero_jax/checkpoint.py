@@ -20,13 +20,17 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import tempfile
+import threading
 import zipfile
 
 import numpy as np
 
+from azero_jax.errors import CheckpointError
 from azero_jax.hurdles import HurdleStats
 from azero_jax.program import COMPONENTS, INSTRUCTION_DTYPE, Algorithm, format_algorithm
 
@@ -34,8 +38,57 @@ FORMAT_VERSION = 1
 _FIELDS = INSTRUCTION_DTYPE.names
 
 
+@contextlib.contextmanager
+def signals_deferred(signums=(signal.SIGINT, signal.SIGTERM)):
+    """Holds back SIGINT / SIGTERM until the block is done, then delivers them.
+
+    A save must not be cut between writing and renaming (a second Ctrl-C used to abort
+    it and leave no checkpoint): signals that arrive meanwhile are recorded and raised
+    again once the previous handlers are back. Outside the main thread (where Python
+    cannot set handlers) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {signum: signal.signal(signum, lambda number, frame: received.append(number))
+                for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in received:
+            signal.raise_signal(signum)
+
+
 def save(path: str, state: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Atomically writes ``state`` (JSON-able) and ``arrays`` to ``path`` (an .npz)."""
+    """Atomically writes ``state`` (JSON-able) and ``arrays`` to ``path`` (an .npz).
+
+    SIGINT and SIGTERM are deferred until both files are in place.
+    """
+    with signals_deferred():
+        _save(path, state, arrays)
+
+
+def write_json_atomic(path: str, data) -> None:
+    """Writes ``data`` as JSON to ``path`` through a renamed temporary file, signals deferred."""
+    directory = os.path.dirname(os.path.abspath(path))
+    with signals_deferred():
+        fd, tmp = tempfile.mkstemp(prefix=".json-", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(data, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def _save(path: str, state: dict, arrays: dict[str, np.ndarray]) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     payload = dict(arrays)
@@ -54,24 +107,29 @@ def save(path: str, state: dict, arrays: dict[str, np.ndarray]) -> None:
         raise
     side = os.path.splitext(path)[0] + ".json"
     fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".json", dir=directory)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps(json.loads(text), indent=1, sort_keys=True))
-    os.replace(tmp, side)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(json.loads(text), indent=1, sort_keys=True))
+        os.replace(tmp, side)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def load(path: str) -> tuple[dict, dict[str, np.ndarray]]:
     """Reads what :func:`save` wrote: ``(state, arrays)``."""
     if not zipfile.is_zipfile(path):  # np.load would call it "pickled data"
-        raise ValueError(f"{path}: not an azero_jax checkpoint (not an .npz archive)")
+        raise CheckpointError(f"{path}: not an azero_jax checkpoint (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files if k != "__state_json__"}
             state = json.loads(str(data["__state_json__"]))
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path}: not a readable azero_jax checkpoint ({error})") from None
-    if state.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {state.get('format_version')} is not "
-                         f"{FORMAT_VERSION}")
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"{path}: not a readable azero_jax checkpoint ({error})") from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        version = state.get("format_version") if isinstance(state, dict) else None
+        raise CheckpointError(f"{path}: checkpoint format {version} is not {FORMAT_VERSION}")
     return state, arrays
 
 
@@ -212,6 +270,6 @@ def load_search_state(search, state: dict, arrays) -> None:
     search.rng.setstate(rng_state_from_json(state["rng_state"]))
 
 
-__all__ = ["save", "load", "pack_algorithms", "unpack_algorithms", "algorithm_to_json",
+__all__ = ["save", "load", "signals_deferred", "write_json_atomic", "pack_algorithms", "unpack_algorithms", "algorithm_to_json",
            "algorithm_from_json", "search_state",
            "load_search_state", "COMPONENTS"]

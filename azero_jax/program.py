@@ -26,6 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from azero_jax import ops as ops_lib
+from azero_jax.errors import AzeroError
 
 INSTRUCTION_DTYPE = np.dtype([
     ("op", np.int32),
@@ -195,7 +196,7 @@ _PATTERNS = [(spec, *_compile_template(spec.template)) for spec in ops_lib.OPS]
 _FIELD = {"o": "out", "a": "in1", "b": "in2", "d": "d", "f0": "f0", "f1": "f1", "f2": "f2"}
 
 
-class ParseError(ValueError):
+class ParseError(AzeroError):
     """A line of algorithm text that is not in the reference format."""
 
 
@@ -209,8 +210,10 @@ def parse_instruction(line: str) -> np.void:
         values = {"op": spec.code}
         for name, value in zip(names, match.groups()):
             values[_FIELD[name]] = int(value) if name in ("o", "a", "b") else float(value)
-        record = instruction(**values)
-        return record
+        try:
+            return instruction(**values)
+        except OverflowError:  # an address beyond int32: a parse error, not a crash
+            raise ParseError(f"address out of range in {text!r}") from None
     raise ParseError(f"not an instruction in the reference text format: {text!r}")
 
 
