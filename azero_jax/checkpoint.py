@@ -77,6 +77,7 @@ def write_json_atomic(path: str, data) -> None:
     with signals_deferred():
         fd, tmp = tempfile.mkstemp(prefix=".json-", suffix=".tmp", dir=directory)
         try:
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the state from other readers
             with os.fdopen(fd, "w") as handle:
                 json.dump(data, handle)
                 handle.flush()

@@ -1049,7 +1049,10 @@ class _PipeServer:
 def _worker_main(worker: int, payload: dict, conn) -> None:
     """Entry point of a spawned worker process (one group of islands)."""
     import signal
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's: it sends "stop"
+    # Ctrl-C and SIGTERM (also when sent to the whole process group) are the supervisor's:
+    # it sends "stop". A worker whose supervisor died fails its next progress send.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         cores = sorted(os.sched_getaffinity(0))
         if os.environ.get("AZERO_ISLANDS_PIN", "1") != "0" and len(cores) > 1:

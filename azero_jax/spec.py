@@ -97,12 +97,12 @@ class SearchSpec:
             raise SpecError(f"mutate_prob must be in [0, 1], got {self.mutate_prob}")
         if int(self.max_train_steps) < 0 or int(self.progress_every) < 1:
             raise SpecError("max_train_steps must be >= 0 and progress_every >= 1")
-        for component, ops, size in zip(("setup", "predict", "learn"), self.op_lists,
-                                        self.size_inits):
-            # Random initial instructions and every mutation draw ops from these lists.
-            if not ops and (size > 0 or self.initial_population == "RANDOM_ALGORITHM"):
-                raise SpecError(f"{component}_ops is empty but {component}_size_init is {size}: "
-                                f"list at least one op in {component}_ops")
+        # An empty op list freezes its component function; mutations need one to change.
+        needs_ops = set(self.mutation_types) - {"IDENTITY", "RANDOMIZE_ALGORITHM"}
+        if needs_ops and not any(self.op_lists):
+            raise SpecError("setup_ops, predict_ops and learn_ops are all empty, so "
+                            f"{sorted(needs_ops)[0]}_MUTATION_TYPE has nothing to mutate: list "
+                            "the allowed ops of at least one component function")
         total_tasks = sum(int(t.num_tasks) for t in self.search_tasks)
         if self.hurdles is not None and int(self.hurdles.num_tasks) > total_tasks:
             raise SpecError(f"hurdles.num_tasks is {self.hurdles.num_tasks} but search_tasks has "
