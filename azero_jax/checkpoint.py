@@ -73,32 +73,26 @@ def save(path: str, state: dict, arrays: dict[str, np.ndarray]) -> None:
 
 def write_json_atomic(path: str, data) -> None:
     """Writes ``data`` as JSON to ``path`` through a renamed temporary file, signals deferred."""
-    directory = os.path.dirname(os.path.abspath(path))
     with signals_deferred():
-        fd, tmp = tempfile.mkstemp(prefix=".json-", suffix=".tmp", dir=directory)
-        try:
-            os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the state from other readers
-            with os.fdopen(fd, "w") as handle:
-                json.dump(data, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        # mode 0644: mkstemp's 0600 would hide the state from other readers.
+        _replace_atomically(path, lambda handle: json.dump(data, handle), binary=False,
+                            suffix=".json", mode=0o644)
 
 
-def _save(path: str, state: dict, arrays: dict[str, np.ndarray]) -> None:
+def _replace_atomically(path: str, write, *, binary: bool, suffix: str,
+                        mode: int | None = None) -> None:
+    """Calls ``write(handle)`` on a temporary file beside ``path``, then renames it there.
+
+    A crash at any point leaves the old ``path`` or the new one, never a torn file, and
+    no temporary file behind (unless the process is killed outright).
+    """
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    payload = dict(arrays)
-    text = json.dumps({"format_version": FORMAT_VERSION, **state}, sort_keys=True)
-    payload["__state_json__"] = np.array(text)
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".npz", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=suffix, dir=directory)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **payload)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        with os.fdopen(fd, "wb" if binary else "w") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -106,16 +100,18 @@ def _save(path: str, state: dict, arrays: dict[str, np.ndarray]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    side = os.path.splitext(path)[0] + ".json"
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(json.loads(text), indent=1, sort_keys=True))
-        os.replace(tmp, side)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+
+def _save(path: str, state: dict, arrays: dict[str, np.ndarray]) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    payload = dict(arrays)
+    text = json.dumps({"format_version": FORMAT_VERSION, **state}, sort_keys=True)
+    payload["__state_json__"] = np.array(text)
+    _replace_atomically(path, lambda handle: np.savez(handle, **payload), binary=True,
+                        suffix=".npz")
+    side = json.dumps(json.loads(text), indent=1, sort_keys=True)
+    _replace_atomically(os.path.splitext(path)[0] + ".json", lambda handle: handle.write(side),
+                        binary=False, suffix=".json")
 
 
 def load(path: str) -> tuple[dict, dict[str, np.ndarray]]:

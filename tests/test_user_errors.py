@@ -23,7 +23,7 @@ import time
 import numpy as np
 import pytest
 
-from azero_jax import checkpoint, evaluator, run_checks
+from azero_jax import checkpoint, errors, evaluator, run_checks
 from azero_jax.datasets import errors as dataset_errors
 from azero_jax.errors import AzeroError, CheckpointError, ConfigError, DataError
 from azero_jax.program import ParseError, parse_algorithm
@@ -360,6 +360,16 @@ def test_memory_estimate_counts_population_tasks_and_evaluations():
     assert bigger["population"] == 100 * estimate["population"]
     with pytest.raises(ConfigError, match=r"needs about .* GiB .* more than the 0\.0 GiB"):
         run_checks.check_memory(spec, memory, available=1000)
+
+
+def test_full_disk_is_a_user_error_in_one_line_and_a_bug_is_not():
+    import errno
+    full = OSError(errno.ENOSPC, "No space left on device", "/data/ckpt/.ckpt-1.npz")
+    assert errors.is_user_error(full)
+    assert errors.one_line(full) == "No space left on device: /data/ckpt/.ckpt-1.npz"
+    assert errors.one_line(ConfigError("first\nsecond")) == "first; second"
+    assert not errors.is_user_error(KeyError("x")) and not errors.is_user_error(
+        OSError(errno.EBADF, "Bad file descriptor"))
 
 
 def test_errors_share_one_base_class_and_stay_value_errors():
