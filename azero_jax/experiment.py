@@ -142,6 +142,7 @@ def preflight(config: ExperimentConfig, spec: SearchSpec, islands=None) -> dict:
     for what, specs in collections:
         for task_spec in specs:
             check_task_spec(task_spec, what)
+    _check_search_setup(spec, config.memory)
     return run_checks.check_memory(
         spec, config.memory, [specs for _, specs in collections[1:]],
         population_total=population, backend=resolve_backend(config.backend),
@@ -229,6 +230,24 @@ def evaluate_on_tasks(algorithm: Algorithm, task_specs: Sequence[TaskSpec], *, m
                              np.arange(len(tasks)), memory=memory, max_abs_error=max_abs_error,
                              seed=seed, backend=backend, **options)
     return float(np.mean(results.fitness))
+
+
+def _check_search_setup(spec: SearchSpec, memory: MemoryConfig) -> None:
+    """What a search builds first (mutator, initial algorithm) must fit the memory sizes."""
+    from azero_jax import generator
+    from azero_jax.mutator import Mutator
+    from azero_jax.program import validate_addresses
+    try:
+        Mutator(spec.op_lists, memory, spec.mutation_types, spec.mutate_prob, spec.size_bounds)
+        if spec.initial_population != "RANDOM_ALGORITHM":
+            initial = generator.hardcoded_algorithm(spec.initial_population, *spec.size_inits)
+            validate_addresses(initial, memory.num_scalars, memory.num_vectors,
+                               memory.num_matrices)
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(f"{error} (see --max_scalar_addresses, --max_vector_addresses, "
+                          "--max_matrix_addresses)") from None
 
 
 class _StopFlag:

@@ -200,6 +200,10 @@ class ParseError(AzeroError):
     """A line of algorithm text that is not in the reference format."""
 
 
+class AddressError(AzeroError):
+    """An algorithm addresses memory beyond the configured sizes (``--max_*_addresses``)."""
+
+
 def parse_instruction(line: str) -> np.void:
     """Parses one instruction line (leading/trailing whitespace ignored)."""
     text = line.strip()
@@ -262,7 +266,8 @@ _OPERAND_LIMITS = np.array(
 
 def validate_addresses(algorithm: Algorithm, num_scalars: int, num_vectors: int,
                        num_matrices: int) -> None:
-    """Raises ValueError if an instruction addresses memory outside the given sizes."""
+    """Raises :class:`AddressError` (a ``ValueError``) if an instruction addresses memory
+    outside the given sizes."""
     limits = np.array([num_scalars, num_vectors, num_matrices, np.iinfo(np.int64).max])
     for name, component in zip(COMPONENTS, algorithm.components):
         if not len(component):
@@ -277,7 +282,7 @@ def validate_addresses(algorithm: Algorithm, num_scalars: int, num_vectors: int,
         record = component[index]
         type_ = "SVM"[kinds[index, field]]
         word = {"S": "scalar", "V": "vector", "M": "matrix"}[type_]
-        raise ValueError(
+        raise AddressError(
             f"{name} instruction {index} ({format_instruction(record)!r}) uses "
             f"{type_.lower()}{int(addresses[index, field])}, but memory has only "
             f"{limits[kinds[index, field]]} {word} addresses")

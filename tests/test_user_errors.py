@@ -148,6 +148,8 @@ def probes(tmp_path_factory):
             "learn_ops: [SCALAR_DIFF_OP, SCALAR_PRODUCT_OP, SCALAR_VECTOR_PRODUCT_OP, "
             "VECTOR_SUM_OP]", "setup_ops: [] predict_ops: [] learn_ops: []")],
                            ["are all empty"]),
+        "memory_too_small": ([*base, spec_flag, "--max_vector_addresses=1"],
+                             ["1 V addresses", "--max_vector_addresses"]),
         "spec_file_missing": ([*base, f"--search_experiment_spec={tmp}/nope.textproto"],
                               ["nope.textproto", "no such file"]),
         "spec_file_is_folder": ([*base, f"--search_experiment_spec={tmp}"], ["is a folder"]),
@@ -201,6 +203,7 @@ def probes(tmp_path_factory):
 
 
 PROBES = ["features_size_0", "features_size_huge", "population_huge", "empty_op_lists",
+          "memory_too_small",
           "spec_file_missing", "spec_file_is_folder", "select_missing", "hurdles_garbage",
           "hurdles_too_many_tasks", "islands_config_missing", "output_dir_is_file",
           "metrics_log_is_folder", "checkpoint_dir_under_file", "corrupt_checkpoint",
