@@ -523,11 +523,14 @@ ISLANDS = ["--num_islands=2", "--migration_interval=40"]
     (["--max_vector_addresses=4"], "max_vector_addresses"),
     (["--hurdles=num_tasks: 1"], "search_experiment_spec.hurdles"),
     (["--sufficient_fitness=0.5"], "sufficient_fitness"),
+    (["--search_experiment_spec=MUTATE_PROB"], "search_experiment_spec.mutate_prob"),
 ])
 def test_islands_resume_refuses_each_changed_setting(tmp_path, change, named):
     folder, out = tmp_path / "ckpt", tmp_path / "out"
     command = _search_command(tmp_path, *ISLANDS, f"--checkpoint_dir={folder}",
                               f"--output_dir={out}")
+    other_spec = write(tmp_path / "other.textproto", SEARCH + "mutate_prob: 0.5\n")
+    change = [c.replace("MUTATE_PROB", other_spec) for c in change]
     first = run(command)
     assert first.returncode == 0, first.stderr[-3000:]
     before = snapshot([str(folder)])
