@@ -33,6 +33,7 @@ SINGLE_CHECKPOINT = "checkpoint.npz"
 ISLANDS_CHECKPOINT = "islands_run.json"
 _GIB = 1024 ** 3
 
+_JAX_MAX_BATCH = 8192  # pairs per device call of the JAX evaluator on an accelerator
 # Bytes of one stored algorithm beyond its instructions (the Algorithm object and its
 # three numpy arrays), measured with tracemalloc on CPython 3.11 / numpy 1.26.
 _ALGORITHM_OVERHEAD_BYTES = 800
@@ -147,13 +148,27 @@ def estimate_memory(spec, memory, task_collections=(), *, population_total: int 
     S, V, M = memory.num_scalars, memory.num_vectors, memory.num_matrices
     floats = S + V * F + M * F * F + F * F  # memory plus a matrix-sized scratch
     if backend == "jax":
-        batch = int(child_batch_size or min(P, 1024)) * sum(int(s.num_tasks)
+        pairs = int(child_batch_size or min(P, 1024)) * sum(int(s.num_tasks)
                                                             for s in spec.search_tasks)
-        evaluator = floats * 4 * batch
+        # float32, at most the JAX evaluator's largest batch per device call.
+        evaluator = floats * 4 * min(pairs, _JAX_MAX_BATCH)
     else:
         evaluator = floats * 8 * (os.cpu_count() or 1)
     return {"population": population, "tasks": tasks, "evaluator": evaluator,
             "total": population + tasks + evaluator, "evaluation_floats": floats}
+
+
+def accelerator_memory_bytes() -> int | None:
+    """Memory of JAX's first accelerator (None on a CPU, or when JAX cannot say)."""
+    try:
+        import jax
+        device = jax.devices()[0]
+        if device.platform == "cpu":
+            return None
+        stats = device.memory_stats() or {}
+        return int(stats["bytes_limit"]) if "bytes_limit" in stats else None
+    except Exception:  # noqa: BLE001 -- an estimate's helper: unknown is a fine answer
+        return None
 
 
 def check_memory(spec, memory, task_collections=(), *, population_total=None,
@@ -173,14 +188,24 @@ def check_memory(spec, memory, task_collections=(), *, population_total=None,
                           "beyond the cpu backend's limit of 2^31: lower features_size or "
                           "max_matrix_addresses")
     available = available_memory_bytes() if available is None else available
-    if available is not None and estimate["total"] > available:
+    host = estimate["total"]
+    device = accelerator_memory_bytes() if backend == "jax" else None
+    if device is not None:  # the evaluations live on the accelerator, not in host memory
+        host -= estimate["evaluator"]
+        if estimate["evaluator"] > device:
+            raise ConfigError(
+                f"one batch of evaluations needs about {estimate['evaluator'] / _GIB:.1f} GiB "
+                f"of accelerator memory ({estimate['evaluation_floats']:,} floats each), more "
+                f"than its {device / _GIB:.1f} GiB: lower features_size, the memory sizes or "
+                "--child_batch_size")
+    if available is not None and host > available:
         raise ConfigError(
-            f"this configuration needs about {estimate['total'] / _GIB:.1f} GiB of memory "
+            f"this configuration needs about {host / _GIB:.1f} GiB of memory "
             f"(population {estimate['population'] / _GIB:.1f} GiB, task data "
             f"{estimate['tasks'] / _GIB:.1f} GiB, evaluations "
-            f"{estimate['evaluator'] / _GIB:.1f} GiB), more than the "
-            f"{available / _GIB:.1f} GiB available: lower population_size, features_size or "
-            "the number or size of the tasks")
+            f"{(host - estimate['population'] - estimate['tasks']) / _GIB:.1f} GiB), more "
+            f"than the {available / _GIB:.1f} GiB available: lower population_size, "
+            "features_size or the number or size of the tasks")
     return estimate
 
 
@@ -287,4 +312,4 @@ def check_resume(path: str, stored: dict | None, current: dict[str, str]) -> Non
 
 __all__ = ["FolderLock", "check_mode", "check_resume", "resume_fields", "fields_digest",
            "check_writable_folder", "check_writable_file", "estimate_memory", "check_memory",
-           "available_memory_bytes"]
+           "available_memory_bytes", "accelerator_memory_bytes"]

@@ -365,6 +365,22 @@ def test_memory_estimate_counts_population_tasks_and_evaluations():
         run_checks.check_memory(spec, memory, available=1000)
 
 
+def test_jax_evaluations_are_checked_against_the_accelerator(monkeypatch):
+    from azero_jax.spec import parse_search_experiment_spec
+    spec = parse_search_experiment_spec(SEARCH.replace("features_size: 4", "features_size: 2000"))
+    memory = evaluator.MemoryConfig(4, 3, 1)
+    host = 512 * 1024**2  # less than the evaluations need, more than the rest
+    monkeypatch.setattr(run_checks, "accelerator_memory_bytes", lambda: 80 * 1024**3)
+    estimate = run_checks.check_memory(spec, memory, backend="jax", available=host)
+    assert estimate["evaluator"] > host > estimate["total"] - estimate["evaluator"]
+    monkeypatch.setattr(run_checks, "accelerator_memory_bytes", lambda: host)
+    with pytest.raises(ConfigError, match=r"accelerator memory .* more than its 0\.5 GiB"):
+        run_checks.check_memory(spec, memory, backend="jax", available=host)
+    monkeypatch.setattr(run_checks, "accelerator_memory_bytes", lambda: None)  # JAX on a CPU
+    with pytest.raises(ConfigError, match=r"more than the 0\.5 GiB available"):
+        run_checks.check_memory(spec, memory, backend="jax", available=host)
+
+
 def test_full_disk_is_a_user_error_in_one_line_and_a_bug_is_not():
     import errno
     full = OSError(errno.ENOSPC, "No space left on device", "/data/ckpt/.ckpt-1.npz")
