@@ -9,11 +9,15 @@ from scratch. The main entry points:
 * :class:`Search` / :func:`search`: regularized evolution (or random search) with FEC,
   hurdles and the reference's budget accounting; :func:`run_experiments` adds T_select
   ranking and the final evaluation; :func:`run_islands` many islands with migration.
+
+Every problem with what a user gives (spec, data, checkpoint, configuration) raises an
+:class:`AzeroError` (see :mod:`azero_jax.errors`).
 """
 
 from azero_jax import analysis, datasets  # datasets registers the projected task types
-from azero_jax import (checkpoint, fec, generator, hurdles, mutator, ops, randomizer, tasks,
-                       train_budget)
+from azero_jax import (checkpoint, errors, fec, generator, hurdles, mutator, ops, randomizer,
+                       tasks, train_budget)
+from azero_jax.errors import AzeroError
 from azero_jax.evaluator import (MemoryConfig, PairResults, combine_fitnesses, evaluate,
                                  evaluate_pairs, flip_and_squash)
 from azero_jax.evolution import Search, search
@@ -27,9 +31,9 @@ from azero_jax.tasks import Task, TaskSpec, make_tasks
 __version__ = "0.1.0"
 
 __all__ = [
-    "Algorithm", "ExperimentConfig", "IslandsConfig", "MemoryConfig", "PairResults",
+    "Algorithm", "AzeroError", "ExperimentConfig", "IslandsConfig", "MemoryConfig", "PairResults",
     "ParseError", "Search", "SearchSpec", "Task", "TaskSpec", "analysis", "checkpoint",
-    "combine_fitnesses", "datasets", "evaluate", "evaluate_pairs", "fec", "flip_and_squash",
+    "combine_fitnesses", "datasets", "errors", "evaluate", "evaluate_pairs", "fec", "flip_and_squash",
     "format_algorithm", "generator", "hurdles", "instruction", "make_tasks", "mutator", "ops",
     "parse_algorithm", "parse_search_experiment_spec", "parse_task_collection", "randomizer",
     "run_experiments", "run_islands", "search", "tasks", "train_budget",

@@ -20,13 +20,17 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import tempfile
+import threading
 import zipfile
 
 import numpy as np
 
+from azero_jax.errors import CheckpointError
 from azero_jax.hurdles import HurdleStats
 from azero_jax.population import Programs
 from azero_jax.program import COMPONENTS, INSTRUCTION_DTYPE, Algorithm, format_algorithm
@@ -35,17 +39,61 @@ FORMAT_VERSION = 2  # 2: the search's tensors and counter-based random streams
 _FIELDS = INSTRUCTION_DTYPE.names
 
 
-def save(path: str, state: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Atomically writes ``state`` (JSON-able) and ``arrays`` to ``path`` (an .npz)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    payload = dict(arrays)
-    text = json.dumps({"format_version": FORMAT_VERSION, **state}, sort_keys=True)
-    payload["__state_json__"] = np.array(text)
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".npz", dir=directory)
+@contextlib.contextmanager
+def signals_deferred(signums=(signal.SIGINT, signal.SIGTERM)):
+    """Holds back SIGINT / SIGTERM until the block is done, then delivers them.
+
+    A save must not be cut between writing and renaming (a second Ctrl-C used to abort
+    it and leave no checkpoint): signals that arrive meanwhile are recorded and raised
+    again once the previous handlers are back. Outside the main thread (where Python
+    cannot set handlers) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {signum: signal.signal(signum, lambda number, frame: received.append(number))
+                for signum in signums}
     try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **payload)
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in received:
+            signal.raise_signal(signum)
+
+
+def save(path: str, state: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Atomically writes ``state`` (JSON-able) and ``arrays`` to ``path`` (an .npz).
+
+    SIGINT and SIGTERM are deferred until both files are in place.
+    """
+    with signals_deferred():
+        _save(path, state, arrays)
+
+
+def write_json_atomic(path: str, data) -> None:
+    """Writes ``data`` as JSON to ``path`` through a renamed temporary file, signals deferred."""
+    with signals_deferred():
+        # mode 0644: mkstemp's 0600 would hide the state from other readers.
+        _replace_atomically(path, lambda handle: json.dump(data, handle), binary=False,
+                            suffix=".json", mode=0o644)
+
+
+def _replace_atomically(path: str, write, *, binary: bool, suffix: str,
+                        mode: int | None = None) -> None:
+    """Calls ``write(handle)`` on a temporary file beside ``path``, then renames it there.
+
+    A crash at any point leaves the old ``path`` or the new one, never a torn file, and
+    no temporary file behind (unless the process is killed outright).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=suffix, dir=directory)
+    try:
+        if mode is not None:
+            os.chmod(tmp, mode)
+        with os.fdopen(fd, "wb" if binary else "w") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -53,26 +101,35 @@ def save(path: str, state: dict, arrays: dict[str, np.ndarray]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    side = os.path.splitext(path)[0] + ".json"
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".json", dir=directory)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps(json.loads(text), indent=1, sort_keys=True))
-    os.replace(tmp, side)
+
+
+def _save(path: str, state: dict, arrays: dict[str, np.ndarray]) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    payload = dict(arrays)
+    text = json.dumps({"format_version": FORMAT_VERSION, **state}, sort_keys=True)
+    payload["__state_json__"] = np.array(text)
+    _replace_atomically(path, lambda handle: np.savez(handle, **payload), binary=True,
+                        suffix=".npz")
+    side = json.dumps(json.loads(text), indent=1, sort_keys=True)
+    _replace_atomically(os.path.splitext(path)[0] + ".json", lambda handle: handle.write(side),
+                        binary=False, suffix=".json")
 
 
 def load(path: str) -> tuple[dict, dict[str, np.ndarray]]:
     """Reads what :func:`save` wrote: ``(state, arrays)``."""
     if not zipfile.is_zipfile(path):  # np.load would call it "pickled data"
-        raise ValueError(f"{path}: not an azero_jax checkpoint (not an .npz archive)")
+        raise CheckpointError(f"{path}: not an azero_jax checkpoint (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files if k != "__state_json__"}
             state = json.loads(str(data["__state_json__"]))
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path}: not a readable azero_jax checkpoint ({error})") from None
-    if state.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {state.get('format_version')} is not "
-                         f"{FORMAT_VERSION}")
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"{path}: not a readable azero_jax checkpoint ({error})") from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        version = state.get("format_version") if isinstance(state, dict) else None
+        raise CheckpointError(f"{path}: checkpoint format {version}, but this azero_jax reads "
+                              f"format {FORMAT_VERSION} (an older version wrote it); start over "
+                              "with another --checkpoint_dir")
     return state, arrays
 
 
@@ -242,6 +299,7 @@ def load_search_state(search, state: dict, arrays) -> None:
         search.fec.load_arrays(arrays)
 
 
-__all__ = ["save", "load", "pack_algorithms", "unpack_algorithms", "algorithm_to_json",
-           "algorithm_from_json", "search_state", "unpack_programs",
+__all__ = ["save", "load", "signals_deferred", "write_json_atomic", "pack_algorithms",
+           "unpack_algorithms", "unpack_programs", "algorithm_to_json", "algorithm_from_json",
+           "search_state",
            "load_search_state", "COMPONENTS"]

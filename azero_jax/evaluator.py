@@ -32,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from azero_jax import ops as ops_lib
+from azero_jax.errors import ConfigError
 from azero_jax.program import Algorithm, validate_addresses
 from azero_jax.tasks import Task
 
@@ -51,7 +52,7 @@ class MemoryConfig:
         for name, minimum in (("num_scalars", 2), ("num_vectors", 1), ("num_matrices", 1)):
             value = getattr(self, name)
             if int(value) != value or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+                raise ConfigError(f"{name} must be an integer >= {minimum}, got {value}")
 
 
 @dataclasses.dataclass
@@ -131,6 +132,26 @@ def resolve_backend(backend: str) -> str:
     return default_backend() if backend == "auto" else backend
 
 
+def check_tasks_fit_memory(tasks: Sequence[Task], memory: MemoryConfig) -> None:
+    """Refuses tasks the memory cannot hold, whichever backend evaluates them.
+
+    Vector labels live in ``v1`` and predictions in ``v2`` (so ``num_vectors >= 3``), and
+    ``K`` classes need ``K <= F`` (a label vector has the features' size).
+
+    Raises:
+      ConfigError: naming the task and the memory size that is too small.
+    """
+    for t, task in enumerate(tasks):
+        K, F = task.label_size, task.features_size
+        if K and memory.num_vectors < 3:
+            raise ConfigError(f"task {t} ({task.name or 'unnamed'}) has vector labels, which need "
+                              f"v1 (labels) and v2 (predictions): num_vectors must be >= 3, "
+                              f"got {memory.num_vectors}")
+        if K > F:
+            raise ConfigError(f"task {t} ({task.name or 'unnamed'}): {K} classes but only F={F} "
+                              "features (labels live in a vector of size F)")
+
+
 def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task],
                    algorithm_index, task_index, *, memory: MemoryConfig,
                    max_abs_error: float = 100.0, seed: int = 0, algorithm_ids=None,
@@ -173,6 +194,7 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task],
         raise ValueError("task_index out of range")
     if not math.isfinite(max_abs_error) or max_abs_error <= 0:
         raise ValueError(f"max_abs_error must be a positive number, got {max_abs_error}")
+    check_tasks_fit_memory(tasks, memory)
     from azero_jax.population import Programs
     if isinstance(algorithms, Programs):
         algorithms.validate_addresses(memory.num_scalars, memory.num_vectors, memory.num_matrices)

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -44,12 +45,15 @@ from typing import Callable, Sequence
 import numpy as np
 
 from azero_jax import checkpoint as checkpoint_lib
-from azero_jax.evaluator import MemoryConfig, evaluate_pairs
+from azero_jax import run_checks
+from azero_jax.errors import CheckpointError, ConfigError
+from azero_jax.evaluator import (MemoryConfig, check_tasks_fit_memory, evaluate_pairs,
+                                 resolve_backend)
 from azero_jax.evolution import Search
 from azero_jax.hurdles import HurdlesConfig
 from azero_jax.program import Algorithm, format_algorithm
 from azero_jax.spec import SearchSpec
-from azero_jax.tasks import TaskSpec, make_tasks
+from azero_jax.tasks import TaskSpec, check_task_spec, make_tasks
 
 CHECKPOINT_NAME = "checkpoint.npz"
 
@@ -98,9 +102,51 @@ class ExperimentConfig:
 
     def __post_init__(self):
         if int(self.max_experiments) < 0:
-            raise ValueError(f"max_experiments must be >= 0, got {self.max_experiments}")
+            raise ConfigError(f"max_experiments must be >= 0, got {self.max_experiments}")
         if not self.select_tasks:
-            raise ValueError("select_tasks must name at least one task")
+            raise ConfigError("select_tasks must name at least one task")
+        if self.max_individuals is not None and int(self.max_individuals) < 1:
+            raise ConfigError(f"max_individuals must be >= 1, got {self.max_individuals}")
+        if self.child_batch_size is not None and int(self.child_batch_size) < 1:
+            raise ConfigError(f"child_batch_size must be >= 1, got {self.child_batch_size}")
+        if not float(self.checkpoint_every_secs) >= 0:
+            raise ConfigError(f"checkpoint_every_secs must be >= 0, got "
+                              f"{self.checkpoint_every_secs}")
+
+
+def preflight(config: ExperimentConfig, spec: SearchSpec, islands=None) -> dict:
+    """Checks, before any work, what would otherwise fail late; returns the memory estimate.
+
+    Output paths must be writable; every task spec must be sound (including the islands'
+    task sets, and hurdles must not ask for more tasks than a set has); the memory the
+    configuration needs (population, task data, evaluations) must be available.
+
+    Raises:
+      ConfigError / SpecError: naming the problem (and giving the memory estimate).
+    """
+    run_checks.check_writable_folder(config.output_dir, "--output_dir")
+    run_checks.check_writable_folder(config.checkpoint_dir, "--checkpoint_dir")
+    run_checks.check_writable_file(config.metrics_log, "--metrics_log")
+    collections = [("search_tasks", spec.search_tasks), ("select_tasks", config.select_tasks),
+                   ("final_tasks", config.final_tasks)]
+    population = None
+    if islands is not None:
+        collections += [(f"islands task set {name!r}", specs) for name, specs in islands.task_sets]
+        population = sum(islands.population_size(i, spec) for i in range(islands.num_islands))
+        if spec.hurdles is not None:
+            for name, specs in islands.task_sets:
+                count = sum(int(t.num_tasks) for t in specs)
+                if int(spec.hurdles.num_tasks) > count:
+                    raise ConfigError(f"hurdles.num_tasks is {spec.hurdles.num_tasks} but the "
+                                      f"islands task set {name!r} has only {count} tasks")
+    for what, specs in collections:
+        for task_spec in specs:
+            check_task_spec(task_spec, what)
+    _check_search_setup(spec, config.memory)
+    return run_checks.check_memory(
+        spec, config.memory, [specs for _, specs in collections[1:]],
+        population_total=population, backend=resolve_backend(config.backend),
+        child_batch_size=config.child_batch_size)
 
 
 def trim_metrics_log(path: str | None, experiment: int, individuals: int) -> int:
@@ -186,18 +232,42 @@ def evaluate_on_tasks(algorithm: Algorithm, task_specs: Sequence[TaskSpec], *, m
     return float(np.mean(results.fitness))
 
 
+def _check_search_setup(spec: SearchSpec, memory: MemoryConfig) -> None:
+    """What a search builds first (mutator, initial algorithm) must fit the memory sizes."""
+    from azero_jax import generator
+    from azero_jax.mutator import Mutator
+    from azero_jax.program import validate_addresses
+    try:
+        Mutator(spec.op_lists, memory, spec.mutation_types, spec.mutate_prob, spec.size_bounds)
+        if spec.initial_population != "RANDOM_ALGORITHM":
+            initial = generator.hardcoded_algorithm(spec.initial_population, *spec.size_inits)
+            validate_addresses(initial, memory.num_scalars, memory.num_vectors,
+                               memory.num_matrices)
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(f"{error} (see --max_scalar_addresses, --max_vector_addresses, "
+                          "--max_matrix_addresses)") from None
+
+
 class _StopFlag:
-    """First Ctrl-C asks for a clean stop at the next step boundary; a second one aborts."""
+    """First Ctrl-C or SIGTERM asks for a clean stop at the next step; a second one aborts.
+
+    The clean stop saves a checkpoint and the summary, so ``kill`` (SIGTERM, what
+    schedulers send) loses no work either.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self._previous: dict = {}
 
     def __enter__(self):
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         except ValueError:  # not the main thread
-            self._previous = None
+            self._previous = {}
         return self
 
     def _handle(self, signum, frame):
@@ -206,8 +276,9 @@ class _StopFlag:
         self.requested = True
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
 
 
 def _seed_from_clock() -> int:
@@ -254,6 +325,7 @@ class ExperimentRunner:
             return
         state = {
             "config_digest": self._config_digest(),
+            "config_fields": run_checks.resume_fields(self.config, self.spec),
             "random_seed": self.seed,
             "num_experiments": self.num_experiments,
             "experiments": self.experiments,
@@ -280,13 +352,15 @@ class ExperimentRunner:
             return False
         state, arrays = checkpoint_lib.load(path)
         if self.config.random_seed and state["random_seed"] != self.seed:
-            raise ValueError(f"{path} was written with --random_seed={state['random_seed']}, "
-                             f"this run has {self.seed}; use the same flags or another "
-                             "--checkpoint_dir")
+            raise CheckpointError(f"{path} was written with --random_seed={state['random_seed']}"
+                                  f", this run has {self.seed}; use the same flags or another "
+                                  "--checkpoint_dir")
+        run_checks.check_resume(path, state.get("config_fields"),
+                                run_checks.resume_fields(self.config, self.spec))
         if state.get("config_digest") != self._config_digest():
-            raise ValueError(f"{path} was written by a run with another spec, memory, task "
-                             "collections or search options; resume with the same flags or use "
-                             "another --checkpoint_dir")
+            raise CheckpointError(f"{path} was written by a run with another spec, memory, task "
+                                  "collections or search options; resume with the same flags or "
+                                  "use another --checkpoint_dir")
         self.seed = int(state["random_seed"])
         self.num_experiments = int(state["num_experiments"])
         self.experiments = list(state["experiments"])
@@ -300,7 +374,11 @@ class ExperimentRunner:
         self.finished = bool(state.get("finished", False))
         if self.current is not None and state["search"] is not None:
             self.search = self._make_search(self.current)
-            checkpoint_lib.load_search_state(self.search, state["search"], arrays)
+            try:
+                checkpoint_lib.load_search_state(self.search, state["search"], arrays)
+            except (KeyError, ValueError, TypeError) as error:
+                raise CheckpointError(f"{path}: the search state does not fit this run "
+                                      f"({error})") from None
         if self.finished:
             self.log(f"Resumed from {path}: all {self.num_experiments} experiments were done.")
         else:
@@ -335,12 +413,15 @@ class ExperimentRunner:
 
     def _make_search(self, current: dict) -> Search:
         spec = self.spec.replace(search_tasks=self._search_task_specs(current))
-        return Search(spec, memory=self.config.memory, seed=current["search_seed"],
-                      backend=self.config.backend,
-                      child_batch_size=self.config.child_batch_size,
-                      random_search=self.config.random_search,
-                      progress_fn=self._progress,
-                      evaluator_options=dict(self.config.evaluator_options))
+        search = Search(spec, memory=self.config.memory, seed=current["search_seed"],
+                        backend=self.config.backend,
+                        child_batch_size=self.config.child_batch_size,
+                        random_search=self.config.random_search,
+                        progress_fn=self._progress,
+                        evaluator_options=dict(self.config.evaluator_options))
+        # The search calls its backend directly: check here what evaluate_pairs checks.
+        check_tasks_fit_memory(search.tasks, self.config.memory)
+        return search
 
     def _progress(self, record: dict) -> None:
         self.log(format_progress(record))
@@ -356,6 +437,14 @@ class ExperimentRunner:
             self.save_checkpoint()
 
     def run(self) -> dict:
+        """Checks the configuration and the checkpoint folder, then runs (or resumes)."""
+        preflight(self.config, self.spec)
+        folder = self.config.checkpoint_dir
+        with run_checks.FolderLock(folder) if folder else contextlib.nullcontext():
+            run_checks.check_mode(folder, islands=False)
+            return self._run()
+
+    def _run(self) -> dict:
         config = self.config
         resumed = self.load_checkpoint()
         if resumed:  # the work after the checkpoint is redone: so are its records
@@ -382,7 +471,7 @@ class ExperimentRunner:
                              "Interrupted.")
                     self.log("Best algorithm so far:")
                     self.log(format_algorithm(best).rstrip("\n"))
-                    return self._summary(final_fitness=None)
+                    return self._summary(final_fitness=None, best=best)
                 search.maybe_report(force=search.last_printed != search.num_individuals)
                 self.log("Experiment done. Retrieving candidate algorithm.")
                 self.log(f"Search fitness for candidate algorithm = {candidate.fitness:.6f}")
@@ -428,8 +517,10 @@ class ExperimentRunner:
         log_found_algorithm(self.log, self.best[0])
         return self._summary(final_fitness=final)
 
-    def _summary(self, final_fitness) -> dict:
-        best_text = None if self.best is None else format_algorithm(self.best[0])
+    def _summary(self, final_fitness, best: Algorithm | None = None) -> dict:
+        """The JSON summary; ``best`` overrides the best on T_select (an interrupted run's)."""
+        best = best if best is not None else (None if self.best is None else self.best[0])
+        best_text = None if best is None else format_algorithm(best)
         summary = {
             "random_seed": self.seed,
             "num_experiments": self.num_experiments,

@@ -45,6 +45,7 @@ Example:
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import math
@@ -59,6 +60,8 @@ import numpy as np
 
 from azero_jax import checkpoint as checkpoint_lib
 from azero_jax import evaluator as evaluator_lib
+from azero_jax import run_checks
+from azero_jax.errors import CheckpointError, ConfigError
 from azero_jax.evaluator import MemoryConfig, PairResults
 from azero_jax.evolution import Search, default_child_batch_size
 from azero_jax.population import Programs
@@ -607,6 +610,8 @@ class IslandGroup:
                 self.task_lists[island.task_set] = make_tasks(task_specs[island.task_set])
                 self.task_offset[island.task_set] = len(self.tasks)
                 self.tasks.extend(self.task_lists[island.task_set])
+        # The searches call their backend directly, past evaluate_pairs' checks.
+        evaluator_lib.check_tasks_fit_memory(self.tasks, memory)
         self.islands: list[Island] = []
         for island in islands:
             island_spec = spec.replace(population_size=island.population_size,
@@ -1044,7 +1049,10 @@ class _PipeServer:
 def _worker_main(worker: int, payload: dict, conn) -> None:
     """Entry point of a spawned worker process (one group of islands)."""
     import signal
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's: it sends "stop"
+    # Ctrl-C and SIGTERM (also when sent to the whole process group) are the supervisor's:
+    # it sends "stop". A worker whose supervisor died fails its next progress send.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         cores = sorted(os.sched_getaffinity(0))
         if os.environ.get("AZERO_ISLANDS_PIN", "1") != "0" and len(cores) > 1:
@@ -1238,27 +1246,51 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
     summary adds an ``islands`` section (per-island counters, migrations, restarts).
     With ``checkpoint_dir``, island checkpoints of the running experiment live in
     ``checkpoint_dir/experiment_<n>/`` and the loop state in ``islands_run.json``; a
-    restart resumes both.
+    restart resumes both, after checking that the folder is not in use, holds an
+    islands run and was written with the same settings; a finished run only reports
+    its result again.
     """
     from azero_jax import experiment as experiment_lib
 
     spec = config.search if config.hurdles is None else config.search.replace(
         hurdles=config.hurdles)
+    experiment_lib.preflight(config, spec, islands)
+    folder = config.checkpoint_dir
+    with run_checks.FolderLock(folder) if folder else contextlib.nullcontext():
+        run_checks.check_mode(folder, islands=True)
+        return _run_experiments(config, islands, spec, log)
+
+
+def _run_experiments(config, islands: IslandsConfig, spec: SearchSpec, log) -> dict:
+    from azero_jax import experiment as experiment_lib
+
+    fields = run_checks.resume_fields(config, spec, islands)
     if islands.checkpoint_every_secs is None:
         islands = islands.replace(checkpoint_every_secs=float(config.checkpoint_every_secs))
     seed = int(config.random_seed) or (time.time_ns() % (2**32 - 2)) + 1
     state = {"random_seed": seed, "num_experiments": 0, "experiments": [],
              "best_algorithm": None,  # exact (JSON lists): the text keeps 6 digits
-             "best_select_fitness": None, "rng": None, "elapsed_secs": 0.0}
+             "best_select_fitness": None, "rng": None, "elapsed_secs": 0.0,
+             "config_fields": fields, "finished": False}
     loop_path = None
     if config.checkpoint_dir:
         os.makedirs(config.checkpoint_dir, exist_ok=True)
-        loop_path = os.path.join(config.checkpoint_dir, "islands_run.json")
+        loop_path = os.path.join(config.checkpoint_dir, run_checks.ISLANDS_CHECKPOINT)
         if os.path.exists(loop_path):
-            with open(loop_path) as handle:
-                state = json.load(handle)
+            state = _read_run_state(loop_path)
+            if config.random_seed and int(state["random_seed"]) != seed:
+                raise CheckpointError(f"{loop_path} was written with --random_seed="
+                                      f"{state['random_seed']}, this run has {seed}; use the "
+                                      "same flags or another --checkpoint_dir")
+            run_checks.check_resume(loop_path, state.get("config_fields"), fields)
+            state["config_fields"] = fields
             seed = int(state["random_seed"])
-            log(f"Resumed islands run from {loop_path}: experiment {state['num_experiments'] + 1}.")
+            if state.get("finished"):
+                log(f"Resumed islands run from {loop_path}: all {state['num_experiments']} "
+                    "experiments were done.")
+            else:
+                log(f"Resumed islands run from {loop_path}: experiment "
+                    f"{state['num_experiments'] + 1}.")
             experiment_lib.trim_metrics_log(
                 config.metrics_log, int(state["num_experiments"]), checkpointed_individuals(
                     os.path.join(config.checkpoint_dir,
@@ -1278,10 +1310,7 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
         state["rng"] = checkpoint_lib.rng_state_to_json(rng.getstate())
         state["elapsed_secs"] = time.monotonic() - start
         state["current"] = current
-        tmp = loop_path + ".tmp"
-        with open(tmp, "w") as handle:
-            json.dump(state, handle)
-        os.replace(tmp, loop_path)
+        checkpoint_lib.write_json_atomic(loop_path, state)
 
     def progress(record):
         log(format_progress(record))
@@ -1292,7 +1321,7 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
 
     last_result = None
     with stop_flag:
-        while True:
+        while not state.get("finished"):
             current = state.get("current")
             if current is None:
                 draw = lambda: rng.randrange(1, 2**31 - 1)  # noqa: E731
@@ -1356,6 +1385,7 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
                         state["best_select_fitness"] > config.sufficient_fitness)
             if config.max_experiments and state["num_experiments"] >= config.max_experiments:
                 stop_now = True
+            state["finished"] = stop_now
             save_loop(None)
             state["current"] = None
             if stop_now:
@@ -1410,6 +1440,18 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
     return summary
 
 
+def _read_run_state(path: str) -> dict:
+    """``islands_run.json``, or :class:`CheckpointError` when it is not one."""
+    try:
+        with open(path) as handle:
+            state = json.load(handle)
+        int(state["random_seed"]), int(state["num_experiments"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{path}: not a readable islands run state ({error}); start over "
+                              "with another --checkpoint_dir") from None
+    return state
+
+
 def _selected_algorithm(state: dict) -> Algorithm | None:
     """The best candidate on T_select so far, from the islands run state."""
     if state.get("best_algorithm") is not None:
@@ -1442,7 +1484,14 @@ def run_from_flags(flag_values, config, log: Callable[[str], None] = print) -> d
     if all(v is None for v in values.values()):
         return None
     path = values.pop("islands_config")
-    islands = islands_config_from_flags(path, **values)
+    if path and not os.path.isfile(path):
+        raise ConfigError(f"--islands_config={path}: " +
+                          ("is a folder, expected a JSON file" if os.path.isdir(path)
+                           else "no such file"))
+    try:
+        islands = islands_config_from_flags(path, **values)
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"--islands_config / island flags: {error}") from None
     return run_experiments(config, islands, log=log)
 
 

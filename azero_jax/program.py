@@ -26,6 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from azero_jax import ops as ops_lib
+from azero_jax.errors import AzeroError
 
 INSTRUCTION_DTYPE = np.dtype([
     ("op", np.int32),
@@ -195,8 +196,12 @@ _PATTERNS = [(spec, *_compile_template(spec.template)) for spec in ops_lib.OPS]
 _FIELD = {"o": "out", "a": "in1", "b": "in2", "d": "d", "f0": "f0", "f1": "f1", "f2": "f2"}
 
 
-class ParseError(ValueError):
+class ParseError(AzeroError):
     """A line of algorithm text that is not in the reference format."""
+
+
+class AddressError(AzeroError):
+    """An algorithm addresses memory beyond the configured sizes (``--max_*_addresses``)."""
 
 
 def parse_instruction(line: str) -> np.void:
@@ -209,8 +214,10 @@ def parse_instruction(line: str) -> np.void:
         values = {"op": spec.code}
         for name, value in zip(names, match.groups()):
             values[_FIELD[name]] = int(value) if name in ("o", "a", "b") else float(value)
-        record = instruction(**values)
-        return record
+        try:
+            return instruction(**values)
+        except OverflowError:  # an address beyond int32: a parse error, not a crash
+            raise ParseError(f"address out of range in {text!r}") from None
     raise ParseError(f"not an instruction in the reference text format: {text!r}")
 
 
@@ -259,7 +266,8 @@ _OPERAND_LIMITS = np.array(
 
 def validate_addresses(algorithm: Algorithm, num_scalars: int, num_vectors: int,
                        num_matrices: int) -> None:
-    """Raises ValueError if an instruction addresses memory outside the given sizes."""
+    """Raises :class:`AddressError` (a ``ValueError``) if an instruction addresses memory
+    outside the given sizes."""
     limits = np.array([num_scalars, num_vectors, num_matrices, np.iinfo(np.int64).max])
     for name, component in zip(COMPONENTS, algorithm.components):
         if not len(component):
@@ -274,7 +282,7 @@ def validate_addresses(algorithm: Algorithm, num_scalars: int, num_vectors: int,
         record = component[index]
         type_ = "SVM"[kinds[index, field]]
         word = {"S": "scalar", "V": "vector", "M": "matrix"}[type_]
-        raise ValueError(
+        raise AddressError(
             f"{name} instruction {index} ({format_instruction(record)!r}) uses "
             f"{type_.lower()}{int(addresses[index, field])}, but memory has only "
             f"{limits[kinds[index, field]]} {word} addresses")

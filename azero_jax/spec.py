@@ -4,7 +4,8 @@
 text (a ``SearchExperimentSpec``) into a :class:`SearchSpec`;
 :func:`parse_task_collection` reads ``--select_tasks`` / ``--final_tasks`` (a
 ``TaskCollection``) into :class:`azero_jax.tasks.TaskSpec` tuples. A field the
-reference does not have fails with a ``ValueError`` naming it.
+reference does not have fails with a :class:`~azero_jax.errors.SpecError` (a
+``ValueError``) naming it.
 
 Example:
     >>> from azero_jax.spec import parse_search_experiment_spec
@@ -30,6 +31,7 @@ from google.protobuf import text_format
 from azero_jax import generator as generator_lib
 from azero_jax import ops as ops_lib
 from azero_jax import spec_protos
+from azero_jax.errors import SpecError
 from azero_jax.fec import FECConfig
 from azero_jax.hurdles import HurdlesConfig
 from azero_jax.mutator import MUTATION_TYPES, mutation_type
@@ -74,27 +76,37 @@ class SearchSpec:
 
     def __post_init__(self):
         if not self.search_tasks:
-            raise ValueError("search_tasks must name at least one task")
+            raise SpecError("search_tasks must name at least one task")
         if int(self.population_size) < 1:
-            raise ValueError(f"population_size must be >= 1, got {self.population_size}")
+            raise SpecError(f"population_size must be >= 1, got {self.population_size}")
         if int(self.tournament_size) < 1:
-            raise ValueError(f"tournament_size must be >= 1, got {self.tournament_size}")
+            raise SpecError(f"tournament_size must be >= 1, got {self.tournament_size}")
         if not self.mutation_types:
-            raise ValueError("allowed_mutation_types must list at least one mutation type")
+            raise SpecError("allowed_mutation_types must list at least one mutation type")
         object.__setattr__(self, "mutation_types",
                            tuple(mutation_type(t) for t in self.mutation_types))
         for name in ("setup_ops", "predict_ops", "learn_ops"):
             object.__setattr__(self, name, ops_lib.op_codes(getattr(self, name)))
         if self.initial_population not in generator_lib.HARDCODED:
-            raise ValueError(f"unknown initial_population {self.initial_population!r}; expected "
+            raise SpecError(f"unknown initial_population {self.initial_population!r}; expected "
                              f"one of {sorted(generator_lib.HARDCODED)}")
         if self.fitness_combination_mode not in ("mean", "median"):
-            raise ValueError("fitness_combination_mode must be 'mean' or 'median', got "
+            raise SpecError("fitness_combination_mode must be 'mean' or 'median', got "
                              f"{self.fitness_combination_mode!r}")
         if not 0.0 <= float(self.mutate_prob) <= 1.0:
-            raise ValueError(f"mutate_prob must be in [0, 1], got {self.mutate_prob}")
+            raise SpecError(f"mutate_prob must be in [0, 1], got {self.mutate_prob}")
         if int(self.max_train_steps) < 0 or int(self.progress_every) < 1:
-            raise ValueError("max_train_steps must be >= 0 and progress_every >= 1")
+            raise SpecError("max_train_steps must be >= 0 and progress_every >= 1")
+        # An empty op list freezes its component function; mutations need one to change.
+        needs_ops = set(self.mutation_types) - {"IDENTITY", "RANDOMIZE_ALGORITHM"}
+        if needs_ops and not any(self.op_lists):
+            raise SpecError("setup_ops, predict_ops and learn_ops are all empty, so "
+                            f"{sorted(needs_ops)[0]}_MUTATION_TYPE has nothing to mutate: list "
+                            "the allowed ops of at least one component function")
+        total_tasks = sum(int(t.num_tasks) for t in self.search_tasks)
+        if self.hurdles is not None and int(self.hurdles.num_tasks) > total_tasks:
+            raise SpecError(f"hurdles.num_tasks is {self.hurdles.num_tasks} but search_tasks has "
+                            f"only {total_tasks} tasks")
 
     @property
     def op_lists(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
@@ -125,12 +137,12 @@ def _parse(text: str, message, what: str):
         detail = str(error)
         match = re.search(r'has no field named "([^"]+)"', detail)
         if match:
-            raise ValueError(f"{what}: unsupported field {match.group(1)!r} ({detail}); "
+            raise SpecError(f"{what}: unsupported field {match.group(1)!r} ({detail}); "
                              "azero_jax accepts the reference's fields plus `hurdles { }`") from None
         match = re.search(r'has no value named ([A-Za-z0-9_]+)', detail)
         if match:
-            raise ValueError(f"{what}: unknown enum value {match.group(1)!r} ({detail})") from None
-        raise ValueError(f"{what}: cannot parse the text-format proto: {detail}") from None
+            raise SpecError(f"{what}: unknown enum value {match.group(1)!r} ({detail})") from None
+        raise SpecError(f"{what}: cannot parse the text-format proto: {detail}") from None
 
 
 def _is_repeated(field) -> bool:
@@ -167,7 +179,7 @@ def _task_params(task_type: str, sub) -> tuple[tuple[str, object], ...]:
         for name in ("train_labels", "valid_labels"):
             labels = params.get(name, ())
             if any(len(label) != 1 for label in labels):
-                raise ValueError(f"unit_test_fixed_task.{name}: each label needs exactly 1 element")
+                raise SpecError(f"unit_test_fixed_task.{name}: each label needs exactly 1 element")
             params[name] = tuple(label[0] for label in labels)
         for name in ("train_features", "valid_features"):
             params.setdefault(name, ())
@@ -180,12 +192,12 @@ def task_spec_from_proto(proto) -> TaskSpec:
     """A ``TaskSpec`` message as an :class:`azero_jax.tasks.TaskSpec`."""
     task_type = proto.WhichOneof("task_type")
     if task_type is None:
-        raise ValueError("TaskSpec: no task type set (e.g. scalar_linear_regression_task {})")
+        raise SpecError("TaskSpec: no task type set (e.g. scalar_linear_regression_task {})")
     if proto.eval_type == 0:
-        raise ValueError(f"TaskSpec ({task_type}): eval_type is required (RMS_ERROR or ACCURACY)")
+        raise SpecError(f"TaskSpec ({task_type}): eval_type is required (RMS_ERROR or ACCURACY)")
     for name in ("num_train_examples", "num_valid_examples"):
         if not proto.HasField(name):
-            raise ValueError(f"TaskSpec ({task_type}): {name} is required")
+            raise SpecError(f"TaskSpec ({task_type}): {name} is required")
     eval_type = spec_protos.EvalType.Name(proto.eval_type).lower()
     return TaskSpec(
         task_type=task_type,
@@ -235,7 +247,7 @@ def parse_task_collection(text: str, what: str = "TaskCollection") -> tuple[Task
     """
     proto = _parse(text, spec_protos.TaskCollection(), what)
     if not proto.tasks:
-        raise ValueError(f"{what}: the task collection is empty")
+        raise SpecError(f"{what}: the task collection is empty")
     return tuple(task_spec_from_proto(t) for t in proto.tasks)
 
 
@@ -243,21 +255,21 @@ def search_spec_from_proto(proto) -> SearchSpec:
     """A ``SearchExperimentSpec`` message as a :class:`SearchSpec`."""
     what = "search_experiment_spec"
     if not proto.HasField("search_tasks") or not proto.search_tasks.tasks:
-        raise ValueError(f"{what}: search_tasks is required")
+        raise SpecError(f"{what}: search_tasks is required")
     for name in ("population_size", "tournament_size"):
         if not proto.HasField(name):
-            raise ValueError(f"{what}: {name} is required")
+            raise SpecError(f"{what}: {name} is required")
     if not proto.HasField("allowed_mutation_types") or \
             not proto.allowed_mutation_types.mutation_types:
-        raise ValueError(f"{what}: allowed_mutation_types {{ mutation_types: [...] }} is required")
+        raise SpecError(f"{what}: allowed_mutation_types {{ mutation_types: [...] }} is required")
     mode = spec_protos.FitnessCombinationMode.Name(proto.fitness_combination_mode)
     if mode == "UNKNOWN_FITNESS_COMBINATION":
-        raise ValueError(f"{what}: fitness_combination_mode must be MEAN_FITNESS_COMBINATION or "
+        raise SpecError(f"{what}: fitness_combination_mode must be MEAN_FITNESS_COMBINATION or "
                          "MEDIAN_FITNESS_COMBINATION")
     fec = None
     if proto.HasField("fec"):
         if not proto.fec.HasField("num_train_examples") or not proto.fec.HasField("num_valid_examples"):
-            raise ValueError(f"{what}: fec needs num_train_examples and num_valid_examples")
+            raise SpecError(f"{what}: fec needs num_train_examples and num_valid_examples")
         fec = FECConfig(int(proto.fec.num_train_examples), int(proto.fec.num_valid_examples),
                         int(proto.fec.cache_size), int(proto.fec.forget_every))
     budget = None
@@ -266,7 +278,7 @@ def search_spec_from_proto(proto) -> SearchSpec:
             spec_protos.HardcodedAlgorithmID.Name(proto.train_budget.train_budget_baseline),
             float(proto.train_budget.train_budget_threshold_factor))
         if budget.baseline == "RANDOM_ALGORITHM":
-            raise ValueError(f"{what}: train_budget_baseline cannot be RANDOM_ALGORITHM")
+            raise SpecError(f"{what}: train_budget_baseline cannot be RANDOM_ALGORITHM")
     hurdles = None
     if proto.HasField("hurdles"):
         hurdles = _hurdles_from_proto(proto.hurdles)
@@ -295,6 +307,16 @@ def search_spec_from_proto(proto) -> SearchSpec:
         mutate_learn_size_max=int(proto.mutate_learn_size_max),
         progress_every=int(proto.progress_every),
         hurdles=hurdles)
+
+
+def parse_hurdles(text: str) -> HurdlesConfig:
+    """Parses a text-format ``HurdlesSpec`` (the ``--hurdles`` flag), e.g. ``num_tasks: 2``."""
+    proto = _parse(text, spec_protos.HurdlesSpec(), "hurdles")
+    try:
+        return HurdlesConfig(float(proto.percentile), int(proto.num_train_examples),
+                             int(proto.num_tasks))
+    except ValueError as error:
+        raise SpecError(str(error)) from None
 
 
 def parse_search_experiment_spec(text: str) -> SearchSpec:

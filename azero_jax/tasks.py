@@ -20,6 +20,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from azero_jax.errors import DataError, SpecError
+
 RMS_ERROR = "rms_error"
 ACCURACY = "accuracy"
 EVAL_TYPES = (RMS_ERROR, ACCURACY)
@@ -44,7 +46,7 @@ def _rng(seed: int, offset: int) -> np.random.RandomState:
 def normalize_eval_type(eval_type: str) -> str:
     value = str(eval_type).strip().lower()
     if value not in EVAL_TYPES:
-        raise ValueError(f"eval_type must be 'rms_error' or 'accuracy', got {eval_type!r}")
+        raise DataError(f"eval_type must be 'rms_error' or 'accuracy', got {eval_type!r}")
     return value
 
 
@@ -72,6 +74,13 @@ class Task:
       index: position in its task collection (part of the FEC fingerprint).
       data_seed, param_seed: the seeds it was generated from, if any.
       name: a short description for logs.
+      allow_nonfinite: accept NaN / inf features and labels (refused by default: one
+        NaN makes every algorithm score 0, silently).
+
+    Raises:
+      DataError: for arrays of the wrong shape, non-finite values (unless allowed), or
+        labels that do not fit ``eval_type`` (accuracy: scalar labels 0 or 1, vector
+        labels one-hot).
     """
 
     x_train: np.ndarray
@@ -85,12 +94,13 @@ class Task:
     data_seed: int = 0
     param_seed: int = 0
     name: str = ""
+    allow_nonfinite: bool = False
 
     def __post_init__(self):
         def arr(name, ndim):
             value = np.array(getattr(self, name), dtype=np.float64)
             if value.ndim not in ndim:
-                raise ValueError(f"Task.{name} must have {' or '.join(map(str, ndim))} "
+                raise DataError(f"Task.{name} must have {' or '.join(map(str, ndim))} "
                                  f"dimensions, got shape {value.shape}")
             value.setflags(write=False)
             object.__setattr__(self, name, value)
@@ -99,27 +109,31 @@ class Task:
         x_train, x_valid = arr("x_train", (2,)), arr("x_valid", (2,))
         y_train, y_valid = arr("y_train", (1, 2)), arr("y_valid", (1, 2))
         if x_train.shape[1] != x_valid.shape[1]:
-            raise ValueError(f"train features have F={x_train.shape[1]} but valid features "
+            raise DataError(f"train features have F={x_train.shape[1]} but valid features "
                              f"F={x_valid.shape[1]}")
         if x_train.shape[1] < 1:
-            raise ValueError("feature size F must be >= 1")
+            raise DataError("feature size F must be >= 1")
         if len(y_train) != len(x_train) or len(y_valid) != len(x_valid):
-            raise ValueError(f"labels and features differ in length: train {len(x_train)} vs "
+            raise DataError(f"labels and features differ in length: train {len(x_train)} vs "
                              f"{len(y_train)}, valid {len(x_valid)} vs {len(y_valid)}")
         if y_train.shape[1:] != y_valid.shape[1:]:
-            raise ValueError("train and valid labels have different shapes")
+            raise DataError("train and valid labels have different shapes")
         if len(x_train) < 1 or len(x_valid) < 1:
-            raise ValueError("a task needs at least one train and one valid example")
+            raise DataError("a task needs at least one train and one valid example")
         object.__setattr__(self, "eval_type", normalize_eval_type(self.eval_type))
+        if not self.allow_nonfinite:
+            for name in ("x_train", "y_train", "x_valid", "y_valid"):
+                _require_finite(self.name or "task", name, getattr(self, name))
+        _check_labels(self.name or "task", self.eval_type, y_train, y_valid)
         if int(self.num_epochs) < 1:
-            raise ValueError(f"num_epochs must be >= 1, got {self.num_epochs}")
+            raise DataError(f"num_epochs must be >= 1, got {self.num_epochs}")
         object.__setattr__(self, "num_epochs", int(self.num_epochs))
         if self.train_orders is None:
             orders = epoch_orders(len(x_train), self.num_epochs, self.data_seed)
         else:
             orders = np.asarray(self.train_orders, dtype=np.int32)
             if orders.shape != (self.num_epochs, len(x_train)):
-                raise ValueError(f"train_orders must have shape {(self.num_epochs, len(x_train))}")
+                raise DataError(f"train_orders must have shape {(self.num_epochs, len(x_train))}")
         orders.setflags(write=False)
         object.__setattr__(self, "train_orders", orders)
 
@@ -149,7 +163,8 @@ class Task:
 
     @classmethod
     def from_arrays(cls, x_train, y_train, x_valid, y_valid, eval_type: str = RMS_ERROR,
-                    num_epochs: int = 1, shuffle_seed: int = 0, name: str = "arrays") -> "Task":
+                    num_epochs: int = 1, shuffle_seed: int = 0, name: str = "arrays",
+                    allow_nonfinite: bool = False) -> "Task":
         """A task from user arrays.
 
         Args:
@@ -158,6 +173,10 @@ class Task:
           eval_type: ``"rms_error"`` or ``"accuracy"``.
           num_epochs: epochs of training; epochs after the first are shuffled.
           shuffle_seed: seeds the epoch shuffles.
+          allow_nonfinite: keep NaN / inf values instead of refusing them.
+
+        Raises:
+          DataError: see :class:`Task`.
 
         Example:
             >>> import numpy as np
@@ -172,7 +191,37 @@ class Task:
         if x_valid.ndim == 1:
             x_valid = x_valid[:, None]
         return cls(x_train, y_train, x_valid, y_valid, eval_type=eval_type,
-                   num_epochs=num_epochs, data_seed=shuffle_seed, name=name)
+                   num_epochs=num_epochs, data_seed=shuffle_seed, name=name,
+                   allow_nonfinite=allow_nonfinite)
+
+
+def _require_finite(task: str, name: str, values: np.ndarray) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise DataError(f"{task}: {name} has {int(bad.sum())} NaN or infinite values (first in "
+                        f"row {row}); clean the data, or pass allow_nonfinite=True to keep them")
+
+
+def _check_labels(task: str, eval_type: str, y_train: np.ndarray, y_valid: np.ndarray) -> None:
+    """Accuracy labels must be 0/1 (scalar) or one-hot (vector); vectors need accuracy."""
+    if y_train.ndim == 2 and eval_type != ACCURACY:
+        raise DataError(f"{task}: vector labels need eval_type 'accuracy', got {eval_type!r}")
+    if eval_type != ACCURACY:
+        return
+    for name, labels in (("y_train", y_train), ("y_valid", y_valid)):
+        finite = labels[np.isfinite(labels).all(axis=-1)] if labels.ndim == 2 else \
+            labels[np.isfinite(labels)]
+        if labels.ndim == 1:
+            wrong = np.setdiff1d(np.unique(finite), (0.0, 1.0))
+            if wrong.size:
+                raise DataError(f"{task}: accuracy labels must be 0 or 1 (1 = positive class), "
+                                f"{name} has {wrong[:4].tolist()}"
+                                f"{' ...' if wrong.size > 4 else ''}")
+        elif finite.size and (np.setdiff1d(np.unique(finite), (0.0, 1.0)).size
+                              or (finite.sum(axis=1) != 1.0).any()):
+            raise DataError(f"{task}: vector accuracy labels must be one-hot rows (one 1, "
+                            f"the rest 0); {name} is not")
 
 
 # ----------------------------------------------------------------------------------
@@ -322,25 +371,32 @@ def expand_seeds(seeds: Sequence[int], defaults: Sequence[int], num_tasks: int) 
     return [s % 2**32 for s in out]
 
 
+def check_task_spec(spec: TaskSpec, what: str = "") -> None:
+    """Raises :class:`SpecError` for an unknown task type or a size below 1 (no data made)."""
+    where = f"{what}: " if what else ""
+    if spec.task_type not in _TASK_TYPES:
+        raise SpecError(f"{where}unknown task type {spec.task_type!r}; known: "
+                        f"{', '.join(registered_task_types())}")
+    for name in ("features_size", "num_train_examples", "num_valid_examples", "num_tasks",
+                 "num_train_epochs"):
+        if int(getattr(spec, name)) < 1:
+            raise SpecError(f"{where}{spec.task_type}: {name} must be >= 1, got "
+                            f"{getattr(spec, name)}")
+
+
 def make_tasks(specs: Sequence[TaskSpec] | TaskSpec) -> list[Task]:
     """Expands task specs into concrete tasks with consecutive indices (reference order)."""
     if isinstance(specs, TaskSpec):
         specs = [specs]
     out: list[Task] = []
     for spec in specs:
-        if spec.task_type not in _TASK_TYPES:
-            raise ValueError(f"unknown task type {spec.task_type!r}; known: "
-                             f"{', '.join(registered_task_types())}")
-        for name in ("features_size", "num_train_examples", "num_valid_examples", "num_tasks",
-                     "num_train_epochs"):
-            if int(getattr(spec, name)) < 1:
-                raise ValueError(f"TaskSpec.{name} must be >= 1, got {getattr(spec, name)}")
+        check_task_spec(spec)
         data_seeds = expand_seeds(spec.data_seeds, DEFAULT_DATA_SEEDS, spec.num_tasks)
         param_seeds = expand_seeds(spec.param_seeds, DEFAULT_PARAM_SEEDS, spec.num_tasks)
         for data_seed, param_seed in zip(data_seeds, param_seeds):
             task = _TASK_TYPES[spec.task_type](spec, data_seed, param_seed)
             if task.total_train_steps < 10:
-                raise ValueError(f"{spec.task_type}: a task needs epochs * train examples >= 10 "
+                raise SpecError(f"{spec.task_type}: a task needs epochs * train examples >= 10 "
                                  f"(reference check), got {task.total_train_steps}")
             out.append(task.with_index(len(out)))
     return out
@@ -350,7 +406,7 @@ def _generated(generator, required_eval_type=None):
     def factory(spec: TaskSpec, data_seed: int, param_seed: int) -> Task:
         eval_type = normalize_eval_type(spec.eval_type)
         if required_eval_type and eval_type != required_eval_type:
-            raise ValueError(f"{spec.task_type} requires eval_type {required_eval_type!r}")
+            raise SpecError(f"{spec.task_type} requires eval_type {required_eval_type!r}")
         return generator(spec.features_size, spec.num_train_examples, spec.num_valid_examples,
                          data_seed, param_seed, num_epochs=spec.num_train_epochs)
     return factory
@@ -371,9 +427,9 @@ def _fixed(spec: TaskSpec, data_seed: int, param_seed: int) -> Task:
                                 spec.param("valid_features"), spec.param("valid_labels"),
                                 spec.eval_type, spec.num_train_epochs)
     if (task.num_train, task.num_valid) != (spec.num_train_examples, spec.num_valid_examples):
-        raise ValueError("unit_test_fixed_task: num_train/valid_examples differ from the data")
+        raise SpecError("unit_test_fixed_task: num_train/valid_examples differ from the data")
     if task.features_size != spec.features_size:
-        raise ValueError("unit_test_fixed_task: features differ from features_size")
+        raise SpecError("unit_test_fixed_task: features differ from features_size")
     return dataclasses.replace(task, data_seed=data_seed, param_seed=param_seed)
 
 

@@ -12,6 +12,8 @@ of trials. Prints a markdown table; --output writes it (and --json the raw figur
 
 Datasets other than digits need --dataset_dir: the CIFAR-10 binary version
 (cifar-10-binary.tar.gz, unpacked), or the four MNIST / Fashion-MNIST IDX files.
+A missing or malformed file or a bad flag prints one line ``error: <message>`` and exits
+with status 2, before any tuning starts.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 import azero_jax as az
 from azero_jax import final_evaluation as fe
+from azero_jax import run_checks
 from azero_jax.datasets import HELD_OUT_PAIRS, load_dataset
+from azero_jax.errors import ConfigError, run_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("algorithm_file", os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -49,17 +53,48 @@ def _pairs(text):
     if not text:
         return HELD_OUT_PAIRS
     try:
-        return tuple(tuple(int(v) for v in item.split("-")) for item in text.split(","))
+        pairs = tuple(tuple(int(v) for v in item.split("-")) for item in text.split(","))
     except ValueError:
-        raise app.UsageError(f"--pairs must look like '4-6,3-5', got {text!r}") from None
+        pairs = ()
+    if not pairs or any(len(p) != 2 or p[0] == p[1] or min(p) < 0 for p in pairs):
+        raise ConfigError(f"--pairs must look like '4-6,3-5' (two different class ids a "
+                          f"pair), got {text!r}")
+    return pairs
+
+
+def _check_flags() -> None:
+    """Refuses, before any work, flags that would fail (or waste the run) later."""
+    for name in ("num_seeds", "tuning_trials", "num_train", "num_valid"):
+        if getattr(FLAGS, name) < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
+    if FLAGS.nn_hidden is not None and FLAGS.nn_hidden < 1:
+        raise ConfigError(f"--nn_hidden must be >= 1, got {FLAGS.nn_hidden}")
+    run_checks.check_writable_file(FLAGS.output, "--output")
+    run_checks.check_writable_file(FLAGS.json, "--json")
+
+
+def _read_algorithm(path: str):
+    if os.path.isdir(path):
+        raise ConfigError(f"--algorithm_file={path} is a folder, expected a file")
+    if not os.path.exists(path):
+        raise ConfigError(f"--algorithm_file={path}: no such file")
+    with open(path) as f:
+        try:
+            text = f.read()
+        except UnicodeDecodeError:
+            raise ConfigError(f"--algorithm_file={path}: not a text file") from None
+    try:
+        return az.parse_algorithm(text)
+    except az.program.ParseError as error:
+        raise ConfigError(f"--algorithm_file={path}: {error}") from None
 
 
 def main(argv):
     del argv
-    with open(FLAGS.algorithm_file) as f:
-        algorithm = az.parse_algorithm(f.read())
-    dataset = load_dataset(FLAGS.dataset, FLAGS.dataset_dir)
+    _check_flags()
     pairs = _pairs(FLAGS.pairs)
+    algorithm = _read_algorithm(FLAGS.algorithm_file)
+    dataset = load_dataset(FLAGS.dataset, FLAGS.dataset_dir)
     start = time.time()
     rows = fe.run_final_evaluation(
         algorithm, dataset, pairs, num_seeds=FLAGS.num_seeds, tuning_trials=FLAGS.tuning_trials,
@@ -90,4 +125,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_main(main)

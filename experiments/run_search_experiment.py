@@ -10,8 +10,11 @@ memory 4/3/1) with a fixed seed and stops once a linear regressor is found
     --final_tasks="$(cat experiments/specs/linear_select.textproto)" \
     --random_seed=100021 --max_experiments=1
 
-A flag value that names an existing file is read from that file. Ctrl-C stops at the
-next step, saves a checkpoint (with --checkpoint_dir) and prints the best algorithm.
+A flag value that names an existing file is read from that file. Ctrl-C or SIGTERM
+stops at the next step, saves a checkpoint (with --checkpoint_dir) and the summary, and
+prints the best algorithm; a second one aborts (a save in progress still completes).
+A mistake in the flags, specs, data or checkpoint folder prints one line
+``error: <message>`` and exits with status 2.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ import sys
 from absl import app, flags
 
 from azero_jax import experiment, islands
+from azero_jax.errors import AzeroError, ConfigError, run_main
 from azero_jax.evaluator import MemoryConfig
-from azero_jax.hurdles import HurdlesConfig
-from azero_jax.spec import parse_search_experiment_spec, parse_task_collection
+from azero_jax.spec import parse_hurdles, parse_search_experiment_spec, parse_task_collection
 
 SPECS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
 DEMO_SEED = 1002  # the demo's fixed seed: solves in its first experiment
@@ -67,10 +70,29 @@ flags.DEFINE_string("islands_config", None, "Islands config JSON file (per-islan
                     "sizes and task sets, migration); flags override it.")
 
 
-def _text(value: str) -> str:
-    if value is not None and "\n" not in value and "{" not in value and os.path.isfile(value):
-        with open(value) as handle:
-            return handle.read()
+def _text(value: str | None, flag: str) -> str | None:
+    """A spec flag's text: the value itself, or the file it names.
+
+    A value without proto syntax (one line, no ``{`` and no ``:``) can only be a path,
+    so a missing or unreadable file is said to be one instead of failing to parse.
+    """
+    if value is None:
+        return None
+    one_token = "\n" not in value and "{" not in value
+    if one_token and (os.path.isfile(value) or (":" not in value and value.strip())):
+        path = value.strip()
+        if os.path.isdir(path):
+            raise ConfigError(f"--{flag}={path} is a folder, expected a file or a text-format "
+                              "proto")
+        if not os.path.exists(path):
+            raise ConfigError(f"--{flag}={path}: no such file (nor a text-format proto)")
+        try:
+            with open(path) as handle:
+                return handle.read()
+        except PermissionError:
+            raise ConfigError(f"--{flag}={path}: permission denied") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"--{flag}={path}: not a text file") from None
     return value
 
 
@@ -84,24 +106,21 @@ def config_from_flags() -> experiment.ExperimentConfig:
     demo = FLAGS.search_experiment_spec is None
     if demo:
         search_text = _spec_file("demo_search.textproto")
-        select_text = _text(FLAGS.select_tasks) or _spec_file("demo_select.textproto")
-        final_text = _text(FLAGS.final_tasks) or _spec_file("demo_final.textproto")
+        select_text = _text(FLAGS.select_tasks, "select_tasks") or \
+            _spec_file("demo_select.textproto")
+        final_text = _text(FLAGS.final_tasks, "final_tasks") or _spec_file("demo_final.textproto")
     else:
-        search_text = _text(FLAGS.search_experiment_spec)
+        search_text = _text(FLAGS.search_experiment_spec, "search_experiment_spec")
         if FLAGS.select_tasks is None or FLAGS.final_tasks is None:
-            raise app.UsageError("--select_tasks and --final_tasks are required with "
-                                 "--search_experiment_spec")
-        select_text, final_text = _text(FLAGS.select_tasks), _text(FLAGS.final_tasks)
+            raise ConfigError("--select_tasks and --final_tasks are required with "
+                              "--search_experiment_spec")
+        select_text = _text(FLAGS.select_tasks, "select_tasks")
+        final_text = _text(FLAGS.final_tasks, "final_tasks")
 
     def pick(value, demo_default, default):
         return value if value is not None else (demo_default if demo else default)
 
-    hurdles = None
-    if FLAGS.hurdles is not None:
-        from google.protobuf import text_format
-        from azero_jax import spec_protos
-        proto = text_format.Parse(FLAGS.hurdles, spec_protos.HurdlesSpec())
-        hurdles = HurdlesConfig(proto.percentile, proto.num_train_examples, proto.num_tasks)
+    hurdles = None if FLAGS.hurdles is None else parse_hurdles(FLAGS.hurdles)
     return experiment.ExperimentConfig(
         search=parse_search_experiment_spec(search_text),
         select_tasks=parse_task_collection(select_text, "select_tasks"),
@@ -124,16 +143,15 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
         config = config_from_flags()
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
+    except AzeroError:
+        raise
+    except ValueError as error:  # a value the spec's own classes refuse
+        raise ConfigError(str(error)) from None
     log = lambda line: print(line, flush=True)  # noqa: E731
-    try:
-        ran = islands.run_from_flags(FLAGS, config, log=log)
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
+    ran = islands.run_from_flags(FLAGS, config, log=log)
     if ran is None:
         experiment.run_experiments(config, log=log)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_main(main)

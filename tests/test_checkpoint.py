@@ -115,8 +115,11 @@ def test_resume_with_another_spec_is_refused(tmp_path):
         final_tasks=(), memory=MEMORY, random_seed=32, backend="cpu", checkpoint_dir=str(tmp_path))
     experiment.run_experiments(config, log=lambda line: None)
     other = experiment.ExperimentConfig(**{**config.__dict__,
-                                           "search": small_spec(population_size=9)})
-    with pytest.raises(ValueError, match="another spec"):
+                                           "search": small_spec(population_size=8,
+                                                                max_train_steps=2000,
+                                                                mutate_prob=0.5)})
+    # The message names the one setting that differs (and it is still a ValueError).
+    with pytest.raises(ValueError, match=r"search_experiment_spec\.mutate_prob differs;"):
         experiment.run_experiments(other, log=lambda line: None)
 
 

@@ -11,14 +11,18 @@ Files are named ``binary_<dataset>-pos_<p>-neg_<n>-dim_<F>-seed_<s>`` and are re
 C++ reference and by ``projected_binary_classification_task`` (spec field ``path``).
 Note: TFDS stores the images in its own order, so files made from the raw CIFAR-10 /
 MNIST files differ from TFDS-made ones in which images land in which split.
+A missing or malformed dataset file or a bad flag prints one line ``error: <message>``
+and exits with status 2.
 """
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
+from azero_jax import run_checks
 from azero_jax.datasets.loaders import load_dataset
 from azero_jax.datasets.projected import write_projected_binary_datasets
+from azero_jax.errors import ConfigError, run_main
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "/tmp/binary_cifar10_data/", "Folder to write the files to.")
@@ -33,10 +37,34 @@ flags.DEFINE_integer("max_data_seed", 100, "Last seed (exclusive).")
 flags.DEFINE_list("class_ids", "0,1,2,3,4,5,6,7,8,9", "Classes to pair up.")
 
 
+def _class_ids() -> list[int]:
+    try:
+        ids = sorted({int(c) for c in FLAGS.class_ids})
+    except ValueError:
+        raise ConfigError(f"--class_ids must be integers like '0,1,2', got "
+                          f"{','.join(FLAGS.class_ids)!r}") from None
+    if len(ids) < 2 or ids[0] < 0:
+        raise ConfigError(f"--class_ids needs at least two different class ids >= 0, got {ids}")
+    return ids
+
+
+def _check_flags() -> None:
+    """Refuses, before loading any data, flags that would fail later."""
+    for name in ("num_train_examples", "num_valid_examples", "num_test_examples",
+                 "projected_dim"):
+        if getattr(FLAGS, name) < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
+    if not 0 <= FLAGS.min_data_seed < FLAGS.max_data_seed:
+        raise ConfigError(f"--min_data_seed ({FLAGS.min_data_seed}) must be >= 0 and below "
+                          f"--max_data_seed ({FLAGS.max_data_seed})")
+    run_checks.check_writable_folder(FLAGS.data_dir, "--data_dir")
+
+
 def main(argv):
     del argv
+    _check_flags()
+    ids = _class_ids()
     dataset = load_dataset(FLAGS.dataset_name, FLAGS.dataset_dir)
-    ids = sorted(int(c) for c in FLAGS.class_ids)
     pairs = [(a, b) for i, a in enumerate(ids) for b in ids[i + 1:]]
     paths = write_projected_binary_datasets(
         FLAGS.data_dir, dataset, pairs, range(FLAGS.min_data_seed, FLAGS.max_data_seed),
@@ -46,4 +74,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_main(main)

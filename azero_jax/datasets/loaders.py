@@ -35,7 +35,9 @@ from typing import Sequence
 
 import numpy as np
 
-from azero_jax.datasets.errors import DatasetError, DatasetNotFoundError, require_file
+from azero_jax.datasets.errors import (DatasetError, DatasetNotFoundError, require_file,
+                                       require_folder)
+from azero_jax.errors import ConfigError
 
 DATASET_NAMES = ("digits", "mnist", "fashion_mnist", "cifar10")
 CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
@@ -80,6 +82,9 @@ def _check_xy(name, x, y, path):
     y = np.asarray(y)
     if x.ndim < 2:
         raise DatasetError(path, f"{name} features must have >= 2 dimensions, got shape {x.shape}")
+    if x.size == 0 or y.size == 0:
+        raise DatasetError(path, f"{name}: empty (features of shape {x.shape}, labels of shape "
+                                 f"{y.shape})")
     x = x.reshape(len(x), -1)
     if y.ndim != 1 or len(y) != len(x):
         raise DatasetError(path, f"{name}: {len(x)} examples but labels of shape {y.shape}")
@@ -156,10 +161,8 @@ def load_digits() -> ImageDataset:
 
 
 def _cifar_folder(dataset_dir) -> str:
-    dataset_dir = os.fspath(dataset_dir)
-    if not os.path.isdir(dataset_dir):
-        raise DatasetNotFoundError(dataset_dir, "no such folder (expected the CIFAR-10 binary "
-                                                "version, cifar-10-binary.tar.gz unpacked)")
+    dataset_dir = require_folder(dataset_dir, "expected the CIFAR-10 binary version, "
+                                              "cifar-10-binary.tar.gz unpacked")
     for folder in (dataset_dir, os.path.join(dataset_dir, "cifar-10-batches-bin")):
         if os.path.exists(os.path.join(folder, CIFAR10_TEST_FILE)):
             return folder
@@ -250,9 +253,7 @@ def _find_idx(folder: str, stem: str) -> str:
 
 def load_idx_dataset(dataset_dir, name: str = "mnist") -> ImageDataset:
     """MNIST or Fashion-MNIST from the four IDX files (raw or ``.gz``) in ``dataset_dir``."""
-    dataset_dir = os.fspath(dataset_dir)
-    if not os.path.isdir(dataset_dir):
-        raise DatasetNotFoundError(dataset_dir, f"no such folder (expected the {name} IDX files)")
+    dataset_dir = require_folder(dataset_dir, f"expected the {name} IDX files")
     arrays = {key: read_idx(_find_idx(dataset_dir, stem)) for key, stem in MNIST_FILES.items()}
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
@@ -317,12 +318,12 @@ def load_dataset(name: str = "digits", dataset_dir=None, cache: bool = True) -> 
         dataset = load_digits()
     elif name in ("mnist", "fashion_mnist", "cifar10"):
         if dataset_dir is None:
-            raise ValueError(f"dataset {name!r} needs dataset_dir (a folder with the downloaded "
+            raise ConfigError(f"dataset {name!r} needs dataset_dir (a folder with the downloaded "
                              f"files); only 'digits' is built in")
         dataset = (load_cifar10(dataset_dir) if name == "cifar10"
                    else load_idx_dataset(dataset_dir, name))
     else:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASET_NAMES} or a "
+        raise ConfigError(f"unknown dataset {name!r}; expected one of {DATASET_NAMES} or a "
                          f"path to an .npz")
     if cache:
         _CACHE[key] = dataset

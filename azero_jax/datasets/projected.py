@@ -54,6 +54,7 @@ from azero_jax.datasets.loaders import ImageDataset, class_pair_examples, load_d
 from azero_jax.datasets.reference import (SplitDataset, parse_reference_dataset,
                                           read_reference_dataset,
                                           reference_file_name, write_reference_dataset)
+from azero_jax.errors import ConfigError
 
 # The reference's recommended held-out pairs (task.proto): T_select / final tasks.
 HELD_OUT_PAIRS = ((4, 6), (3, 5), (8, 9), (3, 8), (0, 9), (2, 9), (1, 8), (3, 6), (0, 5))
@@ -114,7 +115,7 @@ class _Mt19937:
 def normalize_pair(pair) -> tuple[int, int]:
     a, b = (int(v) for v in pair)
     if a == b or not (0 <= a < NUM_CLASSES and 0 <= b < NUM_CLASSES):
-        raise ValueError(f"a class pair needs two different classes in [0, 10), got {pair}")
+        raise ConfigError(f"a class pair needs two different classes in [0, 10), got {pair}")
     return (min(a, b), max(a, b))
 
 
@@ -129,10 +130,10 @@ def choose_pair_and_seed(data_seed: int, held_out_pairs=(), min_supported_data_s
                          negative_class=None) -> tuple[int, int, int]:
     """``(positive_class, negative_class, file_seed)`` exactly as the reference chooses them."""
     if max_supported_data_seed <= min_supported_data_seed:
-        raise ValueError(f"max_supported_data_seed ({max_supported_data_seed}) must exceed "
+        raise ConfigError(f"max_supported_data_seed ({max_supported_data_seed}) must exceed "
                          f"min_supported_data_seed ({min_supported_data_seed})")
     if (positive_class is None) != (negative_class is None):
-        raise ValueError("give both positive_class and negative_class or neither")
+        raise ConfigError("give both positive_class and negative_class or neither")
     if positive_class is not None:
         span = max_supported_data_seed - min_supported_data_seed
         return (int(positive_class), int(negative_class),
@@ -140,7 +141,7 @@ def choose_pair_and_seed(data_seed: int, held_out_pairs=(), min_supported_data_s
     held = {normalize_pair(p) for p in held_out_pairs}
     candidates = [p for p in ALL_PAIRS if p not in held]
     if not candidates:
-        raise ValueError("all 45 class pairs are held out")
+        raise ConfigError("all 45 class pairs are held out")
     rng = _Mt19937(hash_mix(_PAIR_SEED_SALT, int(data_seed) & 0xFFFFFFFF))
     pair = candidates[rng.uniform_int(0, len(candidates))]
     seed = rng.uniform_int(int(min_supported_data_seed), int(max_supported_data_seed))
@@ -213,7 +214,7 @@ def projected_binary_dataset(dataset: ImageDataset, positive_class: int, negativ
     x_pair, y_pair = class_pair_examples(x, y, positive_class, negative_class, int(total / 2))
     counts = split_counts(len(y_pair), (num_train, num_valid, num_test))
     if min(counts[0], counts[1]) < 2:
-        raise ValueError(f"{dataset.name}: classes {positive_class}/{negative_class} have only "
+        raise ConfigError(f"{dataset.name}: classes {positive_class}/{negative_class} have only "
                          f"{len(y_pair)} images, too few for a train/valid split")
     x_tr, y_tr, x_va, y_va, x_te, y_te = _train_valid_test_split(
         x_pair.astype(np.float64), y_pair, *counts, seed=int(seed))
@@ -261,7 +262,7 @@ def _source_dataset(spec_params: dict) -> ImageDataset | SplitDataset | None:
     if getattr(getattr(inline, "DESCRIPTOR", None), "name", None) == "ScalarLabelDataset":
         # The reference's inline `dataset` option (a ScalarLabelDataset message).
         return parse_reference_dataset(inline.SerializeToString(), "<inline dataset>")
-    raise ValueError(f"{TASK_TYPE}: params 'dataset' must be a ScalarLabelDataset message, a "
+    raise ConfigError(f"{TASK_TYPE}: params 'dataset' must be a ScalarLabelDataset message, a "
                      f"SplitDataset or an ImageDataset, got {type(inline).__name__}")
 
 
@@ -299,7 +300,7 @@ def projected_binary_task(features_size: int, num_train: int, num_valid: int, da
             folder = os.fspath(path) if path else ""
             if dataset_name != "digits" and not dataset_name.endswith(".npz"):
                 if not folder:
-                    raise ValueError(f"{TASK_TYPE}: dataset {dataset_name!r} needs 'path' (a "
+                    raise ConfigError(f"{TASK_TYPE}: dataset {dataset_name!r} needs 'path' (a "
                                      f"folder of reference dataset files or raw {dataset_name} "
                                      f"files)")
                 try:
@@ -326,13 +327,13 @@ def projected_binary_task(features_size: int, num_train: int, num_valid: int, da
 
 def _projected_factory(spec: tasks_lib.TaskSpec, data_seed: int, param_seed: int):
     if tasks_lib.normalize_eval_type(spec.eval_type) != tasks_lib.ACCURACY:
-        raise ValueError(f"{TASK_TYPE} requires eval_type 'accuracy'")
+        raise ConfigError(f"{TASK_TYPE} requires eval_type 'accuracy'")
     params = dict(spec.params)
     unknown = set(params) - {"positive_class", "negative_class", "dataset_name", "path",
                              "dataset_dir", "held_out_pairs", "min_supported_data_seed",
                              "max_supported_data_seed", "num_test_examples", "dataset"}
     if unknown:
-        raise ValueError(f"{TASK_TYPE}: unknown params {sorted(unknown)}")
+        raise ConfigError(f"{TASK_TYPE}: unknown params {sorted(unknown)}")
     task = projected_binary_task(
         spec.features_size, spec.num_train_examples, spec.num_valid_examples, data_seed,
         dataset_name=params.get("dataset_name", "cifar10"),
@@ -394,7 +395,7 @@ def projected_multiclass_task(features_size: int, num_train: int, num_valid: int
                                   int(num_valid), int(features_size), int(data_seed))
     classes = data.y_train.shape[1]
     if classes > features_size:
-        raise ValueError(f"{MULTICLASS_TASK_TYPE}: {classes} classes need features_size >= "
+        raise ConfigError(f"{MULTICLASS_TASK_TYPE}: {classes} classes need features_size >= "
                          f"{classes} (labels live in a vector of size F), got {features_size}")
     return tasks_lib.Task(data.x_train, data.y_train, data.x_valid, data.y_valid,
                           tasks_lib.ACCURACY, num_epochs, data_seed=data_seed,
@@ -403,11 +404,11 @@ def projected_multiclass_task(features_size: int, num_train: int, num_valid: int
 
 def _multiclass_factory(spec: tasks_lib.TaskSpec, data_seed: int, param_seed: int):
     if tasks_lib.normalize_eval_type(spec.eval_type) != tasks_lib.ACCURACY:
-        raise ValueError(f"{MULTICLASS_TASK_TYPE} requires eval_type 'accuracy'")
+        raise ConfigError(f"{MULTICLASS_TASK_TYPE} requires eval_type 'accuracy'")
     params = dict(spec.params)
     unknown = set(params) - {"dataset_name", "path", "dataset_dir", "dataset"}
     if unknown:
-        raise ValueError(f"{MULTICLASS_TASK_TYPE}: unknown params {sorted(unknown)}")
+        raise ConfigError(f"{MULTICLASS_TASK_TYPE}: unknown params {sorted(unknown)}")
     task = projected_multiclass_task(
         spec.features_size, spec.num_train_examples, spec.num_valid_examples, data_seed,
         dataset_name=params.get("dataset_name", "cifar10"),

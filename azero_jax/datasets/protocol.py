@@ -25,6 +25,7 @@ import dataclasses
 
 from azero_jax.datasets.projected import (HELD_OUT_PAIRS, MULTICLASS_TASK_TYPE, TASK_TYPE,
                                           complement_pairs)
+from azero_jax.errors import ConfigError
 from azero_jax.tasks import ACCURACY, TaskSpec
 
 # name -> (num_train_examples, num_train_epochs)
@@ -80,7 +81,7 @@ def reference_baseline_specs(path="./binary_cifar10_data/", dataset_name: str = 
 def task_variant(spec: TaskSpec, variant: str) -> TaskSpec:
     """``spec`` with the train size and epochs of a §4.3 variant (see :data:`VARIANTS`)."""
     if variant not in VARIANTS:
-        raise ValueError(f"unknown task variant {variant!r}; expected one of {sorted(VARIANTS)}")
+        raise ConfigError(f"unknown task variant {variant!r}; expected one of {sorted(VARIANTS)}")
     num_train, epochs = VARIANTS[variant]
     return dataclasses.replace(spec, num_train_examples=num_train, num_train_epochs=epochs)
 
@@ -90,11 +91,11 @@ def multiclass_task_spec(dataset_name: str = "cifar10", path=None, features_size
                          num_valid: int = 5000, num_epochs: int = 1, first_seed=None) -> TaskSpec:
     """10-class projected tasks; ``split`` ``"search"`` uses seeds 0.., ``"select"`` 800.."""
     if split not in ("search", "select"):
-        raise ValueError(f"split must be 'search' or 'select', got {split!r}")
+        raise ConfigError(f"split must be 'search' or 'select', got {split!r}")
     low, high = MULTICLASS_SEARCH_SEEDS if split == "search" else MULTICLASS_SELECT_SEEDS
     first = low if first_seed is None else int(first_seed)
     if not (low <= first and first + num_tasks <= high):
-        raise ValueError(f"{split} seeds must lie in [{low}, {high}); got {first}.."
+        raise ConfigError(f"{split} seeds must lie in [{low}, {high}); got {first}.."
                          f"{first + num_tasks - 1}")
     params = {"dataset_name": dataset_name}
     if path:

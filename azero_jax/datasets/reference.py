@@ -25,6 +25,7 @@ from google.protobuf import message as message_lib
 
 from azero_jax import protos
 from azero_jax.datasets.errors import DatasetError, require_file
+from azero_jax.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -112,7 +113,7 @@ def _add_split(dataset, name, x, y):
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     if x.ndim != 2 or len(x) != len(y):
-        raise ValueError(f"{name}: features must be [n, F] and labels [n], got {x.shape} "
+        raise ConfigError(f"{name}: features must be [n, F] and labels [n], got {x.shape} "
                          f"and {y.shape}")
     features = getattr(dataset, f"{name}_features")
     for row in x.tolist():
