@@ -178,7 +178,11 @@ def format_progress(record: dict) -> str:
 
 def evaluate_on_tasks(algorithm: Algorithm, task_specs: Sequence[TaskSpec], *, memory,
                       max_abs_error: float, seed: int, backend: str, **options) -> float:
-    """Mean fitness of one algorithm on a task collection (T_select / T_final)."""
+    """Mean fitness of one algorithm on a task collection (T_select / T_final).
+
+    ``options`` are the search's evaluator options (e.g. ``dtype``): a float64 search is
+    ranked and reported in float64 too.
+    """
     tasks = make_tasks(task_specs)
     results = evaluate_pairs([algorithm], tasks, np.zeros(len(tasks), np.int64),
                              np.arange(len(tasks)), memory=memory, max_abs_error=max_abs_error,
@@ -392,7 +396,8 @@ class ExperimentRunner:
                 self.log("Evaluating candidate algorithm from experiment (on T_select tasks)... ")
                 select = evaluate_on_tasks(candidate.algorithm, select_specs, memory=config.memory,
                                            max_abs_error=self.spec.max_abs_error,
-                                           seed=self.current["select_seed"], backend=config.backend)
+                                           seed=self.current["select_seed"], backend=config.backend,
+                                           **dict(config.evaluator_options))
                 self.log(f"Select fitness for candidate algorithm = {select:.6f}")
                 record = {
                     "experiment": self.num_experiments, "search_fitness": candidate.fitness,
@@ -421,7 +426,7 @@ class ExperimentRunner:
             final_seed = self.rng.randrange(1, 2**31 - 1)
             final = evaluate_on_tasks(self.best[0], config.final_tasks, memory=config.memory,
                                       max_abs_error=self.spec.max_abs_error, seed=final_seed,
-                                      backend=config.backend)
+                                      backend=config.backend, **dict(config.evaluator_options))
             self.log("")
             self.log("Final evaluation of best algorithm (on unseen tasks)...")
             self.log(f"Final evaluation fitness (on unseen data) = {final:.6f}")
