@@ -183,11 +183,29 @@ def evaluate_on_tasks(algorithm: Algorithm, task_specs: Sequence[TaskSpec], *, m
     ``options`` are the search's evaluator options (e.g. ``dtype``): a float64 search is
     ranked and reported in float64 too.
     """
-    tasks = make_tasks(task_specs)
-    results = evaluate_pairs([algorithm], tasks, np.zeros(len(tasks), np.int64),
-                             np.arange(len(tasks)), memory=memory, max_abs_error=max_abs_error,
-                             seed=seed, backend=backend, **options)
-    return float(np.mean(results.fitness))
+    return float(mean_fitness_on_tasks([algorithm], make_tasks(task_specs), memory=memory,
+                                       max_abs_error=max_abs_error, seed=seed,
+                                       backend=backend, **options)[0])
+
+
+def mean_fitness_on_tasks(algorithms: Sequence[Algorithm], tasks, *, memory,
+                          max_abs_error: float, seed: int, backend: str,
+                          evaluate_fn: Callable | None = None, **options) -> np.ndarray:
+    """Mean fitness of each algorithm on built tasks, each evaluated as if alone.
+
+    Every algorithm gets id 0 (what :func:`evaluate_on_tasks` gives its one algorithm),
+    so random ops draw the same numbers whichever algorithms share the call.
+    """
+    algorithms, tasks = list(algorithms), list(tasks)
+    a_index = np.repeat(np.arange(len(algorithms)), len(tasks))
+    t_index = np.tile(np.arange(len(tasks)), len(algorithms))
+    kwargs = dict(memory=memory, max_abs_error=max_abs_error, seed=seed,
+                  algorithm_ids=np.zeros(len(algorithms), np.int64),
+                  train_steps=np.array([tasks[t].total_train_steps for t in t_index],
+                                       dtype=np.int64), backend=backend, **options)
+    results = (evaluate_fn or evaluate_pairs)(algorithms, tasks, a_index, t_index, **kwargs)
+    return np.asarray(results.fitness, dtype=np.float64).reshape(
+        len(algorithms), len(tasks)).mean(axis=1)
 
 
 class _StopFlag:
