@@ -3,15 +3,18 @@
 ``W`` islands each run regularized evolution (:class:`~azero_jax.evolution.Search`)
 on their own population (their own ``P``, e.g. spread over ``100 <= P <= 1000``) and
 their own task set (e.g. half the islands on projected MNIST, half on CIFAR: the
-paper's 50 % dataset diversity). Every ``migration_interval`` evaluations an island
-uploads a random ``migration_fraction`` (paper: half) of its population to a
-migration server and receives as many algorithms sampled uniformly across the latest
-uploads of all islands (its own included, as in the paper); they replace a random
-``migration_fraction`` of the population. Migrants are re-evaluated on the receiving
-island's tasks (FEC applies; they count as individuals and training steps of that
-island) and enter as its youngest individuals: the kept individuals keep their age
-order, the migrants follow them, and the next children replace the oldest first.
-``migration_interval = 0`` switches migration off (the Table S2 ablation).
+paper's 50 % dataset diversity). Every ``migration_interval`` children (tested after
+each step) an island uploads a random ``migration_fraction`` (paper: half) of its
+population, with their fitnesses, to a migration server and receives as many
+algorithms sampled uniformly across the latest uploads of the OTHER islands (never its
+own); they are substituted into random slots. A migrant takes the slot, and so the age
+and birth number, of the individual it replaces; it keeps its fitness when its island
+searches the same task set, and is re-evaluated on the receiving island's tasks (FEC
+applies; counted as individuals and training steps there) only when the task sets
+differ. ``migration_interval = 0`` switches migration off (the Table S2 ablation): the
+islands are then exactly independent searches. The experiment's candidate is the best
+island's best, islands compared on a common task set (T_select in the experiments loop),
+never by search fitnesses measured on different tasks.
 
 Three execution modes share this module's :class:`IslandGroup`, which runs any number
 of islands in one process, in lockstep: the children of one step of *every* island go
@@ -83,7 +86,9 @@ class IslandsConfig:
       task_sets: named task collections, ``((name, (TaskSpec, ...)), ...)``.
       island_task_sets: one task-set name per island ('' = the spec's search tasks);
         empty = every island on the spec's search tasks.
-      migration_interval: evaluations of an island between its migrations; 0 = off.
+      migration_interval: children of an island between its migrations (tested after
+        each step, so up to ``child_batch_size - 1`` more); received migrants do not
+        count; 0 = off.
         The default, 10 000, follows the paper's rate (fewer than one migration a second
         per worker, at least 100 an experiment) on a CPU core running the demo spec.
       migration_fraction: fraction of the population uploaded and replaced (paper 0.5).
@@ -91,7 +96,9 @@ class IslandsConfig:
       num_workers: processes / Ray actors (default: min(W, cores) / min(W, the
         cluster's CPUs), or one actor per GPU with the JAX backend).
       ray_address: address of a running Ray cluster (None starts a local one).
-      stop_search_fitness: stop every island once one reaches this search fitness.
+      stop_search_fitness: stop every island once one island's best reaches this fitness
+        on its own tasks and, when islands are ranked on a common task set, there too
+        (:meth:`IslandGroup.stop_reached`).
       checkpoint_every_secs: seconds between island checkpoints (None: the run's
         ``--checkpoint_every_secs``, else 30 s); islands are also checkpointed when they
         stop. (Not after every migration: with frequent migrations the saves cost more
@@ -282,7 +289,7 @@ class MigrationServer:
         >>> server = MigrationServer(seed=1)
         >>> len(server.exchange(0, [generator.linear_model()] * 3))  # nobody else yet
         0
-        >>> len(server.exchange(1, [generator.neural_net_model(4)] * 2)), server.exchanges
+        >>> len(server.exchange(1, [generator.linear_model(0.5)] * 2)), server.exchanges
         (2, 2)
     """
 
@@ -297,7 +304,8 @@ class MigrationServer:
         self.registrations: collections.Counter = collections.Counter()
         self.lock = threading.Lock()
 
-    def exchange(self, island: int, algorithms: Sequence[Algorithm], fitness=None) -> list[Algorithm]:
+    def exchange(self, island: int, algorithms: Sequence[Algorithm],
+                 fitness=None) -> list[Algorithm]:
         return unpack(self.exchange_packed(island, pack(algorithms, fitness)))
 
     def exchange_packed(self, island: int, packed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -624,7 +632,8 @@ class IslandGroup:
       memory, backend, child_batch_size, random_search, evaluator_options: as for
         :class:`~azero_jax.evolution.Search`.
       eval_seed: the evaluation seed shared by the group (islands differ by algorithm ids).
-      server: an object with ``exchange(island, algorithms) -> algorithms``.
+      server: an object with ``exchange_many([(island, packed), ...]) -> [packed, ...]``
+        (see :meth:`MigrationServer.exchange_many`).
       evaluate_fn: an ``evaluate_pairs``-compatible callable (default the library's).
       checkpoint_dir: per-island checkpoints, loaded on construction when present.
       task_specs: the task collection of each task-set name ('' = the spec's).

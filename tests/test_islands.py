@@ -405,3 +405,19 @@ def test_islands_on_different_task_sets_are_compared_on_a_common_task_set():
     assert raw["fitness"] >= 0.99 and stopped.individuals == result.individuals
     # Without a common set given, islands on different tasks are ranked on the spec's.
     assert run_islands(spec, config, memory=MEMORY, seed=3, backend="cpu").island == 1
+
+
+def test_ray_server_actor_and_worker_view_speak_exchange_many():
+    """The Ray classes without Ray: a worker's exchange goes through the server actor's
+    ``exchange_many`` and comes back packed with sources (Ray itself is an extra)."""
+    from types import SimpleNamespace
+
+    from azero_jax import generator, ray_islands
+    actor = ray_islands.MigrationServerActor(seed=1)
+    handle = SimpleNamespace(exchange_many=SimpleNamespace(remote=actor.exchange_many))
+    view = ray_islands._ActorServer(SimpleNamespace(get=lambda value: value), handle)
+    view.exchange_many([(0, islands.pack([generator.linear_model(0.1)] * 2, [0.5, 0.25]))])
+    answer, = view.exchange_many([(1, islands.pack([generator.linear_model(0.2)] * 2))])
+    assert islands.packed_sources(answer).tolist() == [0, 0]
+    assert sorted(islands.packed_fitness(answer).tolist()) == [0.25, 0.5]
+    assert actor.stats()["exchanges"] == 2
