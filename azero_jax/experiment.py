@@ -67,8 +67,13 @@ class ExperimentConfig:
       max_experiments: 0 = unlimited.
       randomize_task_seeds: re-draw T_search and T_select seeds for every experiment.
       sufficient_fitness: stop once the best select fitness exceeds it (strictly).
-      backend, child_batch_size, random_search: see :class:`~azero_jax.evolution.Search`.
-      hurdles: overrides the spec's ``hurdles`` (None keeps the spec's).
+      backend, child_batch_size: see :class:`~azero_jax.evolution.Search`.
+      random_search: the paper's random-search baseline (Figure 4): the spec is changed as
+        :func:`random_search_spec` says (random initial population, no FEC, no hurdles
+        unless ``random_search_fec`` / ``hurdles`` ask for them).
+      random_search_fec: keep the spec's FEC in a random search.
+      hurdles: overrides the spec's ``hurdles`` (None keeps the spec's; with random
+        search, None means no hurdles).
       output_dir: where ``summary.json`` and ``best_algorithm.txt`` go.
       checkpoint_dir: periodic checkpoints, resumed on restart.
       checkpoint_every_secs: seconds between checkpoints.
@@ -88,6 +93,7 @@ class ExperimentConfig:
     backend: str = "auto"
     child_batch_size: int | None = None
     random_search: bool = False
+    random_search_fec: bool = False
     hurdles: HurdlesConfig | None = None
     output_dir: str | None = None
     checkpoint_dir: str | None = None
@@ -101,6 +107,41 @@ class ExperimentConfig:
             raise ValueError(f"max_experiments must be >= 0, got {self.max_experiments}")
         if not self.select_tasks:
             raise ValueError("select_tasks must name at least one task")
+
+
+def random_search_spec(spec: SearchSpec, *, fec: bool = False,
+                       hurdles: HurdlesConfig | None = None) -> SearchSpec:
+    """The spec of the paper's random-search baseline (Figure 4, S5) made from ``spec``.
+
+    Random search proposes fresh random algorithms of the spec's ``*_size_init`` sizes
+    (:class:`~azero_jax.evolution.Search` with ``random_search=True``); its initial
+    population is random too (``initial_population: RANDOM_ALGORITHM``) rather than the
+    evolution spec's usual empty programs, which would spend a whole population on one
+    program. The paper's baseline uses neither FEC nor hurdles ("we do not use hurdles or
+    additional data"): they are dropped unless asked for (``fec=True`` keeps the spec's
+    FEC; ``hurdles`` sets hurdles).
+
+    Example:
+        >>> from azero_jax import spec as spec_lib
+        >>> s = spec_lib.parse_search_experiment_spec(
+        ...     open("experiments/specs/demo_search.textproto").read())
+        >>> r = random_search_spec(s)
+        >>> r.initial_population, r.fec, r.hurdles, r.size_inits == s.size_inits
+        ('RANDOM_ALGORITHM', None, None, True)
+    """
+    return spec.replace(initial_population="RANDOM_ALGORITHM",
+                        fec=spec.fec if fec else None, hurdles=hurdles)
+
+
+def search_spec(config: ExperimentConfig) -> SearchSpec:
+    """The spec a run searches with: the config's spec, its ``hurdles`` override, and
+    for random search :func:`random_search_spec`."""
+    if config.random_search:
+        return random_search_spec(config.search, fec=config.random_search_fec,
+                                  hurdles=config.hurdles)
+    if config.hurdles is not None:
+        return config.search.replace(hurdles=config.hurdles)
+    return config.search
 
 
 def trim_metrics_log(path: str | None, experiment: int, individuals: int) -> int:
@@ -247,8 +288,7 @@ class ExperimentRunner:
     def __init__(self, config: ExperimentConfig, log: Callable[[str], None] = print):
         self.config = config
         self.log = log
-        self.spec = config.search if config.hurdles is None else \
-            config.search.replace(hurdles=config.hurdles)
+        self.spec = search_spec(config)
         self.seed = int(config.random_seed) or _seed_from_clock()
         self.rng = random_lib.Random(self.seed)
         self.num_experiments = 0

@@ -1383,8 +1383,7 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
     """
     from azero_jax import experiment as experiment_lib
 
-    spec = config.search if config.hurdles is None else config.search.replace(
-        hurdles=config.hurdles)
+    spec = experiment_lib.search_spec(config)
     if islands.checkpoint_every_secs is None:
         islands = islands.replace(checkpoint_every_secs=float(config.checkpoint_every_secs))
     seed = int(config.random_seed) or (time.time_ns() % (2**32 - 2)) + 1

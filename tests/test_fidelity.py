@@ -48,3 +48,57 @@ def test_select_and_final_fitness_of_a_float64_jax_run_equal_the_cpu_backends():
         algorithm, config.select_tasks, memory=MEMORY, max_abs_error=100.0,
         seed=current["select_seed"], backend="jax")
     assert select_f32 != pytest.approx(select_cpu, rel=1e-9)
+
+
+def _evolution_spec():
+    """An evolution spec as the demo's: empty initial programs, FEC and hurdles."""
+    return small_spec(population_size=8, max_train_steps=3000,
+                      initial_population="NO_OP_ALGORITHM", fec=FECConfig(10, 10),
+                      hurdles=HurdlesConfig(75.0, 10, 1))
+
+
+def test_random_search_starts_from_random_algorithms_without_fec_or_hurdles():
+    """The paper's Figure 4 baseline: random programs of the spec's sizes from the first
+    individual on, and neither FEC nor hurdles (the evolution spec has both)."""
+    runner = experiment.ExperimentRunner(
+        _config(search=_evolution_spec(), random_search=True, final_tasks=()),
+        log=lambda _: None)
+    assert runner.spec.initial_population == "RANDOM_ALGORITHM"
+    assert runner.spec.fec is None and runner.spec.hurdles is None
+    runner.search = runner._make_search(runner._draw_experiment())
+    search = runner.search
+    search.run(max_individuals=8)
+    assert search.fec is None and search.hurdle_stats.evaluated == 0
+    sizes = {a.sizes for a in search.population}
+    assert sizes == {runner.spec.size_inits}  # all random programs, none empty
+    assert len({a.key() for a in search.population}) == 8
+
+
+def test_random_search_keeps_fec_and_hurdles_when_asked():
+    hurdles = HurdlesConfig(50.0, 5, 1)
+    spec = experiment.search_spec(_config(search=_evolution_spec(), random_search=True,
+                                          random_search_fec=True, hurdles=hurdles))
+    assert spec.fec == FECConfig(10, 10) and spec.hurdles == hurdles
+    assert spec.initial_population == "RANDOM_ALGORITHM"
+    # Evolution keeps the spec as it is (the hurdles flag overrides the spec's).
+    evolution = experiment.search_spec(_config(search=_evolution_spec(), hurdles=hurdles))
+    assert evolution == _evolution_spec().replace(hurdles=hurdles)
+
+
+def test_random_search_flags(monkeypatch):
+    import os
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    monkeypatch.syspath_prepend(os.path.join(root, "experiments"))
+    import run_search_experiment as binary
+    from absl import flags
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["run_search_experiment", "--random_search", "--random_search_fec"])
+    try:
+        config = binary.config_from_flags()
+    finally:
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS([sys.argv[0]])
+    assert config.random_search and config.random_search_fec
+    spec = experiment.search_spec(config)
+    assert spec.initial_population == "RANDOM_ALGORITHM" and spec.fec is not None
