@@ -47,6 +47,7 @@ from azero_jax import checkpoint as checkpoint_lib
 from azero_jax.evaluator import MemoryConfig, evaluate_pairs
 from azero_jax.evolution import Search
 from azero_jax.hurdles import HurdlesConfig
+from azero_jax.mutator import Mutator
 from azero_jax.program import Algorithm, format_algorithm
 from azero_jax.spec import SearchSpec
 from azero_jax.tasks import TaskSpec, make_tasks
@@ -142,6 +143,23 @@ def search_spec(config: ExperimentConfig) -> SearchSpec:
     if config.hurdles is not None:
         return config.search.replace(hurdles=config.hurdles)
     return config.search
+
+
+def apply_mutation_style(search: Search) -> Search:
+    """Gives ``search`` a mutator of its spec's ``mutation_style``; returns it.
+
+    :class:`~azero_jax.evolution.Search` builds the reference-style mutator; its
+    controller is being rewritten (with a batched mutator that will read the style
+    itself), so until then the experiments loop and island groups swap in a
+    :class:`~azero_jax.mutator.Mutator` of the spec's style here. A Search built
+    directly with a ``PAPER`` spec and not passed through this mutates as the reference.
+    """
+    spec = search.spec
+    if spec.mutation_style != search.mutator.style:
+        search.mutator = Mutator(spec.op_lists, search.memory, spec.mutation_types,
+                                 spec.mutate_prob, spec.size_bounds, style=spec.mutation_style)
+        search.randomizer = search.mutator.randomizer
+    return search
 
 
 def trim_metrics_log(path: str | None, experiment: int, individuals: int) -> int:
@@ -397,12 +415,11 @@ class ExperimentRunner:
 
     def _make_search(self, current: dict) -> Search:
         spec = self.spec.replace(search_tasks=self._search_task_specs(current))
-        return Search(spec, memory=self.config.memory, seed=current["search_seed"],
-                      backend=self.config.backend,
-                      child_batch_size=self.config.child_batch_size,
-                      random_search=self.config.random_search,
-                      progress_fn=self._progress,
-                      evaluator_options=dict(self.config.evaluator_options))
+        return apply_mutation_style(Search(
+            spec, memory=self.config.memory, seed=current["search_seed"],
+            backend=self.config.backend, child_batch_size=self.config.child_batch_size,
+            random_search=self.config.random_search, progress_fn=self._progress,
+            evaluator_options=dict(self.config.evaluator_options)))
 
     def _progress(self, record: dict) -> None:
         self.log(format_progress(record))

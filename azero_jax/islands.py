@@ -62,6 +62,7 @@ import numpy as np
 
 from azero_jax import checkpoint as checkpoint_lib
 from azero_jax import evaluator as evaluator_lib
+from azero_jax import experiment as experiment_lib
 from azero_jax.evaluator import MemoryConfig, PairResults
 from azero_jax.evolution import Search, default_child_batch_size
 from azero_jax.program import Algorithm, format_algorithm, parse_algorithm
@@ -693,6 +694,7 @@ class IslandGroup:
                             random_search=random_search, tasks=self.task_lists[island.task_set],
                             evaluate_fn=evaluate_fn, evaluator_options=self.evaluator_options)
             search.eval_seed = self.eval_seed
+            experiment_lib.apply_mutation_style(search)
             self.islands.append(Island(island, search, config.migration_fraction,
                                        config.migration_interval))
         op_sets = [island.search.op_sets for island in self.islands]
@@ -905,7 +907,6 @@ class IslandGroup:
         (algorithm id 0, ``rank_seed``), so the value equals its T_select fitness when
         ``rank_tasks`` is T_select. Results are memoised per exact algorithm.
         """
-        from azero_jax import experiment as experiment_lib
         if self.rank_tasks is None:
             raise ValueError("this group has no common task set to rank on")
         keys = [a.key() for a in algorithms]
@@ -1381,8 +1382,6 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
     ``checkpoint_dir/experiment_<n>/`` and the loop state in ``islands_run.json``; a
     restart resumes both.
     """
-    from azero_jax import experiment as experiment_lib
-
     spec = experiment_lib.search_spec(config)
     if islands.checkpoint_every_secs is None:
         islands = islands.replace(checkpoint_every_secs=float(config.checkpoint_every_secs))

@@ -102,3 +102,17 @@ def test_random_search_flags(monkeypatch):
     assert config.random_search and config.random_search_fec
     spec = experiment.search_spec(config)
     assert spec.initial_population == "RANDOM_ALGORITHM" and spec.fec is not None
+
+
+def test_the_experiments_loop_and_islands_mutate_in_the_specs_style():
+    from azero_jax import islands
+    paper = small_spec(population_size=8, max_train_steps=3000, mutation_style="PAPER")
+    runner = experiment.ExperimentRunner(_config(search=paper), log=lambda _: None)
+    search = runner._make_search(runner._draw_experiment())
+    assert search.mutator.style == "PAPER" and search.randomizer is search.mutator.randomizer
+    config = islands.IslandsConfig(num_islands=2, migration_interval=0)
+    group = islands.IslandGroup(paper, islands.island_specs(config, paper, 1), config,
+                                memory=MEMORY, backend="cpu")
+    assert {island.search.mutator.style for island in group.islands} == {"PAPER"}
+    plain = experiment.ExperimentRunner(_config(), log=lambda _: None)
+    assert plain._make_search(plain._draw_experiment()).mutator.style == "REFERENCE"
