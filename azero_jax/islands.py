@@ -574,6 +574,7 @@ class Island:
                 "task_set": self.island.task_set, "individuals": int(search.num_individuals),
                 "train_steps": int(search.train_steps), "best_fitness": best,
                 "migrations": self.migrations, "migrants_received": self.migrants_received,
+                "migrant_evaluations": self.migrant_evaluations,
                 "fec_hit_rate": search.fec_hit_rate(), "restarts": self.restarts,
                 "done": bool(search.done)}
 

@@ -184,6 +184,7 @@ def test_migrants_from_other_task_sets_are_reevaluated_and_counted():
     assert g.migrate([island0]) == 5
     assert len(fake.calls) == calls_before + 1 and fake.calls[-1]["pairs"] == 5 * 2
     assert island0.migrant_evaluations == 5 and island0.search.num_individuals == 15
+    assert island0.summary()["migrant_evaluations"] == 5
     assert island0.search.birth.tolist() == births.tolist()  # ages kept here too
 
 
