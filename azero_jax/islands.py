@@ -669,8 +669,10 @@ class IslandGroup:
                            if name not in task_specs})
         self.task_specs = {name: tuple(specs) for name, specs in task_specs.items()}
         self.rank_tasks = None if rank_tasks is None else tuple(rank_tasks)
-        if self.rank_tasks is None and len({self.task_specs[config.task_set(i)]
-                                            for i in range(int(config.num_islands))}) > 1:
+        # Compared with == (an inline dataset makes a task spec unhashable).
+        island_tasks = [self.task_specs[config.task_set(i)]
+                        for i in range(int(config.num_islands))]
+        if self.rank_tasks is None and any(t != island_tasks[0] for t in island_tasks):
             self.rank_tasks = self.task_specs[""]
         self.rank_seed = int(rank_seed)
         self._rank_task_list = None
