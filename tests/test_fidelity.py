@@ -1,7 +1,6 @@
 """Issue #12 ("Fidelity, round two"): evaluator options in T_select / T_final, random
-search as the paper's baseline."""
+search as the paper's baseline, the spec's mutation style in the experiments loop."""
 
-import numpy as np
 import pytest
 
 from azero_jax import experiment
