@@ -115,3 +115,36 @@ def test_the_experiments_loop_and_islands_mutate_in_the_specs_style():
     assert {island.search.mutator.style for island in group.islands} == {"PAPER"}
     plain = experiment.ExperimentRunner(_config(), log=lambda _: None)
     assert plain._make_search(plain._draw_experiment()).mutator.style == "REFERENCE"
+
+
+@pytest.mark.slow  # a second JAX compile for the islands' shapes (~10-30 s)
+def test_islands_select_and_final_fitness_of_a_float64_jax_run_equal_the_cpu_backends(tmp_path):
+    """The islands loop ranks on T_select and evaluates T_final with the evaluator options
+    too (float64 on JAX equals the cpu backend)."""
+    import json
+    import random
+
+    pytest.importorskip("jax")
+    from azero_jax import checkpoint as checkpoint_lib
+    from azero_jax import islands
+    config = _config(backend="jax", evaluator_options=(("dtype", "float64"),),
+                     checkpoint_dir=str(tmp_path))
+    summary = islands.run_experiments(
+        config, islands.IslandsConfig(num_islands=2, migration_interval=10),
+        log=lambda _: None)
+    with open(tmp_path / "islands_run.json") as handle:
+        state = json.load(handle)
+    algorithm = checkpoint_lib.algorithm_from_json(state["best_algorithm"])
+    rng = random.Random(config.random_seed)  # the loop's draws: 4 per experiment, then T_final
+    select_seed = [rng.randrange(1, 2**31 - 1) for _ in range(4)][3]
+    final_seed = rng.randrange(1, 2**31 - 1)
+    common = dict(memory=MEMORY, max_abs_error=100.0, backend="cpu")
+    select_cpu = experiment.evaluate_on_tasks(algorithm, config.select_tasks,
+                                              seed=select_seed, **common)
+    final_cpu = experiment.evaluate_on_tasks(algorithm, config.final_tasks, seed=final_seed,
+                                             **common)
+    assert summary["best_select_fitness"] == pytest.approx(select_cpu, rel=1e-13)
+    assert summary["final_fitness"] == pytest.approx(final_cpu, rel=1e-13)
+    select_f32 = experiment.evaluate_on_tasks(algorithm, config.select_tasks,
+                                              seed=select_seed, **dict(common, backend="jax"))
+    assert select_f32 != pytest.approx(select_cpu, rel=1e-9)
