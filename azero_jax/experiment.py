@@ -71,8 +71,13 @@ class ExperimentConfig:
       max_experiments: 0 = unlimited.
       randomize_task_seeds: re-draw T_search and T_select seeds for every experiment.
       sufficient_fitness: stop once the best select fitness exceeds it (strictly).
-      backend, child_batch_size, random_search: see :class:`~azero_jax.evolution.Search`.
-      hurdles: overrides the spec's ``hurdles`` (None keeps the spec's).
+      backend, child_batch_size: see :class:`~azero_jax.evolution.Search`.
+      random_search: the paper's random-search baseline (Figure 4): the spec is changed as
+        :func:`random_search_spec` says (random initial population, no FEC, no hurdles
+        unless ``random_search_fec`` / ``hurdles`` ask for them).
+      random_search_fec: keep the spec's FEC in a random search.
+      hurdles: overrides the spec's ``hurdles`` (None keeps the spec's; with random
+        search, None means no hurdles).
       output_dir: where ``summary.json`` and ``best_algorithm.txt`` go.
       checkpoint_dir: periodic checkpoints, resumed on restart.
       checkpoint_every_secs: seconds between checkpoints.
@@ -92,6 +97,7 @@ class ExperimentConfig:
     backend: str = "auto"
     child_batch_size: int | None = None
     random_search: bool = False
+    random_search_fec: bool = False
     hurdles: HurdlesConfig | None = None
     output_dir: str | None = None
     checkpoint_dir: str | None = None
@@ -147,6 +153,41 @@ def preflight(config: ExperimentConfig, spec: SearchSpec, islands=None) -> dict:
         spec, config.memory, [specs for _, specs in collections[1:]],
         population_total=population, backend=resolve_backend(config.backend),
         child_batch_size=config.child_batch_size)
+
+
+def random_search_spec(spec: SearchSpec, *, fec: bool = False,
+                       hurdles: HurdlesConfig | None = None) -> SearchSpec:
+    """The spec of the paper's random-search baseline (Figure 4, S5) made from ``spec``.
+
+    Random search proposes fresh random algorithms of the spec's ``*_size_init`` sizes
+    (:class:`~azero_jax.evolution.Search` with ``random_search=True``); its initial
+    population is random too (``initial_population: RANDOM_ALGORITHM``) rather than the
+    evolution spec's usual empty programs, which would spend a whole population on one
+    program. The paper's baseline uses neither FEC nor hurdles ("we do not use hurdles or
+    additional data"): they are dropped unless asked for (``fec=True`` keeps the spec's
+    FEC; ``hurdles`` sets hurdles).
+
+    Example:
+        >>> from azero_jax import spec as spec_lib
+        >>> s = spec_lib.parse_search_experiment_spec(
+        ...     open("experiments/specs/demo_search.textproto").read())
+        >>> r = random_search_spec(s)
+        >>> r.initial_population, r.fec, r.hurdles, r.size_inits == s.size_inits
+        ('RANDOM_ALGORITHM', None, None, True)
+    """
+    return spec.replace(initial_population="RANDOM_ALGORITHM",
+                        fec=spec.fec if fec else None, hurdles=hurdles)
+
+
+def search_spec(config: ExperimentConfig) -> SearchSpec:
+    """The spec a run searches with: the config's spec, its ``hurdles`` override, and
+    for random search :func:`random_search_spec`."""
+    if config.random_search:
+        return random_search_spec(config.search, fec=config.random_search_fec,
+                                  hurdles=config.hurdles)
+    if config.hurdles is not None:
+        return config.search.replace(hurdles=config.hurdles)
+    return config.search
 
 
 def trim_metrics_log(path: str | None, experiment: int, individuals: int) -> int:
@@ -224,12 +265,34 @@ def format_progress(record: dict) -> str:
 
 def evaluate_on_tasks(algorithm: Algorithm, task_specs: Sequence[TaskSpec], *, memory,
                       max_abs_error: float, seed: int, backend: str, **options) -> float:
-    """Mean fitness of one algorithm on a task collection (T_select / T_final)."""
-    tasks = make_tasks(task_specs)
-    results = evaluate_pairs([algorithm], tasks, np.zeros(len(tasks), np.int64),
-                             np.arange(len(tasks)), memory=memory, max_abs_error=max_abs_error,
-                             seed=seed, backend=backend, **options)
-    return float(np.mean(results.fitness))
+    """Mean fitness of one algorithm on a task collection (T_select / T_final).
+
+    ``options`` are the search's evaluator options (e.g. ``dtype``): a float64 search is
+    ranked and reported in float64 too.
+    """
+    return float(mean_fitness_on_tasks([algorithm], make_tasks(task_specs), memory=memory,
+                                       max_abs_error=max_abs_error, seed=seed,
+                                       backend=backend, **options)[0])
+
+
+def mean_fitness_on_tasks(algorithms: Sequence[Algorithm], tasks, *, memory,
+                          max_abs_error: float, seed: int, backend: str,
+                          evaluate_fn: Callable | None = None, **options) -> np.ndarray:
+    """Mean fitness of each algorithm on built tasks, each evaluated as if alone.
+
+    Every algorithm gets id 0 (what :func:`evaluate_on_tasks` gives its one algorithm),
+    so random ops draw the same numbers whichever algorithms share the call.
+    """
+    algorithms, tasks = list(algorithms), list(tasks)
+    a_index = np.repeat(np.arange(len(algorithms)), len(tasks))
+    t_index = np.tile(np.arange(len(tasks)), len(algorithms))
+    kwargs = dict(memory=memory, max_abs_error=max_abs_error, seed=seed,
+                  algorithm_ids=np.zeros(len(algorithms), np.int64),
+                  train_steps=np.array([tasks[t].total_train_steps for t in t_index],
+                                       dtype=np.int64), backend=backend, **options)
+    results = (evaluate_fn or evaluate_pairs)(algorithms, tasks, a_index, t_index, **kwargs)
+    return np.asarray(results.fitness, dtype=np.float64).reshape(
+        len(algorithms), len(tasks)).mean(axis=1)
 
 
 def _check_search_setup(spec: SearchSpec, memory: MemoryConfig) -> None:
@@ -296,8 +359,7 @@ class ExperimentRunner:
     def __init__(self, config: ExperimentConfig, log: Callable[[str], None] = print):
         self.config = config
         self.log = log
-        self.spec = config.search if config.hurdles is None else \
-            config.search.replace(hurdles=config.hurdles)
+        self.spec = search_spec(config)
         self.seed = int(config.random_seed) or _seed_from_clock()
         self.rng = random_lib.Random(self.seed)
         self.num_experiments = 0
@@ -481,7 +543,8 @@ class ExperimentRunner:
                 self.log("Evaluating candidate algorithm from experiment (on T_select tasks)... ")
                 select = evaluate_on_tasks(candidate.algorithm, select_specs, memory=config.memory,
                                            max_abs_error=self.spec.max_abs_error,
-                                           seed=self.current["select_seed"], backend=config.backend)
+                                           seed=self.current["select_seed"], backend=config.backend,
+                                           **dict(config.evaluator_options))
                 self.log(f"Select fitness for candidate algorithm = {select:.6f}")
                 record = {
                     "experiment": self.num_experiments, "search_fitness": candidate.fitness,
@@ -510,7 +573,7 @@ class ExperimentRunner:
             final_seed = self.rng.randrange(1, 2**31 - 1)
             final = evaluate_on_tasks(self.best[0], config.final_tasks, memory=config.memory,
                                       max_abs_error=self.spec.max_abs_error, seed=final_seed,
-                                      backend=config.backend)
+                                      backend=config.backend, **dict(config.evaluator_options))
             self.log("")
             self.log("Final evaluation of best algorithm (on unseen tasks)...")
             self.log(f"Final evaluation fitness (on unseen data) = {final:.6f}")

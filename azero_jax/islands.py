@@ -3,15 +3,18 @@
 ``W`` islands each run regularized evolution (:class:`~azero_jax.evolution.Search`)
 on their own population (their own ``P``, e.g. spread over ``100 <= P <= 1000``) and
 their own task set (e.g. half the islands on projected MNIST, half on CIFAR: the
-paper's 50 % dataset diversity). Every ``migration_interval`` evaluations an island
-uploads a random ``migration_fraction`` (paper: half) of its population to a
-migration server and receives as many algorithms sampled uniformly across the latest
-uploads of all islands (its own included, as in the paper); they replace a random
-``migration_fraction`` of the population. Migrants are re-evaluated on the receiving
-island's tasks (FEC applies; they count as individuals and training steps of that
-island) and enter as its youngest individuals: the kept individuals keep their age
-order, the migrants follow them, and the next children replace the oldest first.
-``migration_interval = 0`` switches migration off (the Table S2 ablation).
+paper's 50 % dataset diversity). Every ``migration_interval`` children (tested after
+each step) an island uploads a random ``migration_fraction`` (paper: half) of its
+population, with their fitnesses, to a migration server and receives as many
+algorithms sampled uniformly across the latest uploads of the OTHER islands (never its
+own); they are substituted into random slots. A migrant takes the slot, and so the age
+and birth number, of the individual it replaces; it keeps its fitness when its island
+searches the same task set, and is re-evaluated on the receiving island's tasks (FEC
+applies; counted as individuals and training steps there) only when the task sets
+differ. ``migration_interval = 0`` switches migration off (the Table S2 ablation): the
+islands are then exactly independent searches. The experiment's candidate is the best
+island's best, islands compared on a common task set (T_select in the experiments loop),
+never by search fitnesses measured on different tasks.
 
 Three execution modes share this module's :class:`IslandGroup`, which runs any number
 of islands in one process, in lockstep: the children of one step of *every* island go
@@ -62,6 +65,7 @@ from azero_jax import checkpoint as checkpoint_lib
 from azero_jax import evaluator as evaluator_lib
 from azero_jax import run_checks
 from azero_jax.errors import CheckpointError, ConfigError
+from azero_jax import experiment as experiment_lib
 from azero_jax.evaluator import MemoryConfig, PairResults
 from azero_jax.evolution import Search, default_child_batch_size
 from azero_jax.population import Programs
@@ -87,7 +91,9 @@ class IslandsConfig:
       task_sets: named task collections, ``((name, (TaskSpec, ...)), ...)``.
       island_task_sets: one task-set name per island ('' = the spec's search tasks);
         empty = every island on the spec's search tasks.
-      migration_interval: evaluations of an island between its migrations; 0 = off.
+      migration_interval: children of an island between its migrations (tested after
+        each step, so up to ``child_batch_size - 1`` more); received migrants do not
+        count; 0 = off.
         The default, 10 000, follows the paper's rate (fewer than one migration a second
         per worker, at least 100 an experiment) on a CPU core running the demo spec.
       migration_fraction: fraction of the population uploaded and replaced (paper 0.5).
@@ -95,7 +101,9 @@ class IslandsConfig:
       num_workers: processes / Ray actors (default: min(W, cores) / min(W, the
         cluster's CPUs), or one actor per GPU with the JAX backend).
       ray_address: address of a running Ray cluster (None starts a local one).
-      stop_search_fitness: stop every island once one reaches this search fitness.
+      stop_search_fitness: stop every island once one island's best reaches this fitness
+        on its own tasks and, when islands are ranked on a common task set, there too
+        (:meth:`IslandGroup.stop_reached`).
       checkpoint_every_secs: seconds between island checkpoints (None: the run's
         ``--checkpoint_every_secs``, else 30 s); islands are also checkpointed when they
         stop. (Not after every migration: with frequent migrations the saves cost more
@@ -273,14 +281,21 @@ class MigrationServer:
 
     ``exchange(island, algorithms)`` stores the island's upload (replacing its previous
     one) and returns as many algorithms drawn uniformly without replacement from the
-    union of every island's latest upload (with replacement if the union is smaller).
+    union of the OTHER islands' latest uploads (with replacement if that union is
+    smaller; none while no other island has uploaded). An island never receives its own
+    uploads back. :meth:`exchange_many` stores several uploads before drawing for any of
+    them, so islands that migrate after the same lockstep step see each other's uploads.
+
+    Uploads carry each algorithm's fitness and the answers say which island each migrant
+    came from (the receiver keeps the fitness when both search the same tasks).
 
     Example:
         >>> from azero_jax import generator
         >>> server = MigrationServer(seed=1)
-        >>> got = server.exchange(0, [generator.linear_model()] * 3)
-        >>> len(got), server.exchanges
-        (3, 1)
+        >>> len(server.exchange(0, [generator.linear_model()] * 3))  # nobody else yet
+        0
+        >>> len(server.exchange(1, [generator.linear_model(0.5)] * 2)), server.exchanges
+        (2, 2)
     """
 
     def __init__(self, seed: int = 0):
@@ -294,33 +309,49 @@ class MigrationServer:
         self.registrations: collections.Counter = collections.Counter()
         self.lock = threading.Lock()
 
-    def exchange(self, island: int, algorithms: Sequence[Algorithm]) -> list[Algorithm]:
-        return unpack(self.exchange_packed(island, pack(algorithms)))
+    def exchange(self, island: int, algorithms: Sequence[Algorithm],
+                 fitness=None) -> list[Algorithm]:
+        return unpack(self.exchange_packed(island, pack(algorithms, fitness)))
 
     def exchange_packed(self, island: int, packed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """:meth:`exchange` on packed algorithms (what travels between processes)."""
-        k = len(packed[f"{_PACK}_sizes"])
+        return self.exchange_many([(island, packed)])[0]
+
+    def exchange_many(self, uploads: Sequence[tuple[int, dict[str, np.ndarray]]]
+                      ) -> list[dict[str, np.ndarray]]:
+        """Stores every ``(island, packed)`` upload, then answers each in order.
+
+        Each answer holds as many migrants as its upload (fewer only when no other island
+        has uploaded yet: then none), with ``a_source``: the island each came from.
+        """
         with self.lock:
-            self.pools[int(island)] = packed
-            pools = [self.pools[key] for key in sorted(self.pools)]
-            # Positions in the union of all uploads, gathered pool by pool: the union
-            # itself (W * P/2 algorithms) is never built.
-            offsets = np.cumsum([0] + [len(p[f"{_PACK}_sizes"]) for p in pools])
-            n = int(offsets[-1])
-            if k <= n:
-                chosen = np.array(self.rng.sample(range(n), k), dtype=np.int64)
-            else:
-                chosen = np.array([self.rng.randrange(n) for _ in range(k)], dtype=np.int64)
-            if k == 0:
-                return take_packed(packed, chosen)
-            owner = np.searchsorted(offsets, chosen, side="right") - 1
-            order = np.argsort(owner, kind="stable")
-            parts = [take_packed(pools[j], chosen[order][owner[order] == j] - offsets[j])
-                     for j in np.unique(owner)]
-            self.exchanges += 1
-            self.algorithms_in += k
-            self.algorithms_out += k
-            return take_packed(concat_packed(parts), np.argsort(order, kind="stable"))
+            for island, packed in uploads:
+                self.pools[int(island)] = packed
+                self.algorithms_in += len(packed[f"{_PACK}_sizes"])
+            return [self._sample(int(island), len(packed[f"{_PACK}_sizes"]))
+                    for island, packed in uploads]
+
+    def _sample(self, island: int, k: int) -> dict[str, np.ndarray]:
+        keys = [key for key in sorted(self.pools) if key != island]
+        pools = [self.pools[key] for key in keys]
+        # Positions in the union of the other islands' uploads, gathered pool by pool:
+        # the union itself (W * P/2 algorithms) is never built.
+        offsets = np.cumsum([0] + [len(p[f"{_PACK}_sizes"]) for p in pools])
+        n = int(offsets[-1])
+        self.exchanges += 1
+        if n == 0 or k == 0:
+            return with_sources(pack([]), -1)
+        if k <= n:
+            chosen = np.array(self.rng.sample(range(n), k), dtype=np.int64)
+        else:
+            chosen = np.array([self.rng.randrange(n) for _ in range(k)], dtype=np.int64)
+        owner = np.searchsorted(offsets, chosen, side="right") - 1
+        order = np.argsort(owner, kind="stable")
+        parts = [with_sources(take_packed(pools[j], chosen[order][owner[order] == j] - offsets[j]),
+                              keys[j])
+                 for j in np.unique(owner)]
+        self.algorithms_out += k
+        return take_packed(concat_packed(parts), np.argsort(order, kind="stable"))
 
     def save(self, path: str) -> None:
         """Checkpoints the pools, RNG and exchange counters (JSON + npz, no pickle).
@@ -372,15 +403,41 @@ class MigrationServer:
 
 
 _PACK = "a"  # the prefix of packed migrants' arrays
+# Per-algorithm arrays of a pack (the others hold one row per instruction).
+_PER_ALGORITHM = (f"{_PACK}_sizes", f"{_PACK}_fitness", f"{_PACK}_source")
 
 
-def pack(algorithms: Sequence[Algorithm]) -> dict[str, np.ndarray]:
-    """Algorithms as plain arrays (what travels between processes and machines)."""
-    return checkpoint_lib.pack_algorithms(list(algorithms), _PACK)
+def pack(algorithms: Sequence[Algorithm], fitness=None) -> dict[str, np.ndarray]:
+    """Algorithms (and their fitness; NaN = unknown) as plain arrays: what travels
+    between processes and machines."""
+    out = checkpoint_lib.pack_algorithms(list(algorithms), _PACK)
+    out[f"{_PACK}_fitness"] = (np.full(len(algorithms), np.nan) if fitness is None
+                               else np.asarray(fitness, dtype=np.float64).reshape(-1))
+    return out
 
 
 def unpack(arrays: dict[str, np.ndarray]) -> list[Algorithm]:
     return checkpoint_lib.unpack_algorithms(arrays, _PACK)
+
+
+def packed_fitness(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The fitness of each packed algorithm (NaN where unknown, e.g. an old checkpoint)."""
+    n = len(arrays[f"{_PACK}_sizes"])
+    return np.asarray(arrays.get(f"{_PACK}_fitness", np.full(n, np.nan)), dtype=np.float64)
+
+
+def packed_sources(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The island each packed migrant came from (-1 where unknown)."""
+    n = len(arrays[f"{_PACK}_sizes"])
+    return np.asarray(arrays.get(f"{_PACK}_source", np.full(n, -1)), dtype=np.int64)
+
+
+def with_sources(packed: dict[str, np.ndarray], island) -> dict[str, np.ndarray]:
+    """``packed`` with every algorithm marked as coming from ``island``."""
+    n = len(packed[f"{_PACK}_sizes"])
+    fitness = packed_fitness(packed)
+    return dict(packed, **{f"{_PACK}_fitness": fitness,
+                           f"{_PACK}_source": np.full(n, island, dtype=np.int64)})
 
 
 def concat_packed(packs: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -390,8 +447,7 @@ def concat_packed(packs: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarra
 
 def take_packed(packed: dict[str, np.ndarray], chosen: Sequence[int]) -> dict[str, np.ndarray]:
     """The packed algorithms at positions ``chosen`` (in that order)."""
-    sizes_key = f"{_PACK}_sizes"
-    sizes = packed[sizes_key]
+    sizes = packed[f"{_PACK}_sizes"]
     lengths = sizes.sum(axis=1)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     chosen = np.asarray(chosen, dtype=np.int64)
@@ -399,7 +455,7 @@ def take_packed(packed: dict[str, np.ndarray], chosen: Sequence[int]) -> dict[st
     # Instruction rows of the chosen algorithms: each start followed by its length.
     rows = (np.repeat(starts[chosen] - np.concatenate([[0], np.cumsum(take_lengths)[:-1]]),
                       take_lengths) + np.arange(int(take_lengths.sum()), dtype=np.int64))
-    return {key: (value[chosen] if key == sizes_key else value[rows])
+    return {key: (value[chosen] if key in _PER_ALGORITHM else value[rows])
             for key, value in packed.items()}
 
 
@@ -434,10 +490,10 @@ class Island:
         self.fraction = float(fraction)
         self.interval = int(interval)
         self.rng = random_lib.Random(island.seed ^ 0x5DEECE66D)
-        self.evals_since_migration = 0
+        self.evals_since_migration = 0  # children since the last migration
         self.migrations = 0
         self.migrants_received = 0
-        self.migrant_evaluations = 0
+        self.migrant_evaluations = 0  # migrants re-evaluated (from islands on other tasks)
         self.restarts = 0
 
     @property
@@ -447,35 +503,42 @@ class Island:
 
     @property
     def num_migrants(self) -> int:
-        P = len(self.search.population)
+        P = self.search.population_size
         return min(P, max(1, int(round(self.fraction * P))))
 
-    def upload(self) -> list[Algorithm]:
-        """A random ``fraction`` of the population (island RNG)."""
-        slots = self.rng.sample(range(len(self.search.population)), self.num_migrants)
-        return [self.search.population[s] for s in slots]
+    def upload(self) -> dict[str, np.ndarray]:
+        """A random ``fraction`` of the population with its fitness, packed (island RNG)."""
+        slots = self.rng.sample(range(self.search.population_size), self.num_migrants)
+        return pack(self.search.algorithms(slots), self.search.fitness[slots])
 
-    def accept_requests(self, migrants: Sequence[Algorithm]):
-        """Re-evaluates migrants (a request generator) and puts them in as the youngest."""
+    def accept_requests(self, packed: dict[str, np.ndarray], same_tasks: np.ndarray):
+        """Puts received migrants into random slots (a request generator).
+
+        A migrant keeps the fitness it had when ``same_tasks`` says its island searches
+        the same tasks as this one; the others are re-evaluated here (FEC applies; they
+        count as individuals and training steps of this island). Each migrant takes the
+        slot, and so the age, of the individual it replaces: it dies when that slot's
+        turn comes, as the replaced one would have, and inherits its birth number.
+        """
         search = self.search
-        n, P = len(migrants), len(search.population)
-        ids = np.arange(search.num_individuals, search.num_individuals + n, dtype=np.int64)
-        fitness = yield from search.evaluate_requests(list(migrants), ids, use_hurdle=False)
-        order = [(search.next_slot + k) % P for k in range(P)]  # oldest first
-        replaced = set(self.rng.sample(range(P), n))
-        kept = [order[k] for k in range(P) if k not in replaced]
-        population = Programs.concatenate([search.programs.take(kept),
-                                           Programs.from_algorithms(list(migrants))])
-        new_fitness = np.concatenate([search.fitness[kept], np.asarray(fitness, np.float64)])
-        births = np.concatenate([search.birth[kept], ids])
-        search.replace_individuals(np.arange(P), population, new_fitness, births)
-        search.next_slot = 0
-        search.num_individuals += n
+        migrants = unpack(packed)
+        n = len(migrants)
+        fitness = packed_fitness(packed).copy()
+        redo = np.flatnonzero(~np.asarray(same_tasks, dtype=bool) | np.isnan(fitness))
+        if len(redo):
+            ids = np.arange(search.num_individuals, search.num_individuals + len(redo),
+                            dtype=np.int64)
+            fitness[redo] = yield from search.evaluate_requests(
+                [migrants[i] for i in redo.tolist()], ids, use_hurdle=False)
+            search.num_individuals += len(redo)
+        slots = np.array(self.rng.sample(range(search.population_size), n), dtype=np.int64)
+        if n:
+            search.replace_individuals(slots, migrants, fitness, search.birth[slots].copy())
         self.evals_since_migration = 0
         self.migrations += 1
         self.migrants_received += n
-        self.migrant_evaluations += n
-        return n
+        self.migrant_evaluations += len(redo)
+        return len(redo)
 
     # -- checkpoints ----------------------------------------------------------------
 
@@ -515,6 +578,7 @@ class Island:
                 "task_set": self.island.task_set, "individuals": int(search.num_individuals),
                 "train_steps": int(search.train_steps), "best_fitness": best,
                 "migrations": self.migrations, "migrants_received": self.migrants_received,
+                "migrant_evaluations": self.migrant_evaluations,
                 "fec_hit_rate": search.fec_hit_rate(), "restarts": self.restarts,
                 "done": bool(search.done)}
 
@@ -574,10 +638,15 @@ class IslandGroup:
       memory, backend, child_batch_size, random_search, evaluator_options: as for
         :class:`~azero_jax.evolution.Search`.
       eval_seed: the evaluation seed shared by the group (islands differ by algorithm ids).
-      server: an object with ``exchange(island, algorithms) -> algorithms``.
+      server: an object with ``exchange_many([(island, packed), ...]) -> [packed, ...]``
+        (see :meth:`MigrationServer.exchange_many`).
       evaluate_fn: an ``evaluate_pairs``-compatible callable (default the library's).
       checkpoint_dir: per-island checkpoints, loaded on construction when present.
       task_specs: the task collection of each task-set name ('' = the spec's).
+      rank_tasks, rank_seed: the common task set (and evaluation seed) that islands'
+        candidates are compared on (the experiments loop gives T_select). None: the
+        spec's search tasks when the islands search different task sets, else their
+        search fitness (then comparable).
     """
 
     def __init__(self, spec: SearchSpec, islands: Sequence[IslandSpec], config: IslandsConfig,
@@ -586,7 +655,8 @@ class IslandGroup:
                  evaluator_options: dict | None = None, eval_seed: int = 1,
                  server=None, evaluate_fn: Callable | None = None,
                  checkpoint_dir: str | None = None,
-                 task_specs: dict[str, tuple[TaskSpec, ...]] | None = None):
+                 task_specs: dict[str, tuple[TaskSpec, ...]] | None = None,
+                 rank_tasks: Sequence[TaskSpec] | None = None, rank_seed: int = 0):
         self.spec = spec
         self.config = config
         self.memory = memory
@@ -601,6 +671,16 @@ class IslandGroup:
         task_specs.setdefault("", spec.search_tasks)
         task_specs.update({name: specs for name, specs in config.task_sets
                            if name not in task_specs})
+        self.task_specs = {name: tuple(specs) for name, specs in task_specs.items()}
+        self.rank_tasks = None if rank_tasks is None else tuple(rank_tasks)
+        # Compared with == (an inline dataset makes a task spec unhashable).
+        island_tasks = [self.task_specs[config.task_set(i)]
+                        for i in range(int(config.num_islands))]
+        if self.rank_tasks is None and any(t != island_tasks[0] for t in island_tasks):
+            self.rank_tasks = self.task_specs[""]
+        self.rank_seed = int(rank_seed)
+        self._rank_task_list = None
+        self._rank_memo: dict[bytes, float] = {}
         # Tasks are built once per task set and shared by its islands.
         self.task_lists: dict[str, list] = {}
         self.task_offset: dict[str, int] = {}
@@ -778,15 +858,24 @@ class IslandGroup:
         total += self.migrate([island for island in active if island.due])
         return total
 
+    def same_tasks(self, receiver: Island, sources) -> np.ndarray:
+        """Whether each source island searches the same tasks as ``receiver``."""
+        mine = self.task_specs[receiver.island.task_set]
+        return np.array([int(src) >= 0 and
+                         self.task_specs[self.config.task_set(int(src))] == mine
+                         for src in sources], dtype=bool)
+
     def migrate(self, islands: Sequence[Island]) -> int:
-        """Uploads and receives migrants for ``islands`` (in index order), then
-        re-evaluates all their migrants together."""
+        """Uploads the migrants of ``islands`` (all of them first, so islands migrating
+        after the same step receive each other's), receives theirs, then re-evaluates
+        together those that come from islands on other tasks; returns how many."""
         if not islands or self.server is None:
             return 0
-        incoming = {island.index: self.server.exchange(island.index, island.upload())
-                    for island in islands}
-        by_index = {island.index: island for island in islands}
-        made = self.drive({i: by_index[i].accept_requests(incoming[i]) for i in incoming})
+        answers = self.server.exchange_many([(island.index, island.upload())
+                                             for island in islands])
+        made = self.drive({island.index: island.accept_requests(
+            answer, self.same_tasks(island, packed_sources(answer)))
+            for island, answer in zip(islands, answers)})
         return sum(made.values())
 
     def run(self, should_stop: Callable[[], bool] | None = None,
@@ -798,7 +887,7 @@ class IslandGroup:
             self.step(max_individuals)
             if on_step is not None:
                 on_step(self)
-            if stop_search_fitness is not None and self.best_fitness() >= stop_search_fitness:
+            if stop_search_fitness is not None and self.stop_reached(stop_search_fitness):
                 break
             if should_stop is not None and should_stop():
                 break
@@ -820,6 +909,48 @@ class IslandGroup:
                 best = max(best, float(s.fitness[:count].max()))
         return best
 
+    # -- comparing islands ------------------------------------------------------------------
+
+    def rank_fitness(self, algorithms: Sequence[Algorithm]) -> np.ndarray:
+        """Mean fitness of each algorithm on the common task set (``rank_tasks``).
+
+        Each is evaluated as :func:`azero_jax.experiment.evaluate_on_tasks` would alone
+        (algorithm id 0, ``rank_seed``), so the value equals its T_select fitness when
+        ``rank_tasks`` is T_select. Results are memoised per exact algorithm.
+        """
+        if self.rank_tasks is None:
+            raise ValueError("this group has no common task set to rank on")
+        keys = [a.key() for a in algorithms]
+        todo = list({k: i for i, k in enumerate(keys) if k not in self._rank_memo}.values())
+        if todo:
+            if self._rank_task_list is None:
+                self._rank_task_list = make_tasks(self.rank_tasks)
+            fitness = experiment_lib.mean_fitness_on_tasks(
+                [algorithms[i] for i in todo], self._rank_task_list, memory=self.memory,
+                max_abs_error=self.max_abs_error, seed=self.rank_seed,
+                backend=self.backend, evaluate_fn=self.evaluate_fn, **self.evaluator_options)
+            for i, f in zip(todo, fitness):
+                self._rank_memo[keys[i]] = float(f)
+        return np.array([self._rank_memo[k] for k in keys], dtype=np.float64)
+
+    def stop_reached(self, threshold: float | None = None) -> bool:
+        """Whether an island's candidate reached ``threshold`` (default the config's
+        ``stop_search_fitness``).
+
+        Its search fitness must reach it and, when islands are compared on a common
+        task set (``rank_tasks``), its fitness there too: an island on easier tasks
+        (e.g. MNIST beside CIFAR) must not stop the others by its own numbers alone.
+        """
+        threshold = self.config.stop_search_fitness if threshold is None else threshold
+        if threshold is None:
+            return False
+        reached = [island.search.candidate().algorithm for island in self.islands
+                   if island.search.num_individuals and
+                   island.search.candidate().fitness >= threshold]
+        if not reached or self.rank_tasks is None:
+            return bool(reached)
+        return bool((self.rank_fitness(reached) >= threshold).any())
+
     def candidates(self) -> list[dict]:
         """Each island's best individual (exactly, as JSON lists), fitness and counters."""
         out = []
@@ -829,6 +960,8 @@ class IslandGroup:
                 candidate = island.search.candidate()
                 item["algorithm"] = checkpoint_lib.algorithm_to_json(candidate.algorithm)
                 item["fitness"] = float(candidate.fitness)
+                if self.rank_tasks is not None:
+                    item["rank_fitness"] = float(self.rank_fitness([candidate.algorithm])[0])
             out.append(item)
         return out
 
@@ -846,6 +979,7 @@ class IslandGroup:
                 "best_fitness": float(fitness.max()) if len(fitness) else 0.0,
                 "fec_hits": hits, "fec_misses": misses,
                 "migrations": sum(i.migrations for i in self.islands),
+                "stop_reached": self.stop_reached(),
                 "islands": len(self.islands), "cpu_secs": time.process_time()}
 
 
@@ -872,6 +1006,7 @@ def progress_record(totals: Sequence[dict], elapsed: float, num_islands: int) ->
         "train_steps_per_sec": steps / elapsed if elapsed > 0 else 0.0,
         "islands": int(num_islands), "migrations": sum(t["migrations"] for t in totals),
         "worker_cpu_secs": sum(t.get("cpu_secs", 0.0) for t in totals),
+        "stop_reached": any(t.get("stop_reached", False) for t in totals),
     }
 
 
@@ -913,7 +1048,7 @@ class IslandsResult:
     """What a run of islands returns."""
 
     algorithm: Algorithm
-    fitness: float  # the best island's search fitness
+    fitness: float  # the chosen island's search fitness (on its own tasks)
     island: int  # which island it came from
     num_islands: int
     individuals: int
@@ -924,6 +1059,9 @@ class IslandsResult:
     restarts: int
     islands: list[dict]
     evaluator_calls: dict
+    # The chosen candidate's fitness on the common task set the islands were ranked on
+    # (None when all islands search the same tasks and no common set was given).
+    rank_fitness: float | None = None
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
@@ -936,7 +1074,9 @@ def _result(candidates: list[dict], elapsed: float, server_stats: dict, restarts
     scored = [c for c in candidates if "fitness" in c]
     if not scored:
         raise ValueError("no island evaluated any individual")
-    best = max(scored, key=lambda c: (c["fitness"], -c["island"]))
+    # Islands on different task sets are compared on a common one (their search
+    # fitnesses are on different tasks and not comparable); ties go to the lowest island.
+    best = max(scored, key=lambda c: (c.get("rank_fitness", c["fitness"]), -c["island"]))
     return IslandsResult(
         algorithm=checkpoint_lib.algorithm_from_json(best["algorithm"]),
         fitness=float(best["fitness"]),
@@ -946,7 +1086,7 @@ def _result(candidates: list[dict], elapsed: float, server_stats: dict, restarts
         migrations=sum(c["migrations"] for c in candidates), server=server_stats,
         restarts=int(restarts),
         islands=[{k: v for k, v in c.items() if k != "algorithm"} for c in candidates],
-        evaluator_calls=dict(calls))
+        evaluator_calls=dict(calls), rank_fitness=best.get("rank_fitness"))
 
 
 def run_islands(spec: SearchSpec, config: IslandsConfig, *, memory: MemoryConfig, seed: int = 1,
@@ -955,12 +1095,16 @@ def run_islands(spec: SearchSpec, config: IslandsConfig, *, memory: MemoryConfig
                 evaluate_fn: Callable | None = None, checkpoint_dir: str | None = None,
                 max_individuals: int | None = None,
                 progress_fn: Callable[[dict], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> IslandsResult:
+                should_stop: Callable[[], bool] | None = None,
+                rank_tasks: Sequence[TaskSpec] | None = None,
+                rank_seed: int = 0) -> IslandsResult:
     """Runs ``config.num_islands`` islands in ``config.parallel`` mode until done.
 
     Each island runs until the spec's ``max_train_steps`` (its own budget, as each
     worker of the paper) or ``max_individuals`` (per island), or until any island
-    reaches ``config.stop_search_fitness``, or ``should_stop()``.
+    reaches ``config.stop_search_fitness`` (see :meth:`IslandGroup.stop_reached`), or
+    ``should_stop()``. The candidate is the best island's best individual, islands
+    compared on ``rank_tasks`` (see :class:`IslandGroup`).
 
     Args:
       spec: the search spec shared by the islands.
@@ -973,6 +1117,8 @@ def run_islands(spec: SearchSpec, config: IslandsConfig, *, memory: MemoryConfig
         modes use a temporary directory when None.
       progress_fn: called with a progress record every ``spec.progress_every``
         individuals summed over islands.
+      rank_tasks, rank_seed: the common task set islands are compared on, and its
+        evaluation seed (the experiments loop gives T_select and its seed).
     """
     eval_seed = (int(seed) * 2654435761 + 12345) % (2**31 - 1)
     if config.checkpoint_every_secs is None:
@@ -980,7 +1126,7 @@ def run_islands(spec: SearchSpec, config: IslandsConfig, *, memory: MemoryConfig
     specs = island_specs(config, spec, seed)
     common = dict(memory=memory, backend=backend, child_batch_size=child_batch_size,
                   random_search=random_search, evaluator_options=evaluator_options,
-                  eval_seed=eval_seed)
+                  eval_seed=eval_seed, rank_tasks=rank_tasks, rank_seed=int(rank_seed))
     if config.parallel == "ray":
         from azero_jax import ray_islands
         return ray_islands.run_ray(spec, config, specs, seed=seed, checkpoint_dir=checkpoint_dir,
@@ -1036,12 +1182,12 @@ class _PipeServer:
         self.conn = conn
         self.stop = False
 
-    def exchange(self, island, algorithms):
-        self.conn.send(("exchange", int(island), pack(algorithms)))
+    def exchange_many(self, uploads):
+        self.conn.send(("exchange", [(int(island), packed) for island, packed in uploads]))
         while True:
             message = self.conn.recv()
             if message[0] == "migrants":
-                return unpack(message[1])
+                return message[1]
             if message[0] == "stop":
                 self.stop = True
 
@@ -1069,7 +1215,8 @@ def _worker_main(worker: int, payload: dict, conn) -> None:
                         child_batch_size=payload["child_batch_size"],
                         random_search=payload["random_search"], evaluator_options=options,
                         eval_seed=payload["eval_seed"], server=server,
-                        checkpoint_dir=payload["checkpoint_dir"])
+                        checkpoint_dir=payload["checkpoint_dir"],
+                        rank_tasks=payload["rank_tasks"], rank_seed=payload["rank_seed"])
     for island in group.islands:
         island.restarts = max(island.restarts, int(payload.get("restart_count", 0)))
     conn.send(("started", worker, group.resumed))
@@ -1105,7 +1252,7 @@ def _worker_main(worker: int, payload: dict, conn) -> None:
 
 def _run_processes(spec, config: IslandsConfig, specs, *, seed, checkpoint_dir, max_individuals,
                    progress_fn, should_stop, memory, backend, child_batch_size, random_search,
-                   evaluator_options, eval_seed) -> IslandsResult:
+                   evaluator_options, eval_seed, rank_tasks, rank_seed) -> IslandsResult:
     import multiprocessing
     from multiprocessing.connection import wait
 
@@ -1122,7 +1269,8 @@ def _run_processes(spec, config: IslandsConfig, specs, *, seed, checkpoint_dir, 
     payload = dict(spec=spec, config=config, memory=memory, backend=backend,
                    child_batch_size=child_batch_size, random_search=random_search,
                    evaluator_options=evaluator_options, eval_seed=eval_seed,
-                   checkpoint_dir=checkpoint_dir, max_individuals=max_individuals)
+                   checkpoint_dir=checkpoint_dir, max_individuals=max_individuals,
+                   rank_tasks=rank_tasks, rank_seed=rank_seed)
     processes, conns = {}, {}
     restarts = collections.Counter()
     totals: dict[int, dict] = {}
@@ -1170,8 +1318,7 @@ def _run_processes(spec, config: IslandsConfig, specs, *, seed, checkpoint_dir, 
                         message = conn.recv()
                         kind = message[0]
                         if kind == "exchange":
-                            conn.send(("migrants", server.exchange_packed(message[1],
-                                                                          message[2])))
+                            conn.send(("migrants", server.exchange_many(message[1])))
                         elif kind == "progress":
                             totals[worker] = message[2]
                         elif kind == "done":
@@ -1191,8 +1338,7 @@ def _run_processes(spec, config: IslandsConfig, specs, *, seed, checkpoint_dir, 
                 last_server_save = time.monotonic()
             if totals:
                 record = progress.maybe(list(totals.values()))
-                if (not stopping and config.stop_search_fitness is not None
-                        and record["best_fitness"] >= config.stop_search_fitness):
+                if not stopping and record["stop_reached"]:
                     stopping = True
                 if not stopping and should_stop is not None and should_stop():
                     stopping = True
@@ -1240,9 +1386,11 @@ def _write_pids(directory: str, pids: dict, restarts=None) -> None:
 def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] = print) -> dict:
     """The reference's experiments loop where each experiment is a run of islands.
 
-    ``config`` is an :class:`azero_jax.experiment.ExperimentConfig`. The candidate of an
-    experiment is the best individual over all islands; it is evaluated on T_select as
-    in the single-population loop, and the best is evaluated on T_final. The JSON
+    ``config`` is an :class:`azero_jax.experiment.ExperimentConfig`. Every island's best
+    individual is evaluated on T_select and the best of them there is the experiment's
+    candidate (islands on different task sets have incomparable search fitnesses); the
+    loop keeps the best candidate as the single-population loop does, and the best is
+    evaluated on T_final. The JSON
     summary adds an ``islands`` section (per-island counters, migrations, restarts).
     With ``checkpoint_dir``, island checkpoints of the running experiment live in
     ``checkpoint_dir/experiment_<n>/`` and the loop state in ``islands_run.json``; a
@@ -1252,8 +1400,7 @@ def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] =
     """
     from azero_jax import experiment as experiment_lib
 
-    spec = config.search if config.hurdles is None else config.search.replace(
-        hurdles=config.hurdles)
+    spec = experiment_lib.search_spec(config)
     experiment_lib.preflight(config, spec, islands)
     folder = config.checkpoint_dir
     with run_checks.FolderLock(folder) if folder else contextlib.nullcontext():
@@ -1340,8 +1487,12 @@ def _run_experiments(config, islands: IslandsConfig, spec: SearchSpec, log) -> d
             if config.checkpoint_dir:
                 directory = os.path.join(config.checkpoint_dir,
                                          f"experiment_{state['num_experiments']}")
-            migration = (f"every {islands.migration_interval} evaluations" if islands.migration
+            migration = (f"every {islands.migration_interval} children" if islands.migration
                          else "off")
+            select_specs = config.select_tasks
+            if config.randomize_task_seeds:
+                select_specs = experiment_lib.randomize_task_seeds(select_specs,
+                                                                   current["select_task_seed"])
             log(f"Running evolution experiment with {islands.num_islands} islands "
                 f"({islands.parallel}, migration {migration})...")
             result = run_islands(run_spec, run_islands_config, memory=config.memory,
@@ -1350,7 +1501,8 @@ def _run_experiments(config, islands: IslandsConfig, spec: SearchSpec, log) -> d
                                  random_search=config.random_search,
                                  evaluator_options=dict(config.evaluator_options),
                                  checkpoint_dir=directory, max_individuals=config.max_individuals,
-                                 progress_fn=progress, should_stop=lambda: stop_flag.requested)
+                                 progress_fn=progress, should_stop=lambda: stop_flag.requested,
+                                 rank_tasks=select_specs, rank_seed=current["select_seed"])
             last_result = result
             if stop_flag.requested:
                 interrupted = True
@@ -1362,15 +1514,11 @@ def _run_experiments(config, islands: IslandsConfig, spec: SearchSpec, log) -> d
             log("Experiment done. Retrieving candidate algorithm.")
             log(f"Search fitness for candidate algorithm = {result.fitness:.6f} "
                 f"(island {result.island})")
-            select_specs = config.select_tasks
-            if config.randomize_task_seeds:
-                select_specs = experiment_lib.randomize_task_seeds(select_specs,
-                                                                   current["select_task_seed"])
+            # Every island's best was evaluated on T_select (with the experiment's select
+            # seed, as evaluate_on_tasks would) to choose the candidate: that is its
+            # select fitness.
             log("Evaluating candidate algorithm from experiment (on T_select tasks)... ")
-            select = experiment_lib.evaluate_on_tasks(
-                result.algorithm, select_specs, memory=config.memory,
-                max_abs_error=spec.max_abs_error, seed=current["select_seed"],
-                backend=config.backend)
+            select = float(result.rank_fitness)
             log(f"Select fitness for candidate algorithm = {select:.6f}")
             record = {"experiment": state["num_experiments"], "search_fitness": result.fitness,
                       "select_fitness": select, **{k: v for k, v in result.to_json().items()
@@ -1399,7 +1547,7 @@ def _run_experiments(config, islands: IslandsConfig, spec: SearchSpec, log) -> d
         final = experiment_lib.evaluate_on_tasks(
             selected, config.final_tasks, memory=config.memory,
             max_abs_error=spec.max_abs_error, seed=rng.randrange(1, 2**31 - 1),
-            backend=config.backend)
+            backend=config.backend, **dict(config.evaluator_options))
         log("")
         log("Final evaluation of best algorithm (on unseen tasks)...")
         log(f"Final evaluation fitness (on unseen data) = {final:.6f}")

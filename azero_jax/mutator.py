@@ -21,6 +21,10 @@ RANDOMIZE_ALGORITHM             all functions with allowed ops re-randomised
 Size bounds: a ``max`` of 0 means unbounded insertion; the largest reachable size is
 ``max - 1`` (the reference's off-by-one); a ``min`` of 0 allows shrinking to empty.
 
+Two styles (the spec extension ``mutation_style``): ``REFERENCE`` (the default: the C++
+reference's rules, above) and ``PAPER`` (the rules the paper's supplement S3 states;
+see :class:`Mutator` for both, precisely).
+
 Example:
     >>> import random
     >>> from azero_jax import generator
@@ -50,6 +54,11 @@ MUTATION_TYPES = (
     "INSERT_INSTRUCTION", "REMOVE_INSTRUCTION", "TRADE_INSTRUCTION", "RANDOMIZE_ALGORITHM",
 )
 SIGN_FLIP_PROB = 0.1
+MUTATION_STYLES = ("REFERENCE", "PAPER")
+# PAPER style: "instruction removal is twice as likely as addition" (paper S3).
+PAPER_REMOVE_PROB = 2.0 / 3.0
+PAPER_SCALE_LOW, PAPER_SCALE_HIGH = 0.5, 2.0
+_INSERT_OR_REMOVE = "INSERT_OR_REMOVE"  # PAPER style's merged action
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -85,6 +94,27 @@ def mutate_log_scale_or_flip(x: float, rng: random_lib.Random) -> float:
     return mutate_log_scale(x, rng)
 
 
+def mutate_paper_scale(x: float, rng: random_lib.Random) -> float:
+    """PAPER style: ``x`` times a uniform number in [0.5, 2.0] (one draw; 0 stays 0)."""
+    return x * (PAPER_SCALE_LOW + (PAPER_SCALE_HIGH - PAPER_SCALE_LOW) * rng.random())
+
+
+def mutate_paper_scale_and_flip(x: float, rng: random_lib.Random) -> float:
+    """PAPER style: :func:`mutate_paper_scale`, then the sign flipped with probability
+    0.1 (a second draw): scaled always, and sometimes flipped too."""
+    y = mutate_paper_scale(x, rng)
+    return -y if rng.random() < SIGN_FLIP_PROB else y
+
+
+def mutation_style(name: str) -> str:
+    """Normalises a mutation style name (``REFERENCE`` or ``PAPER``)."""
+    key = str(name).strip().upper()
+    if key not in MUTATION_STYLES:
+        raise ValueError(f"unknown mutation_style {name!r}; expected one of "
+                         f"{', '.join(MUTATION_STYLES)}")
+    return key
+
+
 def _f32(x: float) -> float:
     """Clamps to the float32 range (the field is float32: a log-scale step may overflow)."""
     if x > _F32_MAX:
@@ -95,7 +125,42 @@ def _f32(x: float) -> float:
 
 
 class Mutator:
-    """Applies reference mutations to algorithms.
+    """Applies mutations to algorithms, in the reference's or the paper's style.
+
+    ``style="REFERENCE"`` (default) is the C++ reference, draw for draw:
+
+    * the action: ``mutation_types[int(u * len(mutation_types))]``, ``u = rng.random()``
+      (uniform over the list; duplicates weight);
+    * ALTER_PARAM on a real-valued constant: ``|x|`` times ``exp(N(0, 1))``, sign kept,
+      except that with probability 0.1 the sign is flipped instead (no scaling): the
+      flip draw comes first (:func:`mutate_log_scale_or_flip`). The standard deviation
+      of the Gaussian-set ops is only scaled, never flipped (:func:`mutate_log_scale`).
+
+    ``style="PAPER"`` follows the paper's supplement S3 ("a uniformly random choice among
+    ... (i) add or remove an instruction ...; instruction removal is twice as likely as
+    addition; (ii) ... randomize ... a component function; (iii) modify a randomly chosen
+    argument ... When modifying a real-valued constant, we multiply it by a uniform
+    random number in [0.5, 2.0] and flip its sign with 10% probability"):
+
+    * the action: when ``mutation_types`` holds both INSERT_INSTRUCTION and
+      REMOVE_INSTRUCTION, all their entries are replaced by ONE "insert or remove" entry
+      at the position of the first of them (the other entries keep their order and
+      duplicates); the action is drawn uniformly from that list as above, and "insert or
+      remove" then draws ``v = rng.random()``: REMOVE_INSTRUCTION if ``v < 2/3``, else
+      INSERT_INSTRUCTION. So ``[ALTER_PARAM, RANDOMIZE_COMPONENT_FUNCTION,
+      INSERT_INSTRUCTION, REMOVE_INSTRUCTION]`` gives the paper's three transformations
+      1/3 each, removal 2/9 and insertion 1/9. With only one of the two listed, the list
+      is used as it is. Size bounds apply as in the reference (a removal at the minimum
+      size, or an insertion at ``max - 1``, leaves the algorithm unchanged).
+    * ALTER_PARAM on a real-valued constant (the scalar constant ``d``, the vector and
+      matrix constant values, the Gaussian mean, the uniform bounds): ``x`` times
+      ``0.5 + 1.5 * rng.random()`` (uniform in [0.5, 2.0]), then with probability 0.1
+      (a second draw, ``rng.random() < 0.1``) the sign flipped: always scaled, sometimes
+      also flipped (:func:`mutate_paper_scale_and_flip`). The Gaussian standard deviation
+      is scaled but never flipped, as in the reference (a negative deviation has no
+      meaning). 0 stays 0. Results are clamped to the float32 range where the reference
+      clamps. Everything else (which parameter is altered, index fractions, addresses,
+      mutate_prob, the other actions) is the reference's.
 
     Args:
       op_lists: allowed ops per component (setup, predict, learn).
@@ -103,11 +168,13 @@ class Mutator:
       mutation_types: the allowed mutation types (names or values; duplicates weight).
       mutate_prob: probability that a child is mutated at all.
       size_bounds: ``((min, max),) * 3`` per component; 0 = unset.
+      style: ``"REFERENCE"`` or ``"PAPER"`` (the spec's ``mutation_style``).
     """
 
     def __init__(self, op_lists: Sequence[Sequence[int | str]], memory: MemoryConfig,
                  mutation_types: Sequence[str | int], mutate_prob: float = 0.9,
-                 size_bounds: Sequence[tuple[int, int]] = ((0, 0), (0, 0), (0, 0))):
+                 size_bounds: Sequence[tuple[int, int]] = ((0, 0), (0, 0), (0, 0)),
+                 style: str = "REFERENCE"):
         self.randomizer = Randomizer(op_lists, memory)
         self.op_lists = self.randomizer.op_lists
         self.mutation_types = tuple(mutation_type(t) for t in mutation_types)
@@ -134,14 +201,27 @@ class Mutator:
             "TRADE_INSTRUCTION": self._trade,
             "RANDOMIZE_ALGORITHM": self.randomizer.randomize,
         }
+        self.style = mutation_style(style)
+        self._choices = self.mutation_types
+        self._scale_or_flip, self._scale = mutate_log_scale_or_flip, mutate_log_scale
+        if self.style == "PAPER":
+            self._scale_or_flip, self._scale = mutate_paper_scale_and_flip, mutate_paper_scale
+            merged = {"INSERT_INSTRUCTION", "REMOVE_INSTRUCTION"}
+            if merged <= set(self.mutation_types):
+                first = min(self.mutation_types.index(t) for t in merged)
+                self._choices = tuple(
+                    _INSERT_OR_REMOVE if k == first else t
+                    for k, t in enumerate(self.mutation_types) if k == first or t not in merged)
+                self._actions[_INSERT_OR_REMOVE] = self._insert_or_remove
 
     def mutate(self, parent: Algorithm, rng: random_lib.Random, num_mutations: int = 1) -> Algorithm:
         """The child of ``parent``: ``num_mutations`` actions with probability ``mutate_prob``."""
         if self.mutate_prob < 1.0 and not rng.random() < self.mutate_prob:
             return parent
         child = parent
+        choices = self._choices
         for _ in range(num_mutations):
-            action = self.mutation_types[int(rng.random() * len(self.mutation_types))]
+            action = choices[int(rng.random() * len(choices))]
             child = self._actions[action](child, rng)
         return child
 
@@ -150,6 +230,11 @@ class Mutator:
         return self._actions[mutation_type(action)](algorithm, rng)
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _insert_or_remove(self, algorithm: Algorithm, rng) -> Algorithm:
+        if rng.random() < PAPER_REMOVE_PROB:
+            return self._remove(algorithm, rng)
+        return self._insert(algorithm, rng)
 
     def _component(self, rng) -> int:
         comps = self.mutable_components
@@ -199,12 +284,12 @@ class Mutator:
     def _alter_data(self, row: list, rng) -> None:
         name = ops_lib.OPS[int(row[0])].name
         if name == "SCALAR_CONST_SET_OP":
-            row[4] = mutate_log_scale_or_flip(float(row[4]), rng)
+            row[4] = self._scale_or_flip(float(row[4]), rng)
         elif name == "VECTOR_CONST_SET_OP":
             if rng.random() < 0.5:
                 row[5] = _fraction(rng)
             else:
-                row[6] = _f32(mutate_log_scale_or_flip(float(row[6]), rng))
+                row[6] = _f32(self._scale_or_flip(float(row[6]), rng))
         elif name == "MATRIX_CONST_SET_OP":
             choice = int(rng.random() * 3)
             if choice == 0:
@@ -212,17 +297,17 @@ class Mutator:
             elif choice == 1:
                 row[6] = _fraction(rng)
             else:
-                row[7] = _f32(mutate_log_scale_or_flip(float(row[7]), rng))
+                row[7] = _f32(self._scale_or_flip(float(row[7]), rng))
         elif "GAUSSIAN" in name:
             if rng.random() < 0.5:
-                row[5] = _f32(mutate_log_scale_or_flip(float(row[5]), rng))
+                row[5] = _f32(self._scale_or_flip(float(row[5]), rng))
             else:
-                row[6] = _f32(mutate_log_scale(float(row[6]), rng))
+                row[6] = _f32(self._scale(float(row[6]), rng))
         elif "UNIFORM" in name:
             if rng.random() < 0.5:
-                row[5] = _f32(mutate_log_scale_or_flip(float(row[5]), rng))
+                row[5] = _f32(self._scale_or_flip(float(row[5]), rng))
             else:
-                row[6] = _f32(mutate_log_scale_or_flip(float(row[6]), rng))
+                row[6] = _f32(self._scale_or_flip(float(row[6]), rng))
             low, high = float(np.float32(row[5])), float(np.float32(row[6]))
             row[5], row[6] = min(low, high), max(low, high)
         else:

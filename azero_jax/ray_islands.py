@@ -62,8 +62,8 @@ class MigrationServerActor:
         islands_lib.save_server(self.server, self.checkpoint_dir)
         self.last_save = time.monotonic()
 
-    def exchange(self, island: int, packed):
-        return self.server.exchange_packed(island, packed)
+    def exchange_many(self, uploads):
+        return self.server.exchange_many(uploads)
 
     def register(self, worker: int) -> int:
         return self.server.register(worker)
@@ -94,10 +94,9 @@ class _ActorServer:
         self.ray = ray
         self.handle = handle
 
-    def exchange(self, island, algorithms):
-        packed = self.ray.get(self.handle.exchange.remote(int(island),
-                                                          islands_lib.pack(algorithms)))
-        return islands_lib.unpack(packed)
+    def exchange_many(self, uploads):
+        return self.ray.get(self.handle.exchange_many.remote(
+            [(int(island), packed) for island, packed in uploads]))
 
 
 class IslandWorker:
@@ -114,7 +113,8 @@ class IslandWorker:
             backend=payload["backend"], child_batch_size=payload["child_batch_size"],
             random_search=payload["random_search"],
             evaluator_options=payload["evaluator_options"], eval_seed=payload["eval_seed"],
-            server=_ActorServer(ray, server), checkpoint_dir=payload["checkpoint_dir"])
+            server=_ActorServer(ray, server), checkpoint_dir=payload["checkpoint_dir"],
+            rank_tasks=payload["rank_tasks"], rank_seed=payload["rank_seed"])
         for island in self.group.islands:
             island.restarts = max(island.restarts, self.restart_count)
         self.payload = payload
@@ -146,7 +146,7 @@ class IslandWorker:
 
 def run_ray(spec, config, specs, *, seed, checkpoint_dir, max_individuals, progress_fn,
             should_stop, memory, backend, child_batch_size, random_search, evaluator_options,
-            eval_seed):
+            eval_seed, rank_tasks, rank_seed):
     """Runs the islands on Ray (see the module docstring); returns an IslandsResult."""
     ray = require_ray()
     started = False
@@ -193,7 +193,8 @@ def run_ray(spec, config, specs, *, seed, checkpoint_dir, max_individuals, progr
         payload = dict(spec=spec, config=config, memory=memory, backend=backend,
                        child_batch_size=child_batch_size, random_search=random_search,
                        evaluator_options=options, eval_seed=eval_seed,
-                       checkpoint_dir=checkpoint_dir, max_individuals=max_individuals)
+                       checkpoint_dir=checkpoint_dir, max_individuals=max_individuals,
+                       rank_tasks=rank_tasks, rank_seed=rank_seed)
         workers = [worker_cls.remote(k, dict(payload, islands=groups[k]), server)
                    for k in range(num_workers)]
         pids = ray.get([w.pid.remote() for w in workers])
@@ -209,8 +210,7 @@ def run_ray(spec, config, specs, *, seed, checkpoint_dir, max_individuals, progr
             totals = ray.get(server.progress.remote())
             if totals:
                 record = progress.maybe(totals)
-                if (not stopping and config.stop_search_fitness is not None
-                        and record["best_fitness"] >= config.stop_search_fitness):
+                if not stopping and record["stop_reached"]:
                     stopping = True
                 if not stopping and should_stop is not None and should_stop():
                     stopping = True

@@ -34,18 +34,21 @@ from azero_jax import spec_protos
 from azero_jax.errors import SpecError
 from azero_jax.fec import FECConfig
 from azero_jax.hurdles import HurdlesConfig
-from azero_jax.mutator import MUTATION_TYPES, mutation_type
+from azero_jax.mutator import MUTATION_TYPES, mutation_style, mutation_type
 from azero_jax.tasks import TaskSpec
 from azero_jax.train_budget import TrainBudgetConfig
 
 
 @dataclasses.dataclass(frozen=True)
 class SearchSpec:
-    """A ``SearchExperimentSpec`` (reference defaults; ``hurdles`` is our extension).
+    """A ``SearchExperimentSpec`` (reference defaults; ``hurdles`` and ``mutation_style``
+    are our extensions).
 
     Ops are op codes, ``initial_population`` a ``HardcodedAlgorithmID`` name,
     ``mutation_types`` short names (``"ALTER_PARAM"``, ...), ``fitness_combination_mode``
-    ``"mean"`` or ``"median"``. Size bounds of 0 are unset (§6.6).
+    ``"mean"`` or ``"median"``. Size bounds of 0 are unset (§6.6). ``mutation_style``
+    is ``"REFERENCE"`` (the reference's mutations) or ``"PAPER"`` (the paper's S3 rules,
+    :class:`azero_jax.mutator.Mutator`).
     """
 
     search_tasks: tuple[TaskSpec, ...]
@@ -73,6 +76,7 @@ class SearchSpec:
     mutate_learn_size_max: int = 0
     progress_every: int = 10000
     hurdles: HurdlesConfig | None = None
+    mutation_style: str = "REFERENCE"
 
     def __post_init__(self):
         if not self.search_tasks:
@@ -85,6 +89,7 @@ class SearchSpec:
             raise SpecError("allowed_mutation_types must list at least one mutation type")
         object.__setattr__(self, "mutation_types",
                            tuple(mutation_type(t) for t in self.mutation_types))
+        object.__setattr__(self, "mutation_style", mutation_style(self.mutation_style))
         for name in ("setup_ops", "predict_ops", "learn_ops"):
             object.__setattr__(self, name, ops_lib.op_codes(getattr(self, name)))
         if self.initial_population not in generator_lib.HARDCODED:
@@ -138,7 +143,8 @@ def _parse(text: str, message, what: str):
         match = re.search(r'has no field named "([^"]+)"', detail)
         if match:
             raise SpecError(f"{what}: unsupported field {match.group(1)!r} ({detail}); "
-                             "azero_jax accepts the reference's fields plus `hurdles { }`") from None
+                            "azero_jax accepts the reference's fields plus `hurdles { }` and "
+                            "`mutation_style`") from None
         match = re.search(r'has no value named ([A-Za-z0-9_]+)', detail)
         if match:
             raise SpecError(f"{what}: unknown enum value {match.group(1)!r} ({detail})") from None
@@ -306,7 +312,8 @@ def search_spec_from_proto(proto) -> SearchSpec:
         mutate_learn_size_min=int(proto.mutate_learn_size_min),
         mutate_learn_size_max=int(proto.mutate_learn_size_max),
         progress_every=int(proto.progress_every),
-        hurdles=hurdles)
+        hurdles=hurdles,
+        mutation_style=spec_protos.MutationStyle.Name(proto.mutation_style))
 
 
 def parse_hurdles(text: str) -> HurdlesConfig:

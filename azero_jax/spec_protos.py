@@ -8,7 +8,10 @@ extensions use field numbers >= 1000, far from the reference's:
 
 * ``SearchExperimentSpec.hurdles`` (1000): a :class:`HurdlesSpec` (paper S3 hurdles);
 * ``TaskSpec.scalar_affine_regression_task`` (1000, in the ``task_type`` oneof): linear
-  regression with a bias (paper S5), which the reference lacks.
+  regression with a bias (paper S5), which the reference lacks;
+* ``SearchExperimentSpec.mutation_style`` (1001): a :data:`MutationStyle`, ``REFERENCE``
+  (default, the reference's mutations) or ``PAPER`` (the paper's S3 rules; see
+  :class:`azero_jax.mutator.Mutator`).
 
 Example:
     >>> from google.protobuf import text_format
@@ -45,6 +48,7 @@ ENUMS = {
                      ("REMOVE_INSTRUCTION_MUTATION_TYPE", 5),
                      ("TRADE_INSTRUCTION_MUTATION_TYPE", 6),
                      ("RANDOMIZE_ALGORITHM_MUTATION_TYPE", 7)],
+    "MutationStyle": [("REFERENCE", 0), ("PAPER", 1)],  # ours
 }
 
 # Task types of the TaskSpec oneof: (field name, number, message type).
@@ -145,6 +149,7 @@ MESSAGES = {
         ("mutate_learn_size_max", 13, "int32"),
         ("progress_every", 16, "int64", "optional", None, 10000),
         ("hurdles", 1000, "HurdlesSpec"),  # ours
+        ("mutation_style", 1001, "MutationStyle", "optional", None, "REFERENCE"),  # ours
     ],
 }
 
@@ -163,3 +168,4 @@ EvalType = _CLASSES["EvalType"]
 FitnessCombinationMode = _CLASSES["FitnessCombinationMode"]
 HardcodedAlgorithmID = _CLASSES["HardcodedAlgorithmID"]
 MutationType = _CLASSES["MutationType"]
+MutationStyle = _CLASSES["MutationStyle"]

@@ -49,7 +49,11 @@ flags.DEFINE_integer("max_vector_addresses", None, "Vector memory size (demo 3, 
 flags.DEFINE_integer("max_matrix_addresses", None, "Matrix memory size (demo 1, else 20).")
 flags.DEFINE_enum("backend", "auto", ["auto", "cpu", "jax"], "Evaluator backend.")
 flags.DEFINE_integer("child_batch_size", None, "Children per step (1 = the reference's loop).")
-flags.DEFINE_boolean("random_search", False, "Random search instead of evolution.")
+flags.DEFINE_boolean("random_search", False, "Random search instead of evolution (the paper's "
+                     "Figure 4 baseline): a random initial population of the spec's sizes, fresh "
+                     "random algorithms, no FEC and no hurdles unless --random_search_fec / "
+                     "--hurdles ask for them.")
+flags.DEFINE_boolean("random_search_fec", False, "Keep the spec's FEC in a random search.")
 flags.DEFINE_string("hurdles", None, "Text-format HurdlesSpec (e.g. 'num_tasks: 2'); sets or "
                     "overrides the spec's hurdles { }.")
 flags.DEFINE_string("output_dir", None, "Writes summary.json and best_algorithm.txt here.")
@@ -133,7 +137,8 @@ def config_from_flags() -> experiment.ExperimentConfig:
         randomize_task_seeds=pick(FLAGS.randomize_task_seeds, True, False),
         sufficient_fitness=pick(FLAGS.sufficient_fitness, 0.9999, sys.float_info.max),
         backend=FLAGS.backend, child_batch_size=FLAGS.child_batch_size,
-        random_search=FLAGS.random_search, hurdles=hurdles, output_dir=FLAGS.output_dir,
+        random_search=FLAGS.random_search, random_search_fec=FLAGS.random_search_fec,
+        hurdles=hurdles, output_dir=FLAGS.output_dir,
         checkpoint_dir=FLAGS.checkpoint_dir, checkpoint_every_secs=FLAGS.checkpoint_every_secs,
         metrics_log=FLAGS.metrics_log, max_individuals=FLAGS.max_individuals)
 

@@ -164,3 +164,141 @@ def test_mutation_invariants(seed, types, sizes, bounds, steps):
                 scalar_or_vector_out = np.isin(
                     component["op"], [op.code for op in ops_lib.OPS if op.out_type in ("S", "V")])
                 assert (component[field][scalar_or_vector_out] >= 1).all()
+
+
+# -- mutation_style: PAPER (paper S3) against REFERENCE --------------------------------
+
+
+def _children_digest(**style):
+    """SHA-256 of 1000 children of chained mutations (every type, every op, bounds)."""
+    import hashlib
+    digest = hashlib.sha256()
+    for seed in range(40):
+        rng = random.Random(seed)
+        m = Mutator((ALL_OPS, (1, 27, 31), (2, 3, 18, 23, 56)), MEMORY,
+                    MUTATION_TYPES + ("ALTER_PARAM",) * 3, 0.9, ((1, 9), (0, 0), (2, 12)),
+                    **style)
+        algorithm = m.randomizer.random_algorithm((4, 3, 6), rng)
+        for _ in range(25):
+            algorithm = m.mutate(algorithm, rng)
+            for component in algorithm.components:
+                digest.update(component.tobytes())
+    return digest.hexdigest()
+
+
+def test_reference_style_is_unchanged_bit_for_bit():
+    # Recorded with the mutator before mutation styles existed.
+    want = "124f56333571458ede2d4995451b83f538d597493ca6466060600fa53126a8e9"
+    assert _children_digest() == want
+    assert _children_digest(style="REFERENCE") == want
+    assert _children_digest(style="PAPER") != want
+
+
+def _action_frequencies(style, types, n=18000):
+    m = Mutator(((56,), (27,), (2, 3, 18, 23)), MemoryConfig(4, 3, 1), types, 1.0, style=style)
+    counts = dict.fromkeys(types, 0)
+
+    def counting(name, action):
+        def wrapped(algorithm, rng):
+            counts[name] += 1
+            return action(algorithm, rng)
+        return wrapped
+
+    for name in ("ALTER_PARAM", "RANDOMIZE_COMPONENT_FUNCTION"):
+        m._actions[name] = counting(name, m._actions[name])
+    # Insert and remove are reached through the action table (reference) or the merged
+    # "insert or remove" action (paper): count at the methods themselves.
+    m._insert = counting("INSERT_INSTRUCTION", m._insert)
+    m._remove = counting("REMOVE_INSTRUCTION", m._remove)
+    m._actions["INSERT_INSTRUCTION"], m._actions["REMOVE_INSTRUCTION"] = m._insert, m._remove
+    rng = random.Random(11)
+    parent = generator.linear_model()
+    for _ in range(n):
+        m.mutate(parent, rng)
+    return {name: count / n for name, count in counts.items()}
+
+
+def _within(observed, p, n=18000, sigmas=4.5):
+    return abs(observed - p) <= sigmas * (p * (1 - p) / n) ** 0.5
+
+
+def test_paper_style_chooses_three_transformations_and_removes_twice_as_often():
+    """[ALTER_PARAM, RANDOMIZE_COMPONENT_FUNCTION, INSERT, REMOVE]: the paper's three
+    transformations 1/3 each, insert-or-remove split 2:1 (2/9 removal, 1/9 insertion);
+    the reference draws the four types 1/4 each."""
+    types = ("ALTER_PARAM", "RANDOMIZE_COMPONENT_FUNCTION", "INSERT_INSTRUCTION",
+             "REMOVE_INSTRUCTION")
+    paper = _action_frequencies("PAPER", types)
+    want = {"ALTER_PARAM": 1 / 3, "RANDOMIZE_COMPONENT_FUNCTION": 1 / 3,
+            "INSERT_INSTRUCTION": 1 / 9, "REMOVE_INSTRUCTION": 2 / 9}
+    assert all(_within(paper[k], p) for k, p in want.items()), paper
+    reference = _action_frequencies("REFERENCE", types)
+    assert all(_within(reference[k], 0.25) for k in types), reference
+    # With only one of insert/remove listed the list is used as it is.
+    alone = _action_frequencies("PAPER", ("ALTER_PARAM", "INSERT_INSTRUCTION"))
+    assert _within(alone["INSERT_INSTRUCTION"], 0.5)
+
+
+def _constant_ratios(style, op, field, start, n=6000):
+    """Ratios new / old of a constant field over ALTER_PARAM data mutations."""
+    m = Mutator(((op,), (27,), (2,)), MemoryConfig(4, 3, 1), ["ALTER_PARAM"], 1.0, style=style)
+    rng = random.Random(5)
+    ratios = []
+    while len(ratios) < n:
+        row = [op, 0, 0, 1, 0.0, 0.0, 0.0, 0.0]
+        row[field] = start
+        m.alter_param_row(row, rng)
+        if row[field] != start:
+            ratios.append(row[field] / start)
+    return np.array(ratios)
+
+
+def test_paper_style_scales_constants_uniformly_and_flips_one_in_ten():
+    code = ops_lib.op_code("SCALAR_CONST_SET_OP")
+    ratios = _constant_ratios("PAPER", code, 4, 3.0)
+    negative = ratios < 0
+    assert _within(negative.mean(), 0.1, n=len(ratios))
+    size = np.abs(ratios)
+    assert size.min() >= 0.5 and size.max() <= 2.0  # always scaled within [0.5, 2]
+    # Uniform on [0.5, 2] (flipped or not): deciles at 0.5 + 0.15 k.
+    deciles = np.quantile(size, np.linspace(0.1, 0.9, 9))
+    assert np.allclose(deciles, 0.5 + 0.15 * np.arange(1, 10), atol=0.03), deciles
+    # The reference: exp(N(0, 1)) scaling or (10 %) a bare flip, ratio exactly -1.
+    reference = _constant_ratios("REFERENCE", code, 4, 3.0)
+    assert _within((reference == -1.0).mean(), 0.1, n=len(reference))
+    assert (reference < 0).mean() == (reference == -1.0).mean()
+    assert np.abs(reference).max() > 2.0 and np.abs(reference).min() < 0.5
+
+
+def test_paper_style_scales_every_real_constant_and_never_flips_a_deviation():
+    for name, field, flips in [("VECTOR_CONST_SET_OP", 6, True),
+                               ("MATRIX_CONST_SET_OP", 7, True),
+                               ("VECTOR_GAUSSIAN_SET_OP", 5, True),  # mean
+                               ("VECTOR_GAUSSIAN_SET_OP", 6, False)]:  # deviation
+        ratios = _constant_ratios("PAPER", ops_lib.op_code(name), field, 1.5, n=2000)
+        assert np.abs(ratios).min() >= 0.5 and np.abs(ratios).max() <= 2.0, name
+        assert (ratios < 0).any() == flips, name
+    # The uniform bounds (1, 8): one of them scaled (maybe flipped), then kept sorted.
+    code = ops_lib.op_code("VECTOR_UNIFORM_SET_OP")
+    m = Mutator(((code,), (27,), (2,)), MemoryConfig(4, 3, 1), ["ALTER_PARAM"], 1.0,
+                style="PAPER")
+    rng, flipped = random.Random(2), 0
+    for _ in range(2000):
+        row = [code, 0, 0, 1, 0.0, 1.0, 8.0, 0.0]
+        m.alter_param_row(row, rng)
+        if row[3] != 1 or row[5:7] == [1.0, 8.0]:
+            continue  # the output address was altered instead
+        kept, = {1.0, 8.0} & set(row[5:7])
+        other = (set(row[5:7]) - {kept}).pop()
+        ratio = other / (9.0 - kept)
+        assert row[5] <= row[6] and 0.5 <= abs(ratio) <= 2.0
+        flipped += ratio < 0
+    assert 0 < flipped < 400
+
+
+def test_mutation_style_names():
+    from azero_jax.mutator import mutation_style
+    assert mutation_style(" paper ") == "PAPER" and Mutator(
+        ((56,), (27,), (2,)), MemoryConfig(4, 3, 1), ["IDENTITY"]).style == "REFERENCE"
+    with pytest.raises(ValueError, match="unknown mutation_style 'PAPERS'"):
+        Mutator(((56,), (27,), (2,)), MemoryConfig(4, 3, 1), ["IDENTITY"], style="PAPERS")

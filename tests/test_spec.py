@@ -95,3 +95,18 @@ def test_hurdles_extension_and_task_params():
     fixed = specs[2]
     assert fixed.param("train_labels") == (3.0,)
     assert fixed.param("train_features") == ((1.0, 2.0),)
+
+
+def test_mutation_style_extension():
+    from azero_jax import spec_protos
+    demo = _read("demo_search.textproto")
+    assert spec_lib.parse_search_experiment_spec(demo).mutation_style == "REFERENCE"
+    paper = spec_lib.parse_search_experiment_spec(demo + "mutation_style: PAPER")
+    assert paper.mutation_style == "PAPER"
+    field = spec_protos.SearchExperimentSpec.DESCRIPTOR.fields_by_name["mutation_style"]
+    assert field.number >= 1000  # ours, far from the reference's field numbers
+    with pytest.raises(ValueError, match="unknown enum value 'ORIGINAL'"):
+        spec_lib.parse_search_experiment_spec(demo + "mutation_style: ORIGINAL")
+    assert paper.replace(mutation_style="reference").mutation_style == "REFERENCE"
+    with pytest.raises(ValueError, match="unknown mutation_style 'x'"):
+        paper.replace(mutation_style="x")
