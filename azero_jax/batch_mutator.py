@@ -33,7 +33,7 @@ import numpy as np
 
 from azero_jax import ops as ops_lib
 from azero_jax.evaluator import MemoryConfig
-from azero_jax.mutator import MUTATION_TYPES, mutation_type
+from azero_jax.mutator import MUTATION_STYLES, MUTATION_TYPES, mutation_settings, mutation_style
 from azero_jax.population import Programs
 
 
@@ -41,9 +41,6 @@ def _k():
     """The compiled kernels, imported on first use (``import azero_jax`` stays light)."""
     from azero_jax import _search_kernels
     return _search_kernels
-
-
-MUTATION_STYLES = ("REFERENCE", "PAPER")
 
 
 def op_info(memory: MemoryConfig) -> np.ndarray:
@@ -114,24 +111,10 @@ class BatchMutator:
             raise ValueError("op_lists needs one list per component function (setup, predict, learn)")
         self.op_lists = tuple(ops_lib.op_codes(ops) for ops in op_lists)
         self.memory = memory
-        self.mutation_types = tuple(mutation_type(t) for t in mutation_types)
-        if not self.mutation_types:
-            raise ValueError("allowed_mutation_types must be non-empty")
-        if not 0.0 <= float(mutate_prob) <= 1.0:
-            raise ValueError(f"mutate_prob must be in [0, 1], got {mutate_prob}")
-        self.mutate_prob = float(mutate_prob)
-        style = str(style).upper()
-        if style not in MUTATION_STYLES:
-            raise ValueError(f"mutation style must be one of {MUTATION_STYLES}, got {style!r}")
-        self.style = style
-        self.size_bounds = tuple((int(lo), int(hi)) for lo, hi in size_bounds)
-        if len(self.size_bounds) != 3 or any(lo < 0 or hi < 0 for lo, hi in self.size_bounds):
-            raise ValueError("size_bounds needs three non-negative (min, max) pairs")
-        self.mutable = np.array([c for c in range(3) if self.op_lists[c]], dtype=np.int64)
-        needs_component = set(self.mutation_types) - {"IDENTITY", "RANDOMIZE_ALGORITHM"}
-        if needs_component and not len(self.mutable):
-            raise ValueError("every component function has an empty op list, so "
-                             f"{sorted(needs_component)[0]}_MUTATION_TYPE cannot pick one")
+        self.mutation_types, self.mutate_prob, self.size_bounds, mutable = mutation_settings(
+            self.op_lists, mutation_types, mutate_prob, size_bounds)
+        self.style = mutation_style(style)
+        self.mutable = np.array(mutable, dtype=np.int64)
         self.grows = bool({"INSERT_INSTRUCTION", "TRADE_INSTRUCTION"} & set(self.mutation_types))
         self._info = op_info(memory)
         width = max(1, max(len(ops) for ops in self.op_lists))
@@ -139,10 +122,10 @@ class BatchMutator:
         for c, ops in enumerate(self.op_lists):
             self._op_lists[c, :len(ops)] = ops
         self._op_counts = np.array([len(ops) for ops in self.op_lists], dtype=np.int64)
-        self._actions, self._weights = action_weights(self.mutation_types, style)
+        self._actions, self._weights = action_weights(self.mutation_types, self.style)
         self._size_min = np.array([lo for lo, _ in self.size_bounds], dtype=np.int64)
         self._size_max = np.array([hi for _, hi in self.size_bounds], dtype=np.int64)
-        self._style = MUTATION_STYLES.index(style)
+        self._style = MUTATION_STYLES.index(self.style)
 
     def tournaments(self, fitness: np.ndarray, ids: np.ndarray, seed: int,
                     tournament_size: int) -> np.ndarray:

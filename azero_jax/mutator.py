@@ -115,6 +115,25 @@ def mutation_style(name: str) -> str:
     return key
 
 
+def mutation_settings(op_lists, mutation_types, mutate_prob, size_bounds) -> tuple:
+    """Validated ``(mutation_types, mutate_prob, size_bounds, mutable_components)``: the
+    settings every mutator checks the same way (``op_lists`` already as op codes)."""
+    types = tuple(mutation_type(t) for t in mutation_types)
+    if not types:
+        raise ValueError("allowed_mutation_types must be non-empty")
+    if not 0.0 <= float(mutate_prob) <= 1.0:
+        raise ValueError(f"mutate_prob must be in [0, 1], got {mutate_prob}")
+    bounds = tuple((int(lo), int(hi)) for lo, hi in size_bounds)
+    if len(bounds) != 3 or any(lo < 0 or hi < 0 for lo, hi in bounds):
+        raise ValueError("size_bounds needs three non-negative (min, max) pairs")
+    mutable = tuple(c for c in range(3) if op_lists[c])
+    needs_component = set(types) - {"IDENTITY", "RANDOMIZE_ALGORITHM"}
+    if needs_component and not mutable:
+        raise ValueError("every component function has an empty op list, so "
+                         f"{sorted(needs_component)[0]}_MUTATION_TYPE cannot pick one")
+    return types, float(mutate_prob), bounds, mutable
+
+
 def _f32(x: float) -> float:
     """Clamps to the float32 range (the field is float32: a log-scale step may overflow)."""
     if x > _F32_MAX:
@@ -177,20 +196,9 @@ class Mutator:
                  style: str = "REFERENCE"):
         self.randomizer = Randomizer(op_lists, memory)
         self.op_lists = self.randomizer.op_lists
-        self.mutation_types = tuple(mutation_type(t) for t in mutation_types)
-        if not self.mutation_types:
-            raise ValueError("allowed_mutation_types must be non-empty")
-        if not 0.0 <= float(mutate_prob) <= 1.0:
-            raise ValueError(f"mutate_prob must be in [0, 1], got {mutate_prob}")
-        self.mutate_prob = float(mutate_prob)
-        self.size_bounds = tuple((int(lo), int(hi)) for lo, hi in size_bounds)
-        if len(self.size_bounds) != 3 or any(lo < 0 or hi < 0 for lo, hi in self.size_bounds):
-            raise ValueError("size_bounds needs three non-negative (min, max) pairs")
-        self.mutable_components = tuple(c for c in range(3) if self.op_lists[c])
-        needs_component = set(self.mutation_types) - {"IDENTITY", "RANDOMIZE_ALGORITHM"}
-        if needs_component and not self.mutable_components:
-            raise ValueError("every component function has an empty op list, so "
-                             f"{sorted(needs_component)[0]}_MUTATION_TYPE cannot pick one")
+        (self.mutation_types, self.mutate_prob, self.size_bounds,
+         self.mutable_components) = mutation_settings(self.op_lists, mutation_types, mutate_prob,
+                                                      size_bounds)
         self._actions = {
             "ALTER_PARAM": self._alter_param,
             "RANDOMIZE_INSTRUCTION": self._randomize_instruction,

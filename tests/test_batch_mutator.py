@@ -48,7 +48,7 @@ P_MIN = 1e-4  # per comparison; the draws are fixed, so this is not a flaky thre
 
 def _children(types, mutate_prob=1.0, bounds=((0, 0), (0, 0), (0, 0)), style="REFERENCE",
               n=N, parent=PARENT):
-    slow = Mutator(OPS, MEMORY, types, mutate_prob, bounds)
+    slow = Mutator(OPS, MEMORY, types, mutate_prob, bounds, style=style)
     rng = random.Random(12345)
     reference = [slow.mutate(parent, rng) for _ in range(n)]
     fast = BatchMutator(OPS, MEMORY, types, mutate_prob, bounds, style=style)
@@ -225,6 +225,16 @@ def test_paper_style_removes_twice_as_often_as_it_inserts():
     probabilities = np.diff(np.concatenate([[0.0], cumulative]))
     assert dict(zip(actions.tolist(), probabilities.round(6).tolist())) == {
         0: 0.2, 2: 0.2, 4: 0.2, 5: 0.4}
+
+
+def test_paper_style_matches_the_per_child_mutators_paper_style():
+    types = ["ALTER_PARAM", "INSERT_INSTRUCTION", "REMOVE_INSTRUCTION"]
+    reference, batch, _ = _children(types, style="PAPER")
+    _same_distribution([_describe(c) for c in reference], [_describe(c) for c in batch],
+                       "PAPER style")
+    ref = [c.setup["d"][0] for c in reference if c.sizes[0] == 5 and c.setup["d"][0] != 0.25]
+    new = [c.setup["d"][0] for c in batch if c.sizes[0] == 5 and c.setup["d"][0] != 0.25]
+    assert stats.ks_2samp(ref, new).pvalue > P_MIN
 
 
 def test_paper_style_constants_scale_then_sometimes_flip():

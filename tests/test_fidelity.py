@@ -4,6 +4,7 @@ search as the paper's baseline, the spec's mutation style in the experiments loo
 import pytest
 
 from azero_jax import experiment
+from azero_jax.evolution import Search
 from azero_jax.fec import FECConfig
 from azero_jax.hurdles import HurdlesConfig
 from search_helpers import MEMORY, small_spec, task_spec
@@ -108,7 +109,9 @@ def test_the_experiments_loop_and_islands_mutate_in_the_specs_style():
     paper = small_spec(population_size=8, max_train_steps=3000, mutation_style="PAPER")
     runner = experiment.ExperimentRunner(_config(search=paper), log=lambda _: None)
     search = runner._make_search(runner._draw_experiment())
-    assert search.mutator.style == "PAPER" and search.randomizer is search.mutator.randomizer
+    assert search.mutator.style == "PAPER"
+    # A Search built directly reads the style from its spec too.
+    assert Search(paper, memory=MEMORY, seed=1, backend="cpu").mutator.style == "PAPER"
     config = islands.IslandsConfig(num_islands=2, migration_interval=0)
     group = islands.IslandGroup(paper, islands.island_specs(config, paper, 1), config,
                                 memory=MEMORY, backend="cpu")

@@ -156,7 +156,7 @@ def test_migrants_from_the_same_tasks_keep_their_fitness_and_the_slots_age():
     assert (search.num_individuals, search.train_steps, search.next_slot) == before[3:]
     assert island0.migrations == 1 and island0.migrants_received == 5
     assert island0.migrant_evaluations == 0 and island0.evals_since_migration == 0
-    replaced = [s for s in range(10) if search.population[s] is not before[0][s]]
+    replaced = [s for s in range(10) if search.population[s] != before[0][s]]
     assert len(replaced) == 5
     for slot in range(10):
         assert search.birth[slot] == before[2][slot]  # every slot keeps its age
