@@ -29,9 +29,19 @@ dot product as above; F >= 8 runs Eigen's row-major GEMV kernel: per row one pac
 accumulator starting at zero (even columns in one lane, odd in the other), the lanes
 added, then the odd last column, and the result added to a zeroed destination.
 
-The functions are numba-jitted so that the CPU kernels call them per instruction
-(``tmp``-style scratch ``scr[s0:]`` holds the tree's pending partial sums: at most
-``2 * (ceil(log2(n_packets)) + 1)`` floats); ``.py_func`` gives the plain Python versions.
+Matrix products (F < 8, coefficient-based): each entry a halving tree of single products
+(the column is strided). F >= 8 (GEMM) accumulates each entry left to right from zero
+as the CPU kernel always did; measured true for F = 8, 9, 12, 16, 32 -- F = 10 and 11
+use other GEMM paths for some entries, which are not modelled.
+
+The functions are numba-jitted so that the CPU kernels call them per instruction; a
+scratch ``scr[s0:s0 + SCRATCH]`` holds a tree's pending partial sums (no allocation).
+``.py_func`` gives the plain Python versions.
+
+numba's on-disk cache of the CPU kernels does not notice edits of this module: after one,
+the specialised kernels recompile (their source names this module's hash, see
+:mod:`azero_jax._cpu_specialize`), and the generic one needs its cache cleared (or
+``_cpu_kernels.py`` touched).
 """
 
 from __future__ import annotations
@@ -45,10 +55,12 @@ UNROLLING_LIMIT = 110  # EIGEN_UNROLLING_LIMIT
 PACKET = 2  # doubles per SSE2 packet
 # Read cost of one term, as Eigen's cost model counts it.
 PLAIN, SQUARE, PRODUCT = 1, 2, 3
-# Largest tree the cost model can unroll: 2 * 110 / 2 packets of plain entries.
-_MAX_LEAVES = 128
-# Scratch floats a reduction may need (the pending partial sums of the deepest tree).
-SCRATCH = 2 * 9
+# More leaves than the cost model ever unrolls (55 packets of plain entries, 37 strided
+# squares).
+_MAX_LEAVES = 64
+# Scratch floats a reduction may need: the pending partial sums of the deepest tree
+# (at most ceil(log2(55)) + 1 = 7 packets of two).
+SCRATCH = 16
 
 
 def _merge_table(max_leaves: int) -> np.ndarray:
@@ -76,34 +88,35 @@ _MERGES = _merge_table(_MAX_LEAVES)
 
 
 @numba.njit(**_JIT)
-def _term(mem, a, b, index, cost):
+def _term(mem, a, sa, b, sb, k, cost):
     if cost == PLAIN:
-        return mem[a + index]
+        return mem[a + k * sa]
     if cost == SQUARE:
-        t = mem[a + index]
+        t = mem[a + k * sa]
         return t * t
-    return mem[a + index] * mem[b + index]
+    return mem[a + k * sa] * mem[b + k * sb]
 
 
 @numba.njit(**_JIT)
-def reduce(mem, a, b, n, step, cost, scr, s0):
-    """Sum of ``n`` terms in the reference's order.
+def reduce(mem, a, sa, b, sb, n, cost, scr, s0):
+    """Sum of ``n`` terms in the reference's order (see the module docstring).
 
-    Term ``k`` is ``mem[a + k*step]`` (cost PLAIN), its square (SQUARE) or
-    ``mem[a + k*step] * mem[b + k*step]`` (PRODUCT). ``step == 1`` means contiguous.
+    Term ``k`` is ``mem[a + k*sa]`` (cost PLAIN), its square (SQUARE) or
+    ``mem[a + k*sa] * mem[b + k*sb]`` (PRODUCT); the terms are contiguous when both
+    steps are 1. ``scr[s0:s0 + SCRATCH]`` is overwritten.
     """
     expression_cost = n * cost + (n - 1)
-    if step != 1:
-        if expression_cost > UNROLLING_LIMIT or n > _MAX_LEAVES:
-            total = _term(mem, a, b, 0, cost)
+    if sa != 1 or sb != 1:
+        if expression_cost > UNROLLING_LIMIT:
+            total = _term(mem, a, sa, b, sb, 0, cost)
             for k in range(1, n):
-                total += _term(mem, a, b, k * step, cost)
+                total += _term(mem, a, sa, b, sb, k, cost)
             return total
         # Halving tree on single terms, evaluated with a stack of pending sums.
         top = 0
         total = 0.0
         for k in range(n):
-            total = _term(mem, a, b, k * step, cost)
+            total = _term(mem, a, sa, b, sb, k, cost)
             for _ in range(_MERGES[n, k]):
                 top -= 1
                 total = scr[s0 + top] + total
@@ -112,25 +125,25 @@ def reduce(mem, a, b, n, step, cost, scr, s0):
         return total
     packets = n // PACKET
     if packets == 0:
-        return _term(mem, a, b, 0, cost)
-    if expression_cost > UNROLLING_LIMIT * PACKET or packets > _MAX_LEAVES:
-        # Two packet accumulators (lanes 0/1 of each).
-        p0 = _term(mem, a, b, 0, cost)
-        p1 = _term(mem, a, b, 1, cost)
+        return _term(mem, a, 1, b, 1, 0, cost)
+    if expression_cost > UNROLLING_LIMIT * PACKET:
+        # Two packet accumulators: lanes p0/p1 and q0/q1.
+        p0 = _term(mem, a, 1, b, 1, 0, cost)
+        p1 = _term(mem, a, 1, b, 1, 1, cost)
         if packets > 1:
-            q0 = _term(mem, a, b, 2, cost)
-            q1 = _term(mem, a, b, 3, cost)
+            q0 = _term(mem, a, 1, b, 1, 2, cost)
+            q1 = _term(mem, a, 1, b, 1, 3, cost)
             pairs_end = (n // (2 * PACKET)) * (2 * PACKET)
             for i in range(2 * PACKET, pairs_end, 2 * PACKET):
-                p0 += _term(mem, a, b, i, cost)
-                p1 += _term(mem, a, b, i + 1, cost)
-                q0 += _term(mem, a, b, i + 2, cost)
-                q1 += _term(mem, a, b, i + 3, cost)
+                p0 += _term(mem, a, 1, b, 1, i, cost)
+                p1 += _term(mem, a, 1, b, 1, i + 1, cost)
+                q0 += _term(mem, a, 1, b, 1, i + 2, cost)
+                q1 += _term(mem, a, 1, b, 1, i + 3, cost)
             p0 += q0
             p1 += q1
             if packets * PACKET > pairs_end:
-                p0 += _term(mem, a, b, pairs_end, cost)
-                p1 += _term(mem, a, b, pairs_end + 1, cost)
+                p0 += _term(mem, a, 1, b, 1, pairs_end, cost)
+                p1 += _term(mem, a, 1, b, 1, pairs_end + 1, cost)
         total = p0 + p1
     else:
         # Tree of packets, evaluated with a stack of pending packet sums.
@@ -138,8 +151,8 @@ def reduce(mem, a, b, n, step, cost, scr, s0):
         l0 = 0.0
         l1 = 0.0
         for p in range(packets):
-            l0 = _term(mem, a, b, 2 * p, cost)
-            l1 = _term(mem, a, b, 2 * p + 1, cost)
+            l0 = _term(mem, a, 1, b, 1, 2 * p, cost)
+            l1 = _term(mem, a, 1, b, 1, 2 * p + 1, cost)
             for _ in range(_MERGES[packets, p]):
                 top -= 2
                 l0 = scr[s0 + top] + l0
@@ -149,19 +162,49 @@ def reduce(mem, a, b, n, step, cost, scr, s0):
             top += 2
         total = l0 + l1
     if n % PACKET:
-        total += _term(mem, a, b, n - 1, cost)
+        total += _term(mem, a, 1, b, 1, n - 1, cost)
     return total
 
 
 @numba.njit(**_JIT)
-def gemv_row(mem, row, x, F):
-    """One entry of ``M @ x`` for F >= 8 (Eigen's row-major GEMV kernel)."""
-    l0 = 0.0
-    l1 = 0.0
-    for c in range(0, F - 1, PACKET):
-        l0 += mem[row + c] * mem[x + c]
-        l1 += mem[row + c + 1] * mem[x + c + 1]
-    acc = l0 + l1
-    if F % PACKET:
-        acc += mem[row + F - 1] * mem[x + F - 1]
-    return 0.0 + acc
+def matvec(mem, m, x, F, out, o0, scr, s0):
+    """``out[o0:o0 + F] = M @ x`` for the row-major ``M`` at ``mem[m:]``, ``x`` at ``mem[x:]``.
+
+    F < 8: each row a contiguous dot product. F >= 8: Eigen's row-major GEMV kernel, two
+    rows at a time (each row on its own, so the pairing does not change the result).
+    """
+    if F < 8:
+        for r in range(F):
+            out[o0 + r] = reduce(mem, m + r * F, 1, x, 1, F, PRODUCT, scr, s0)
+        return
+    r = 0
+    while r < F:
+        # Per row one packet accumulator from zero: lanes l0 (even columns), l1 (odd).
+        rb = r + 1 if r + 1 < F else r
+        a0 = 0.0
+        a1 = 0.0
+        b0 = 0.0
+        b1 = 0.0
+        for c in range(0, F - 1, PACKET):
+            u = mem[x + c]
+            w = mem[x + c + 1]
+            a0 += mem[m + r * F + c] * u
+            a1 += mem[m + r * F + c + 1] * w
+            b0 += mem[m + rb * F + c] * u
+            b1 += mem[m + rb * F + c + 1] * w
+        acc_a = a0 + a1
+        acc_b = b0 + b1
+        if F % PACKET:
+            u = mem[x + F - 1]
+            acc_a += mem[m + r * F + F - 1] * u
+            acc_b += mem[m + rb * F + F - 1] * u
+        # Added to a zeroed destination: -0.0 becomes +0.0.
+        out[o0 + r] = 0.0 + acc_a
+        out[o0 + rb] = 0.0 + acc_b
+        r += 2
+
+
+@numba.njit(**_JIT)
+def small_matmul_entry(mem, a, b, F, scr, s0):
+    """Entry of ``X @ Y`` for F < 8: row ``mem[a:a+F]`` times the strided column at ``b``."""
+    return reduce(mem, a, 1, b, F, F, PRODUCT, scr, s0)

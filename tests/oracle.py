@@ -389,7 +389,8 @@ def _one_pass_std(values: np.ndarray) -> float:
     n = values.size
     mean = _sum(values) / n
     flat = values.ravel()
-    return float(np.sqrt(np.float64(_dot(flat, flat) / n - mean * mean)))
+    with np.errstate(invalid="ignore"):  # a negative difference gives NaN, as in C++
+        return float(np.sqrt(np.float64(_dot(flat, flat) / n - mean * mean)))
 
 
 # ----------------------------------------------------------------------------------
