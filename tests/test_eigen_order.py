@@ -149,3 +149,36 @@ def test_cpu_specialised_kernels_match_eigen(F):
     for i, (out, want) in enumerate(_cpu_memories(F, specialize=True)):
         _check_backend_memory(out["scalars"], out["vectors"], out["matrices"], want,
                               f"cpu (F={F} copy) case {i}", F)
+
+
+# ------------------------------------------------------------------------- the JAX ops
+
+
+def _jax_ops(F):
+    """A jitted function computing every reduction op's JAX implementation."""
+    jax = pytest.importorskip("jax")
+    from azero_jax import jax_evaluator as je
+
+    def run(v, w, m, m2):
+        def op(code, **operands):
+            return je._OP_IMPLS[code](je._Args(F=F, dt=v.dtype, **operands))
+        return {
+            "norm": op(21, va=v), "dot": op(27, va=v, vb=w), "mean": op(50, va=v),
+            "std": op(54, va=v), "mnorm": op(34, ma=m), "mmean": op(51, ma=m),
+            "mstd": op(55, ma=m), "rowmean": op(52, ma=m), "rownorm": op(36, ma=m),
+            "colnorm": op(35, ma=m), "rowstd": op(53, ma=m), "matvec": op(31, ma=m, vb=v),
+            "matmul": op(43, ma=m, mb=m2),
+        }
+    return jax.jit(run)
+
+
+@pytest.mark.parametrize("F", SIZES)
+def test_jax_ops_match_eigen(F):
+    from azero_jax import jax_evaluator as je
+    with je.x64_context("float64"):
+        run = _jax_ops(F)
+        for i, (v, w, m, m2, want) in enumerate(cases(F)):
+            got = run(v, w, m, m if m2 is None else m2)
+            for name, value in got.items():
+                if name in want and not (name == "matmul" and F in UNMODELLED_MATMUL):
+                    assert_bitwise(np.asarray(value), want[name], f"jax {name} F={F} case {i}")
