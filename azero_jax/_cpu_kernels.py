@@ -245,9 +245,7 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                 elif op == 34:
                     mem[z] = math.sqrt(_eo.reduce(mem, x, 1, x, 1, F * F, SQUARE, tmp, 0))
                 elif op == 35:  # column norms (a vector output never aliases a matrix)
-                    for c in range(F):
-                        mem[z + c] = math.sqrt(_eo.reduce(mem, x + c, F, x + c, F, F, SQUARE,
-                                                          tmp, 0))
+                    _eo.column_norms(mem, x, F, mem, z, tmp, 0)
                 elif op == 36:  # row norms
                     for r in range(F):
                         mem[z + r] = math.sqrt(_eo.reduce(mem, x + r * F, 1, x, 1, F, SQUARE,

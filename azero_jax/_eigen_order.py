@@ -46,6 +46,8 @@ the specialised kernels recompile (their source names this module's hash, see
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -58,9 +60,10 @@ PLAIN, SQUARE, PRODUCT = 1, 2, 3
 # More leaves than the cost model ever unrolls (55 packets of plain entries, 37 strided
 # squares).
 _MAX_LEAVES = 64
-# Scratch floats a reduction may need: the pending partial sums of the deepest tree
-# (at most ceil(log2(55)) + 1 = 7 packets of two).
-SCRATCH = 16
+# Scratch floats a reduction may need: the first level of a tree of up to 32 packets
+# (powers of two), or the pending partial sums of the deepest other tree (at most
+# ceil(log2(55)) + 1 = 7 packets of two).
+SCRATCH = 32
 
 
 def _merge_table(max_leaves: int) -> np.ndarray:
@@ -85,6 +88,7 @@ def _merge_table(max_leaves: int) -> np.ndarray:
 
 
 _MERGES = _merge_table(_MAX_LEAVES)
+_MASK = 0xFFFFFFFF
 
 
 @numba.njit(**_JIT)
@@ -105,6 +109,13 @@ def reduce(mem, a, sa, b, sb, n, cost, scr, s0):
     ``mem[a + k*sa] * mem[b + k*sb]`` (PRODUCT); the terms are contiguous when both
     steps are 1. ``scr[s0:s0 + SCRATCH]`` is overwritten.
     """
+    # Masking proves to LLVM that the offsets are >= 0 (no negative-index wraparound).
+    a &= _MASK
+    b &= _MASK
+    sa &= _MASK
+    sb &= _MASK
+    n &= _MASK
+    s0 &= _MASK
     expression_cost = n * cost + (n - 1)
     if sa != 1 or sb != 1:
         if expression_cost > UNROLLING_LIMIT:
@@ -112,6 +123,19 @@ def reduce(mem, a, sa, b, sb, n, cost, scr, s0):
             for k in range(1, n):
                 total += _term(mem, a, sa, b, sb, k, cost)
             return total
+        if n & (n - 1) == 0:
+            # A power of two: the halving tree adds neighbours level by level.
+            if n == 1:
+                return _term(mem, a, sa, b, sb, 0, cost)
+            half = n // 2
+            for k in range(half):
+                scr[s0 + k] = (_term(mem, a, sa, b, sb, 2 * k, cost)
+                               + _term(mem, a, sa, b, sb, 2 * k + 1, cost))
+            while half > 1:
+                half //= 2
+                for k in range(half):
+                    scr[s0 + k] = scr[s0 + 2 * k] + scr[s0 + 2 * k + 1]
+            return scr[s0]
         # Halving tree on single terms, evaluated with a stack of pending sums.
         top = 0
         total = 0.0
@@ -145,6 +169,26 @@ def reduce(mem, a, sa, b, sb, n, cost, scr, s0):
                 p0 += _term(mem, a, 1, b, 1, pairs_end, cost)
                 p1 += _term(mem, a, 1, b, 1, pairs_end + 1, cost)
         total = p0 + p1
+    elif packets & (packets - 1) == 0:
+        # A power of two: the tree adds neighbouring packets level by level.
+        if packets == 1:
+            l0 = _term(mem, a, 1, b, 1, 0, cost)
+            l1 = _term(mem, a, 1, b, 1, 1, cost)
+        else:
+            half = packets // 2
+            for p in range(half):
+                scr[s0 + 2 * p] = (_term(mem, a, 1, b, 1, 4 * p, cost)
+                                   + _term(mem, a, 1, b, 1, 4 * p + 2, cost))
+                scr[s0 + 2 * p + 1] = (_term(mem, a, 1, b, 1, 4 * p + 1, cost)
+                                       + _term(mem, a, 1, b, 1, 4 * p + 3, cost))
+            while half > 1:
+                half //= 2
+                for p in range(half):
+                    scr[s0 + 2 * p] = scr[s0 + 4 * p] + scr[s0 + 4 * p + 2]
+                    scr[s0 + 2 * p + 1] = scr[s0 + 4 * p + 1] + scr[s0 + 4 * p + 3]
+            l0 = scr[s0]
+            l1 = scr[s0 + 1]
+        total = l0 + l1
     else:
         # Tree of packets, evaluated with a stack of pending packet sums.
         top = 0
@@ -173,6 +217,11 @@ def matvec(mem, m, x, F, out, o0, scr, s0):
     F < 8: each row a contiguous dot product. F >= 8: Eigen's row-major GEMV kernel, two
     rows at a time (each row on its own, so the pairing does not change the result).
     """
+    # Masking proves to LLVM that the offsets are >= 0 (no negative-index wraparound).
+    m &= _MASK
+    x &= _MASK
+    F &= _MASK
+    o0 &= _MASK
     if F < 8:
         for r in range(F):
             out[o0 + r] = reduce(mem, m + r * F, 1, x, 1, F, PRODUCT, scr, s0)
@@ -208,3 +257,40 @@ def matvec(mem, m, x, F, out, o0, scr, s0):
 def small_matmul_entry(mem, a, b, F, scr, s0):
     """Entry of ``X @ Y`` for F < 8: row ``mem[a:a+F]`` times the strided column at ``b``."""
     return reduce(mem, a, 1, b, F, F, PRODUCT, scr, s0)
+
+
+@numba.njit(**_JIT)
+def _column_norms_by_levels(mem, m, F, out, o0, scr, s0):
+    half = F // 2
+    for i in range(half):
+        for c in range(F):
+            u = mem[m + 2 * i * F + c]
+            w = mem[m + (2 * i + 1) * F + c]
+            scr[s0 + i * F + c] = u * u + w * w
+    while half > 1:
+        half //= 2
+        for i in range(half):
+            for c in range(F):
+                scr[s0 + i * F + c] = scr[s0 + 2 * i * F + c] + scr[s0 + (2 * i + 1) * F + c]
+    for c in range(F):
+        out[o0 + c] = math.sqrt(scr[s0 + c])
+
+
+@numba.njit(**_JIT)
+def _column_norms_one_by_one(mem, m, F, out, o0, scr, s0):
+    for c in range(F):
+        out[o0 + c] = math.sqrt(reduce(mem, m + c, F, m + c, F, F, SQUARE, scr, s0))
+
+
+@numba.njit(**_JIT)
+def column_norms(mem, m, F, out, o0, scr, s0):
+    """``out[o0 + c]`` = the norm of column ``c`` of the row-major ``M`` at ``mem[m:]``.
+
+    Each column is a strided reduction (see ``reduce``); when F is a power of two whose
+    tree Eigen unrolls, all columns advance together, level by level, in
+    ``scr[s0:s0 + F * F / 2]`` (the same additions, vectorisable across columns).
+    """
+    if F & (F - 1) != 0 or F == 1 or F * SQUARE + (F - 1) > UNROLLING_LIMIT:
+        _column_norms_one_by_one(mem, m, F, out, o0, scr, s0)
+    else:
+        _column_norms_by_levels(mem, m, F, out, o0, scr, s0)
