@@ -60,10 +60,9 @@ PLAIN, SQUARE, PRODUCT = 1, 2, 3
 # More leaves than the cost model ever unrolls (55 packets of plain entries, 37 strided
 # squares).
 _MAX_LEAVES = 64
-# Scratch floats a reduction may need: the first level of a tree of up to 32 packets
-# (powers of two), or the pending partial sums of the deepest other tree (at most
-# ceil(log2(55)) + 1 = 7 packets of two).
-SCRATCH = 32
+# Scratch floats a reduction may need: the pending partial sums of the deepest tree that
+# is not a power of two (at most ceil(log2(55)) + 1 = 7 packets of two).
+SCRATCH = 16
 
 
 def _merge_table(max_leaves: int) -> np.ndarray:
@@ -124,18 +123,36 @@ def reduce(mem, a, sa, b, sb, n, cost, scr, s0):
                 total += _term(mem, a, sa, b, sb, k, cost)
             return total
         if n & (n - 1) == 0:
-            # A power of two: the halving tree adds neighbours level by level.
+            # A power of two (n <= 32 here): the halving tree adds neighbours level by
+            # level; a binary counter over the level-1 sums keeps the pending ones in
+            # registers (with F known at compile time LLVM unrolls this completely).
             if n == 1:
                 return _term(mem, a, sa, b, sb, 0, cost)
-            half = n // 2
-            for k in range(half):
-                scr[s0 + k] = (_term(mem, a, sa, b, sb, 2 * k, cost)
-                               + _term(mem, a, sa, b, sb, 2 * k + 1, cost))
-            while half > 1:
-                half //= 2
-                for k in range(half):
-                    scr[s0 + k] = scr[s0 + 2 * k] + scr[s0 + 2 * k + 1]
-            return scr[s0]
+            v = 0.0
+            w1 = 0.0
+            w2 = 0.0
+            w3 = 0.0
+            w4 = 0.0
+            for j in range(n // 2):
+                v = (_term(mem, a, sa, b, sb, 2 * j, cost)
+                     + _term(mem, a, sa, b, sb, 2 * j + 1, cost))
+                if j & 1 == 0:
+                    w1 = v
+                    continue
+                v = w1 + v
+                if j & 2 == 0:
+                    w2 = v
+                    continue
+                v = w2 + v
+                if j & 4 == 0:
+                    w3 = v
+                    continue
+                v = w3 + v
+                if j & 8 == 0:
+                    w4 = v
+                    continue
+                v = w4 + v
+            return v
         # Halving tree on single terms, evaluated with a stack of pending sums.
         top = 0
         total = 0.0
@@ -170,24 +187,32 @@ def reduce(mem, a, sa, b, sb, n, cost, scr, s0):
                 p1 += _term(mem, a, 1, b, 1, pairs_end + 1, cost)
         total = p0 + p1
     elif packets & (packets - 1) == 0:
-        # A power of two: the tree adds neighbouring packets level by level.
-        if packets == 1:
-            l0 = _term(mem, a, 1, b, 1, 0, cost)
-            l1 = _term(mem, a, 1, b, 1, 1, cost)
-        else:
-            half = packets // 2
-            for p in range(half):
-                scr[s0 + 2 * p] = (_term(mem, a, 1, b, 1, 4 * p, cost)
-                                   + _term(mem, a, 1, b, 1, 4 * p + 2, cost))
-                scr[s0 + 2 * p + 1] = (_term(mem, a, 1, b, 1, 4 * p + 1, cost)
-                                       + _term(mem, a, 1, b, 1, 4 * p + 3, cost))
-            while half > 1:
-                half //= 2
-                for p in range(half):
-                    scr[s0 + 2 * p] = scr[s0 + 4 * p] + scr[s0 + 4 * p + 2]
-                    scr[s0 + 2 * p + 1] = scr[s0 + 4 * p + 1] + scr[s0 + 4 * p + 3]
-            l0 = scr[s0]
-            l1 = scr[s0 + 1]
+        # A power of two (at most 32 packets): neighbouring packets are added level by
+        # level; a binary counter over the level-1 sums keeps the pending ones in
+        # registers (lanes 0 and 1: u*, v*), as for strided terms above.
+        l0 = _term(mem, a, 1, b, 1, 0, cost)
+        l1 = _term(mem, a, 1, b, 1, 1, cost)
+        u1 = v1 = u2 = v2 = u3 = v3 = u4 = v4 = 0.0
+        for j in range(packets // 2):
+            l0 = _term(mem, a, 1, b, 1, 4 * j, cost) + _term(mem, a, 1, b, 1, 4 * j + 2, cost)
+            l1 = (_term(mem, a, 1, b, 1, 4 * j + 1, cost)
+                  + _term(mem, a, 1, b, 1, 4 * j + 3, cost))
+            if j & 1 == 0:
+                u1, v1 = l0, l1
+                continue
+            l0, l1 = u1 + l0, v1 + l1
+            if j & 2 == 0:
+                u2, v2 = l0, l1
+                continue
+            l0, l1 = u2 + l0, v2 + l1
+            if j & 4 == 0:
+                u3, v3 = l0, l1
+                continue
+            l0, l1 = u3 + l0, v3 + l1
+            if j & 8 == 0:
+                u4, v4 = l0, l1
+                continue
+            l0, l1 = u4 + l0, v4 + l1
         total = l0 + l1
     else:
         # Tree of packets, evaluated with a stack of pending packet sums.

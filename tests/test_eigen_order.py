@@ -182,3 +182,104 @@ def test_jax_ops_match_eigen(F):
             for name, value in got.items():
                 if name in want and not (name == "matmul" and F in UNMODELLED_MATMUL):
                     assert_bitwise(np.asarray(value), want[name], f"jax {name} F={F} case {i}")
+
+
+# ------------------------------------------------------------- properties of the order
+
+CONSTANT_STD = """def Setup():
+  s1 = std(v1)
+  s2 = std(v2)
+  s3 = std(v3)
+  s4 = std(v4)
+  s5 = std(v5)
+  s6 = std(v6)
+  s7 = std(v7)
+def Predict():
+def Learn():
+"""
+
+
+def _constants(seed, count):
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1.0, 1.0], count - 7)
+    return np.concatenate([[0.1, 0.3, 1 / 3, 0.7, 1e-3, 123.456, -2.2],
+                           signs * 10.0 ** rng.uniform(-8, 8, count - 7)])
+
+
+def _std_of_constants_cpu(F, constants):
+    from azero_jax import cpu_evaluator
+    algorithm = az.parse_algorithm(CONSTANT_STD)
+    task = az.tasks.unit_test_ones_task(F, 1, 1)
+    out = []
+    for start in range(0, len(constants), 7):
+        chunk = constants[start:start + 7]
+        vectors = np.zeros((8, F))
+        vectors[1:1 + len(chunk)] = np.asarray(chunk)[:, None]
+        result = cpu_evaluator.run_debug(algorithm, task, az.MemoryConfig(8, 8, 1),
+                                         train_steps=0, valid_steps=0,
+                                         initial_memory=(np.zeros(8), vectors,
+                                                         np.zeros((1, F, F))))
+        out.extend(result["scalars"][1:1 + len(chunk)])
+    return np.array(out)
+
+
+def _std_of_constants_jax(F, constants):
+    jax = pytest.importorskip("jax")
+    from azero_jax import jax_evaluator as je
+    with je.x64_context("float64"):
+        std = jax.jit(jax.vmap(lambda v: je._OP_IMPLS[54](je._Args(F=F, dt=v.dtype, va=v))))
+        return np.asarray(std(np.repeat(np.asarray(constants)[:, None], F, axis=1)))
+
+
+@pytest.mark.parametrize("F", POWERS_OF_TWO)
+def test_std_of_a_constant_vector_is_exactly_zero(F):
+    """Eigen adds equal terms exactly in its packet tree: E[x^2] - E[x]^2 is 0."""
+    constants = _constants(F, 49)
+    oracle_std = [oracle._one_pass_std(np.full(F, c)) for c in constants]
+    assert_bitwise(oracle_std, np.zeros(len(constants)), f"oracle F={F}")
+    assert_bitwise(_std_of_constants_cpu(F, constants), np.zeros(len(constants)), f"cpu F={F}")
+    assert_bitwise(_std_of_constants_jax(F, constants), np.zeros(len(constants)), f"jax F={F}")
+    # Left to right the same constants leave residues or NaN: the order is what matters.
+    with oracle.variant("sequential"):
+        sequential = np.array([oracle._one_pass_std(np.full(F, c)) for c in constants])
+    assert F == 2 or np.any(sequential != 0.0)
+
+
+@pytest.mark.parametrize("F", sorted(set(DATA["const_F"].tolist())))
+def test_std_of_constant_vectors_matches_cpp(F):
+    """Including F = 7 and 10, where Eigen's order leaves residues or NaN too."""
+    select = DATA["const_F"] == F
+    constants, want = DATA["const_c"][select], DATA["const_std"][select]
+    if F not in POWERS_OF_TWO:
+        assert np.any(want != 0.0)  # the fixture has residues here
+    assert_bitwise([oracle._one_pass_std(np.full(F, c)) for c in constants], want,
+                   f"oracle F={F}")
+    assert_bitwise(_std_of_constants_cpu(F, constants), want, f"cpu F={F}")
+    assert_bitwise(_std_of_constants_jax(F, constants), want, f"jax F={F}")
+
+
+@pytest.mark.parametrize("F", [F for F in SIZES if F >= 11])
+def test_long_matrix_sums_follow_the_two_accumulator_loop(F):
+    """Whole-matrix sums too long to unroll run Eigen's loop, not the packet tree."""
+    n = F * F
+    assert 2 * n - 1 > 2 * _eigen_order.UNROLLING_LIMIT  # the loop's territory
+    loop_differs_from_tree = False
+    for v, w, m, m2, want in cases(F):
+        terms = list(m.ravel())
+        loop = oracle._two_accumulator_sum(terms)
+        assert_bitwise(loop / n, want["mmean"], f"two-accumulator mean F={F}")
+        packets = [(terms[i], terms[i + 1]) for i in range(0, n - 1, 2)]
+        lanes = oracle._halving_tree(packets, oracle._add_packets)
+        tree = lanes[0] + lanes[1] + (terms[-1] if n % 2 else 0.0)
+        loop_differs_from_tree |= bool(bits(tree / n) != bits(want["mmean"]))
+    assert loop_differs_from_tree  # the inputs tell the two orders apart
+
+
+@pytest.mark.parametrize("F", [F for F in SIZES if 2 <= F <= 55])
+def test_vector_sums_follow_the_packet_tree(F):
+    """Vector sums are trees of packets: left to right differs on these inputs."""
+    differs = False
+    for v, w, m, m2, want in cases(F):
+        assert_bitwise(oracle._eigen_sum(v, oracle._PLAIN) / F, want["mean"], f"tree F={F}")
+        differs |= bool(bits(oracle._sequential_sum(v) / F) != bits(want["mean"]))
+    assert differs or F <= 3
