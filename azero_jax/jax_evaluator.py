@@ -538,7 +538,7 @@ def _build(shape: EvalShape):
                     wrong = ((y > 0.5) != (sigmoid(s[1]) > 0.5)).astype(dt)
                     error = jnp.where(is_acc, wrong, jnp.abs(diff))
                     bad = jnp.isnan(error) | (error > max_abs_error)
-                    increment = jnp.where(is_acc, wrong, diff * diff)
+                    increment = jnp.where(is_acc, wrong, _product(diff, diff))
                 if rec_valid:
                     record = (epoch == 0) & ~bad & (j < rec_valid)
                     errs = jnp.where(record & (jnp.arange(rec_valid) == j), error, errs)
@@ -548,12 +548,14 @@ def _build(shape: EvalShape):
 
             init = (jnp.int32(0), mem, jnp.zeros((), dt), jnp.zeros((), bool), errs, n_errs)
             _, mem, loss, failed, errs, n_errs = lax.while_loop(cond, body, init)
-            mean_loss = loss / n_valid
+            # As the reference rounds them: a true division, no fused multiply-add.
+            mean_loss = _divide(loss, n_valid)
             if vector_labels:
                 fitness = jnp.where(failed, 0.0, 1 - mean_loss)
             else:
                 rms = jnp.sqrt(mean_loss)
-                squashed = jnp.where(jnp.isfinite(rms), 1 + NEG_TWO_OVER_PI * jnp.arctan(rms), 0.0)
+                squashed = jnp.where(jnp.isfinite(rms),
+                                     1 + _product(NEG_TWO_OVER_PI, jnp.arctan(rms)), 0.0)
                 fitness = jnp.where(failed, 0.0, jnp.where(is_acc, 1 - mean_loss, squashed))
             return mem, fitness.astype(dt), errs, n_errs
 

@@ -4,14 +4,18 @@
 holds 1,290 fitness values: 215 programs (15 hand-written edge cases, 200 random
 programs over ops 0-58) x {ACCURACY, RMS_ERROR} x the 3 datasets of
 ``../shared/bench/datasets``, computed by the reference's ``Executor<16>`` in double
-precision (g++ -O2, SSE2, Eigen 3.4). Every backend evaluating in float64 must give each
-value exactly, and the same step count: the reductions follow Eigen's summation order
-(tests/test_eigen_order.py), so nothing is left to a tolerance. ``stdev_of_constant``
-(id 311) needs that order: std of a broadcast constant is exactly 0 there.
+precision (g++ -O2, SSE2, Eigen 3.4). Every backend evaluating in float64 must give the
+same step count and each value exactly -- the reductions follow Eigen's summation order
+(tests/test_eigen_order.py) -- with one exception: XLA's own tan/arcsin/arccos/arctan/
+exp/log round differently from glibc's, so JAX results that pass through them (programs
+using those ops, every RMS fitness via its arctan) may differ by propagated rounding
+(relative 1e-12 allowed). ``stdev_of_constant`` (id 311) needs Eigen's order: std of a
+broadcast constant is exactly 0 there.
 
-The CPU backend runs all 1,290 evaluations (about 10 M training steps). The JAX backend
-(slower on CPUs) runs all of them under ``-m slow`` and, by default, every hand-written
-case plus a fixed sample of random ones on all datasets.
+The CPU backend runs all 1,290 evaluations (about 12 M training steps, a minute of one
+core). The JAX backend is much slower on CPUs (about 5 s per evaluation on a busy
+2-core machine): it runs all of them under ``-m slow`` and, by default, every
+hand-written case and a few random ones on one dataset, and ``stdev_of_constant`` on all.
 """
 
 from __future__ import annotations
@@ -37,8 +41,16 @@ pytestmark = pytest.mark.skipif(
     not (os.path.isfile(GOLDEN) and os.path.isdir(os.path.join(BENCH_DIR, "datasets"))),
     reason=f"the reference's golden values ({GOLDEN}) or datasets are not present")
 
-# Random programs that the default JAX run samples (every hand-written one runs).
-JAX_SAMPLE = 24
+# XLA's tan, arcsin, arccos, arctan, exp and log are not glibc's: about 0.1-25 % of their
+# results differ by an ulp (sin and cos agree). Where a JAX evaluation uses them -- a
+# program with these ops, or the arctan of every RMS fitness -- the JAX backend may
+# differ from the reference by such rounding, propagated through training: allowed up to
+# this relative difference. Everything else must be bit for bit.
+XLA_TRANSCENDENTAL_OPS = frozenset({9, 10, 11, 12, 13, 14})
+JAX_TRANSCENDENTAL_RTOL = 1e-12
+
+# Random programs the default JAX run samples (on one dataset, with every hand-written one).
+JAX_SAMPLE = 6
 
 
 def _component(rows) -> list:
@@ -64,14 +76,16 @@ def _golden():
     return records, algorithms, tasks
 
 
-def _check(backend: str, selected) -> None:
+def _check(backend: str, selected, datasets=None) -> None:
+    """Evaluates records ``selected`` on ``datasets`` (default all) and compares."""
     records, algorithms, tasks = _golden()
+    datasets = sorted(tasks) if datasets is None else datasets
     first = records[0]
     memory = az.MemoryConfig(first["num_scalars"], first["num_vectors"],
                              first["num_matrices"])
-    pair_tasks, a_index, t_index, expected = [], [], [], []
-    for name, by_type in tasks.items():
-        for eval_type, task in by_type.items():
+    pair_tasks, a_index, t_index, expected, tolerant = [], [], [], [], []
+    for name in datasets:
+        for eval_type, task in tasks[name].items():
             t = len(pair_tasks)
             pair_tasks.append(task)
             for i in selected:
@@ -81,17 +95,25 @@ def _check(backend: str, selected) -> None:
                     expected.append((records[i]["id"], eval_type, name,
                                      records[i]["fitness"][name],
                                      records[i]["train_steps"][name]))
+                    tolerant.append(backend == "jax" and (
+                        eval_type == "RMS_ERROR" or _uses(algorithms[i], XLA_TRANSCENDENTAL_OPS)))
     results = az.evaluate_pairs(algorithms, pair_tasks, np.array(a_index), np.array(t_index),
                                 memory=memory, max_abs_error=100.0, backend=backend,
                                 dtype="float64")
     wrong = [(pid, eval_type, name, want, float(got), steps, int(got_steps))
-             for (pid, eval_type, name, want, steps), got, got_steps
-             in zip(expected, results.fitness, results.train_steps)
-             if float(got) != want or int(got_steps) != steps]
+             for (pid, eval_type, name, want, steps), got, got_steps, tol
+             in zip(expected, results.fitness, results.train_steps, tolerant)
+             if int(got_steps) != steps or not (
+                 float(got) == want
+                 or (tol and abs(float(got) - want) <= JAX_TRANSCENDENTAL_RTOL * abs(want)))]
     assert not wrong, (f"{backend}: {len(wrong)} of {len(expected)} differ from the "
                        f"reference (id, type, dataset, want, got, steps, got steps): "
                        f"{wrong[:10]}")
-    assert len(expected) == 3 * len(selected)  # every selected record on every dataset
+    assert len(expected) == len(datasets) * len(selected)  # each record on each dataset
+
+
+def _uses(algorithm: Algorithm, ops) -> bool:
+    return any(int(op) in ops for component in algorithm.components for op in component["op"])
 
 
 def _all() -> list[int]:
@@ -122,7 +144,10 @@ def test_cpu_backend_reproduces_every_reference_fitness():
 
 def test_jax_backend_reproduces_reference_fitness_sample():
     pytest.importorskip("jax")
-    _check("jax", _sample())
+    records, _, tasks = _golden()
+    _check("jax", _sample(), datasets=sorted(tasks)[:1])
+    constant = [i for i, r in enumerate(records) if r["name"] == "stdev_of_constant"]
+    _check("jax", constant, datasets=sorted(tasks)[1:])
 
 
 @pytest.mark.slow
