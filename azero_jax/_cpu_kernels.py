@@ -29,6 +29,9 @@ import math
 import numba
 import numpy as np
 
+from azero_jax import _eigen_order as _eo
+from azero_jax._eigen_order import PLAIN, PRODUCT, SQUARE
+
 _F_CONST = 0
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False)
@@ -193,11 +196,10 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                 elif op == 20:
                     for k in range(F):
                         mem[z + k] = 1.0 / mem[x + k]
+                # Reductions add in the reference's (Eigen's) order, see _eigen_order; the
+                # trees keep pending sums in tmp (no output is staged there meanwhile).
                 elif op == 21:
-                    acc = 0.0
-                    for k in range(F):
-                        acc += mem[x + k] * mem[x + k]
-                    mem[z] = math.sqrt(acc)
+                    mem[z] = math.sqrt(_eo.reduce(mem, x, 1, x, 1, F, SQUARE, tmp, 0))
                 elif op == 22:
                     for k in range(F):
                         mem[z + k] = abs(mem[x + k])
@@ -214,10 +216,7 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                     for k in range(F):
                         mem[z + k] = mem[x + k] / mem[y + k]
                 elif op == 27:
-                    acc = 0.0
-                    for k in range(F):
-                        acc += mem[x + k] * mem[y + k]
-                    mem[z] = acc
+                    mem[z] = _eo.reduce(mem, x, 1, y, 1, F, PRODUCT, tmp, 0)
                 elif op == 28:  # outer: m[r][c] = a_r * b_c
                     for r in range(F):
                         a = mem[x + r]
@@ -230,32 +229,8 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                 elif op == 30:
                     for k in range(F * F):
                         mem[z + k] = 1.0 / mem[x + k]
-                elif op == 31:  # M @ v (output may alias the input vector)
-                    # Four rows at a time: four independent sums (each still summed in
-                    # column order, so the result is the same as row by row).
-                    r = 0
-                    while r + 4 <= F:
-                        a0 = 0.0
-                        a1 = 0.0
-                        a2 = 0.0
-                        a3 = 0.0
-                        for c in range(F):
-                            b = mem[y + c]
-                            a0 += mem[x + r * F + c] * b
-                            a1 += mem[x + (r + 1) * F + c] * b
-                            a2 += mem[x + (r + 2) * F + c] * b
-                            a3 += mem[x + (r + 3) * F + c] * b
-                        tmp[r] = a0
-                        tmp[r + 1] = a1
-                        tmp[r + 2] = a2
-                        tmp[r + 3] = a3
-                        r += 4
-                    while r < F:
-                        acc = 0.0
-                        for c in range(F):
-                            acc += mem[x + r * F + c] * mem[y + c]
-                        tmp[r] = acc
-                        r += 1
+                elif op == 31:  # M @ v (output may alias the input vector: staged in tmp)
+                    _eo.matvec(mem, x, y, F, tmp, 0, tmp, F)
                     for r in range(F):
                         mem[z + r] = tmp[r]
                 elif op == 32:  # m[r][c] = v[r]
@@ -268,28 +243,13 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                         for c in range(Fv):
                             mem[z + r * F + c] = mem[x + c]
                 elif op == 34:
-                    acc = 0.0
-                    for k in range(F * F):
-                        acc += mem[x + k] * mem[x + k]
-                    mem[z] = math.sqrt(acc)
-                elif op == 35:  # column norms
-                    for c in range(F):
-                        acc = 0.0
-                        for r in range(F):
-                            a = mem[x + r * F + c]
-                            acc += a * a
-                        tmp[c] = acc
-                    for c in range(F):
-                        mem[z + c] = math.sqrt(tmp[c])
+                    mem[z] = math.sqrt(_eo.reduce(mem, x, 1, x, 1, F * F, SQUARE, tmp, 0))
+                elif op == 35:  # column norms (a vector output never aliases a matrix)
+                    _eo.column_norms(mem, x, F, mem, z, tmp, 0)
                 elif op == 36:  # row norms
                     for r in range(F):
-                        acc = 0.0
-                        for c in range(F):
-                            a = mem[x + r * F + c]
-                            acc += a * a
-                        tmp[r] = acc
-                    for r in range(F):
-                        mem[z + r] = math.sqrt(tmp[r])
+                        mem[z + r] = math.sqrt(_eo.reduce(mem, x + r * F, 1, x, 1, F, SQUARE,
+                                                          tmp, 0))
                 elif op == 37:  # transpose (output may alias the input)
                     for r in range(F):
                         for c in range(F):
@@ -312,13 +272,19 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                     for k in range(F * F):
                         mem[z + k] = mem[x + k] / mem[y + k]
                 elif op == 43:  # matmul (output may alias either input)
-                    for k in range(F * F):
-                        tmp[k] = 0.0
-                    for r in range(F):
-                        for j in range(F):
-                            a = mem[x + r * F + j]
-                            for c in range(Fv):
-                                tmp[r * F + c] += a * mem[y + j * F + c]
+                    if F < 8:  # Eigen's coefficient-based product: a tree per entry
+                        for r in range(F):
+                            for c in range(F):
+                                tmp[r * F + c] = _eo.small_matmul_entry(
+                                    mem, x + r * F, y + c, F, tmp, F * F)
+                    else:  # GEMM: each entry left to right from zero
+                        for k in range(F * F):
+                            tmp[k] = 0.0
+                        for r in range(F):
+                            for j in range(F):
+                                a = mem[x + r * F + j]
+                                for c in range(Fv):
+                                    tmp[r * F + c] += a * mem[y + j * F + c]
                     for k in range(F * F):
                         mem[z + k] = tmp[k]
                 # ------------------------------------------------------------- min / max
@@ -352,53 +318,27 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                         mem[z + k] = a if a > b else b
                 # ------------------------------------------------------------ statistics
                 elif op == 50:
-                    acc = 0.0
-                    for k in range(F):
-                        acc += mem[x + k]
-                    mem[z] = acc / F
+                    mem[z] = _eo.reduce(mem, x, 1, x, 1, F, PLAIN, tmp, 0) / F
                 elif op == 51:
-                    acc = 0.0
-                    for k in range(F * F):
-                        acc += mem[x + k]
-                    mem[z] = acc / (F * F)
+                    mem[z] = _eo.reduce(mem, x, 1, x, 1, F * F, PLAIN, tmp, 0) / (F * F)
                 elif op == 52:
                     for r in range(F):
-                        acc = 0.0
-                        for c in range(F):
-                            acc += mem[x + r * F + c]
-                        tmp[r] = acc / F
-                    for r in range(F):
-                        mem[z + r] = tmp[r]
+                        mem[z + r] = _eo.reduce(mem, x + r * F, 1, x, 1, F, PLAIN, tmp, 0) / F
                 elif op == 53:  # one-pass row std: sqrt(E[x^2] - E[x]^2)
                     for r in range(F):
-                        acc = 0.0
-                        sq = 0.0
-                        for c in range(F):
-                            a = mem[x + r * F + c]
-                            acc += a
-                            sq += a * a
-                        mean = acc / F
-                        tmp[r] = math.sqrt(sq / F - mean * mean)
-                    for r in range(F):
-                        mem[z + r] = tmp[r]
+                        a = x + r * F
+                        mean = _eo.reduce(mem, a, 1, a, 1, F, PLAIN, tmp, 0) / F
+                        sq = _eo.reduce(mem, a, 1, a, 1, F, PRODUCT, tmp, 0) / F
+                        mem[z + r] = math.sqrt(sq - mean * mean)
                 elif op == 54:
-                    acc = 0.0
-                    sq = 0.0
-                    for k in range(F):
-                        a = mem[x + k]
-                        acc += a
-                        sq += a * a
-                    mean = acc / F
-                    mem[z] = math.sqrt(sq / F - mean * mean)
+                    mean = _eo.reduce(mem, x, 1, x, 1, F, PLAIN, tmp, 0) / F
+                    sq = _eo.reduce(mem, x, 1, x, 1, F, PRODUCT, tmp, 0) / F
+                    mem[z] = math.sqrt(sq - mean * mean)
                 elif op == 55:
-                    acc = 0.0
-                    sq = 0.0
-                    for k in range(F * F):
-                        a = mem[x + k]
-                        acc += a
-                        sq += a * a
-                    mean = acc / (F * F)
-                    mem[z] = math.sqrt(sq / (F * F) - mean * mean)
+                    n = F * F
+                    mean = _eo.reduce(mem, x, 1, x, 1, n, PLAIN, tmp, 0) / n
+                    sq = _eo.reduce(mem, x, 1, x, 1, n, PRODUCT, tmp, 0) / n
+                    mem[z] = math.sqrt(sq - mean * mean)
                 # ----------------------------------------------------------------- data
                 elif op == 56 or op == 57 or op == 58:  # z already points at the entry
                     mem[z] = dat[2 * i]

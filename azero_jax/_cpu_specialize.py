@@ -27,6 +27,7 @@ import tempfile
 import threading
 
 from azero_jax import _cpu_kernels
+from azero_jax import _eigen_order
 
 # Feature sizes that get their own compiled copy; others use the generic kernels.
 # (The reference's sizes; each costs one compile, about 6 s of CPU, once per machine.)
@@ -65,7 +66,11 @@ def _source(F: int) -> str:
         text = f.read()
     if _MARKER not in text:  # pragma: no cover - guards against an edit of _cpu_kernels
         raise RuntimeError("azero_jax._cpu_kernels lost its '_F_CONST = 0' line")
-    return text.replace(_MARKER, f"\n_F_CONST = {int(F)}\n", 1)
+    # The kernels inline azero_jax._eigen_order, whose edits numba's cache would not
+    # notice: its hash in the copy's text gives an edited helper module a fresh copy.
+    with open(_eigen_order.__file__, "rb") as f:
+        helpers = hashlib.sha1(f.read()).hexdigest()[:12]
+    return text.replace(_MARKER, f"\n_F_CONST = {int(F)}  # _eigen_order {helpers}\n", 1)
 
 
 def _write_if_changed(path: str, text: str) -> None:

@@ -55,6 +55,7 @@ import numpy as np
 from azero_jax import ops as ops_lib
 from azero_jax import _cpu_kernels as kernels
 from azero_jax import _cpu_specialize
+from azero_jax import _eigen_order
 from azero_jax.evaluator import MemoryConfig, PairResults
 from azero_jax.population import Programs
 from azero_jax.program import INSTRUCTION_DTYPE, Algorithm, format_instruction
@@ -292,7 +293,8 @@ def _prepare(algorithms, tasks, algorithm_index, task_index, memory, seed, algor
     if mem_size >= 2**31:  # the kernels address memory with 32-bit offsets
         raise ValueError(f"memory of {mem_size} floats (S={S}, V={V}, M={M}, F={max(slots)}) "
                          "is too large for the cpu backend (limit 2^31)")
-    tmp_size = max(F * F for F in slots) if slots else 1
+    # F x F staged results, then the scratch of the Eigen-order reductions.
+    tmp_size = (max(F * F for F in slots) if slots else 1) + _eigen_order.SCRATCH
     return pack, ins, dat, progs, pairs, mem_size, tmp_size
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from jax import lax
 
 from azero_jax import ops as ops_lib
+from azero_jax._eigen_order import PACKET, PLAIN, PRODUCT, SQUARE, UNROLLING_LIMIT
 from azero_jax.evaluator import NEG_TWO_OVER_PI, MemoryConfig, PairResults, used_op_sets
 from azero_jax.population import Programs
 from azero_jax.program import Algorithm, pad_components
@@ -134,9 +135,121 @@ def _one(dt, cond):
     return jnp.where(cond, jnp.ones((), dt), jnp.zeros((), dt))
 
 
-def _std(x, count):
-    mean = jnp.sum(x, axis=-1) / count
-    return jnp.sqrt(jnp.sum(x * x, axis=-1) / count - mean * mean)
+# Reductions add in the reference's order (Eigen 3.4 with SSE2; the rules are in
+# azero_jax/_eigen_order.py, which the CPU kernels use): F is static here, so the trees
+# are spelled out with static slices and the long loops are fori_loops. XLA keeps the
+# association of floating-point additions as written.
+
+
+def _product(a, b):
+    """``a * b`` rounded to the dtype before any addition uses it.
+
+    XLA's CPU and GPU compilers contract a product feeding an addition into one fused
+    multiply-add (rounded once); the reference's SSE2 build rounds the product. copysign
+    of the product with itself is the identity, but the compilers do not fuse through it.
+    """
+    p = a * b
+    return jnp.copysign(p, p)
+
+
+def _halving(items):
+    """``tree(first half) + tree(second half)``, the first half being ``len // 2``."""
+    if len(items) == 1:
+        return items[0]
+    half = len(items) // 2
+    return _halving(items[:half]) + _halving(items[half:])
+
+
+def _left_to_right(xs):
+    """``((xs[0] + xs[1]) + xs[2]) + ...`` over the leading axis."""
+    if xs.shape[0] <= 16:
+        total = xs[0]
+        for k in range(1, xs.shape[0]):
+            total = total + xs[k]
+        return total
+    return lax.fori_loop(1, xs.shape[0], lambda k, total: total + xs[k], xs[0])
+
+
+def _in_order(terms, cost, contiguous=True):
+    """Sum over the last axis as Eigen adds ``n`` terms each costing ``cost`` to read."""
+    n = terms.shape[-1]
+    lead = terms.shape[:-1]
+    expression_cost = n * cost + (n - 1)
+    if not contiguous:  # strided terms: not vectorised
+        if expression_cost <= UNROLLING_LIMIT:
+            return _halving([terms[..., k] for k in range(n)])
+        return _left_to_right(jnp.moveaxis(terms, -1, 0))
+    packets = n // PACKET
+    if packets == 0:
+        return terms[..., 0]
+    whole = terms[..., :packets * PACKET].reshape(lead + (packets, PACKET))
+    if expression_cost > UNROLLING_LIMIT * PACKET:
+        # Two packet accumulators taking alternate packets, then added.
+        pairs = packets // 2
+        blocks = whole[..., :2 * pairs, :].reshape(lead + (pairs, 2, PACKET))
+        acc = _left_to_right(jnp.moveaxis(blocks, -3, 0))
+        acc = acc[..., 0, :] + acc[..., 1, :]
+        if packets % 2:
+            acc = acc + whole[..., 2 * pairs, :]
+    else:
+        acc = _halving([whole[..., p, :] for p in range(packets)])
+    total = acc[..., 0] + acc[..., 1]
+    if n % PACKET:
+        total = total + terms[..., n - 1]
+    return total
+
+
+def _divide(x, n: int):
+    """``x / n`` as a true division.
+
+    XLA replaces a division by a constant (or by a broadcast scalar) with a multiplication
+    by its reciprocal, which rounds differently unless n is a power of two. The divisor
+    here is n for every entry but depends on the entry (n + 1 where x is NaN, where the
+    quotient is NaN anyway), so it is neither.
+    """
+    return x / jnp.where(x != x, jnp.asarray(n + 1, x.dtype), jnp.asarray(n, x.dtype))
+
+
+def _mean(x):
+    return _divide(_in_order(x, PLAIN), x.shape[-1])
+
+
+def _norm(x, contiguous=True):
+    return jnp.sqrt(_in_order(_product(x, x), SQUARE, contiguous))
+
+
+def _std(x):
+    """One-pass population std over the last axis: ``sqrt(E[x^2] - E[x]^2)``."""
+    n = x.shape[-1]
+    mean = _divide(_in_order(x, PLAIN), n)
+    return jnp.sqrt(_divide(_in_order(_product(x, x), PRODUCT), n) - _product(mean, mean))
+
+
+def _matvec(m, x):
+    """``M @ x``: row dot products for F < 8, Eigen's row-major GEMV kernel for F >= 8."""
+    F = x.shape[0]
+    if F < 8:
+        return _in_order(_product(m, x[None, :]), PRODUCT)
+    packets = F // PACKET
+    products = _product(m[:, :packets * PACKET], x[:packets * PACKET])
+    products = products.reshape(F, packets, PACKET)
+    acc = _left_to_right(jnp.moveaxis(products, 1, 0))  # one packet accumulator per row
+    total = acc[:, 0] + acc[:, 1]
+    if F % PACKET:
+        total = total + _product(m[:, F - 1], x[F - 1])
+    # Eigen adds the row's sum to a zeroed destination: -0.0 becomes +0.0. (A literal
+    # "0 + total" would be simplified away by XLA.)
+    return jnp.where(total == 0, jnp.zeros((), total.dtype), total)
+
+
+def _matmul(a, b):
+    """``A @ B``: a tree per entry for F < 8, left to right (GEMM) for F >= 8."""
+    F = a.shape[0]
+    products = _product(a[:, None, :], b.T[None, :, :])  # [row, column, k]
+    if F < 8:
+        return _in_order(products, PRODUCT, contiguous=False)
+    total = _left_to_right(jnp.moveaxis(products, -1, 0))
+    return jnp.where(total == 0, jnp.zeros((), total.dtype), total)
 
 
 def _const_index(fraction, F):
@@ -153,8 +266,6 @@ def _uniform(a: _Args, shape):
 def _gaussian(a: _Args, shape):
     return a.data[1] + a.data[2] * jax.random.normal(a.key, shape, a.dt)
 
-
-_HI = lax.Precision.HIGHEST
 
 _OP_IMPLS = {
     1: lambda a: a.sa + a.sb,
@@ -177,41 +288,41 @@ _OP_IMPLS = {
     18: lambda a: a.sa * a.vb,
     19: lambda a: jnp.broadcast_to(a.sa, (a.F,)),
     20: lambda a: 1 / a.va,
-    21: lambda a: jnp.sqrt(jnp.sum(a.va * a.va)),
+    21: lambda a: _norm(a.va),
     22: lambda a: jnp.abs(a.va),
     23: lambda a: a.va + a.vb,
     24: lambda a: a.va - a.vb,
     25: lambda a: a.va * a.vb,
     26: lambda a: a.va / a.vb,
-    27: lambda a: jnp.sum(a.va * a.vb),
+    27: lambda a: _in_order(_product(a.va, a.vb), PRODUCT),
     28: lambda a: a.va[:, None] * a.vb[None, :],
     29: lambda a: a.sa * a.mb,
     30: lambda a: 1 / a.ma,
-    31: lambda a: jnp.matmul(a.ma, a.vb, precision=_HI),
+    31: lambda a: _matvec(a.ma, a.vb),
     32: lambda a: jnp.broadcast_to(a.va[:, None], (a.F, a.F)),
     33: lambda a: jnp.broadcast_to(a.va[None, :], (a.F, a.F)),
-    34: lambda a: jnp.sqrt(jnp.sum(a.ma * a.ma)),
-    35: lambda a: jnp.sqrt(jnp.sum(a.ma * a.ma, axis=0)),
-    36: lambda a: jnp.sqrt(jnp.sum(a.ma * a.ma, axis=1)),
+    34: lambda a: _norm(a.ma.reshape(-1)),
+    35: lambda a: _norm(a.ma.T, contiguous=False),  # a column of the row-major matrix
+    36: lambda a: _norm(a.ma),
     37: lambda a: a.ma.T,
     38: lambda a: jnp.abs(a.ma),
     39: lambda a: a.ma + a.mb,
     40: lambda a: a.ma - a.mb,
     41: lambda a: a.ma * a.mb,
     42: lambda a: a.ma / a.mb,
-    43: lambda a: jnp.matmul(a.ma, a.mb, precision=_HI),
+    43: lambda a: _matmul(a.ma, a.mb),
     44: lambda a: jnp.where(a.sb < a.sa, a.sb, a.sa),
     45: lambda a: jnp.where(a.vb < a.va, a.vb, a.va),
     46: lambda a: jnp.where(a.ma < a.mb, a.ma, a.mb),
     47: lambda a: jnp.where(a.sa < a.sb, a.sb, a.sa),
     48: lambda a: jnp.where(a.va < a.vb, a.vb, a.va),
     49: lambda a: jnp.where(a.ma > a.mb, a.ma, a.mb),
-    50: lambda a: jnp.sum(a.va) / a.F,
-    51: lambda a: jnp.sum(a.ma) / (a.F * a.F),
-    52: lambda a: jnp.sum(a.ma, axis=1) / a.F,
-    53: lambda a: _std(a.ma, a.F),
-    54: lambda a: _std(a.va, a.F),
-    55: lambda a: _std(a.ma.reshape(-1), a.F * a.F),
+    50: lambda a: _mean(a.va),
+    51: lambda a: _mean(a.ma.reshape(-1)),
+    52: lambda a: _mean(a.ma),
+    53: lambda a: _std(a.ma),
+    54: lambda a: _std(a.va),
+    55: lambda a: _std(a.ma.reshape(-1)),
     56: lambda a: a.data[0],
     57: lambda a: a.vo.at[_const_index(a.data[1], a.F)].set(a.data[2]),
     58: lambda a: a.mo.at[_const_index(a.data[1], a.F), _const_index(a.data[2], a.F)].set(a.data[3]),
@@ -428,7 +539,7 @@ def _build(shape: EvalShape):
                     wrong = ((y > 0.5) != (sigmoid(s[1]) > 0.5)).astype(dt)
                     error = jnp.where(is_acc, wrong, jnp.abs(diff))
                     bad = jnp.isnan(error) | (error > max_abs_error)
-                    increment = jnp.where(is_acc, wrong, diff * diff)
+                    increment = jnp.where(is_acc, wrong, _product(diff, diff))
                 if rec_valid:
                     record = (epoch == 0) & ~bad & (j < rec_valid)
                     errs = jnp.where(record & (jnp.arange(rec_valid) == j), error, errs)
@@ -438,12 +549,14 @@ def _build(shape: EvalShape):
 
             init = (jnp.int32(0), mem, jnp.zeros((), dt), jnp.zeros((), bool), errs, n_errs)
             _, mem, loss, failed, errs, n_errs = lax.while_loop(cond, body, init)
-            mean_loss = loss / n_valid
+            # As the reference rounds them: a true division, no fused multiply-add.
+            mean_loss = _divide(loss, n_valid)
             if vector_labels:
                 fitness = jnp.where(failed, 0.0, 1 - mean_loss)
             else:
                 rms = jnp.sqrt(mean_loss)
-                squashed = jnp.where(jnp.isfinite(rms), 1 + NEG_TWO_OVER_PI * jnp.arctan(rms), 0.0)
+                squashed = jnp.where(jnp.isfinite(rms),
+                                     1 + _product(NEG_TWO_OVER_PI, jnp.arctan(rms)), 0.0)
                 fitness = jnp.where(failed, 0.0, jnp.where(is_acc, 1 - mean_loss, squashed))
             return mem, fitness.astype(dt), errs, n_errs
 

@@ -183,7 +183,8 @@ def _gaussian(rng: np.random.Generator, mean: float, stdev: float) -> float:
     return mean + stdev * float(rng.standard_normal())
 
 
-# Numerical variants. The default is the plain NumPy order (pairwise / blocked sums).
+# Numerical variants. The default is the reference's order: the summation order of Eigen
+# 3.4 as the reference's build (SSE2) runs its reductions (see "Eigen's order" below).
 # The others change only rounding -- every reduction in reverse order, or strictly left
 # to right (this one changes sums of equal values, e.g. the one-pass std of a constant
 # vector: NaN or 1e-9), or the last bit of every transcendental result -- and exist to
@@ -221,6 +222,81 @@ def variant(name: str, seed: int = 0):
         _variant = previous
 
 
+# Eigen's order. The reference reduces fixed-size Eigen objects; with SSE2 Eigen 3.4
+# works on packets of two doubles and picks a strategy per expression from a cost model:
+# cost = n * (read cost of one term) + (n - 1) additions, compared with
+# EIGEN_UNROLLING_LIMIT (110), times the packet size when the terms are contiguous.
+#   * contiguous, cost <= 220: the packets form a tree -- first half (n_packets // 2),
+#     then second half, added packet-wise -- the two lanes are added, then the odd last
+#     term (Redux.h: redux_vec_unroller, predux);
+#   * contiguous, cost > 220: a loop with two packet accumulators (packets 0, 2, 4, ...
+#     alternate between them), then the lanes, then the odd last term;
+#   * strided terms (a column of a row-major matrix), cost <= 110: the same halving tree
+#     on single terms (redux_novec_unroller); cost > 110: left to right.
+_PACKET = 2
+_UNROLLING_LIMIT = 110
+# Read cost of one term: a stored entry, its square (abs2) and a product of two entries.
+_PLAIN, _SQUARE, _PRODUCT = 1, 2, 3
+
+
+def _halving_tree(items, add):
+    """``add(tree(first half), tree(second half))``, the first half being ``len // 2``."""
+    if len(items) == 1:
+        return items[0]
+    half = len(items) // 2
+    return add(_halving_tree(items[:half], add), _halving_tree(items[half:], add))
+
+
+def _add_packets(p, q):
+    return (p[0] + q[0], p[1] + q[1])
+
+
+def _two_accumulator_sum(terms):
+    """Redux.h's loop for long contiguous reductions (assumes an aligned first entry)."""
+    n = len(terms)
+    whole = n - n % _PACKET  # terms in whole packets
+    if whole == 0:
+        return terms[0]
+    whole2 = n - n % (2 * _PACKET)  # terms in whole pairs of packets
+    acc0 = (terms[0], terms[1])
+    if whole > _PACKET:
+        acc1 = (terms[2], terms[3])
+        for i in range(2 * _PACKET, whole2, 2 * _PACKET):
+            acc0 = _add_packets(acc0, (terms[i], terms[i + 1]))
+            acc1 = _add_packets(acc1, (terms[i + 2], terms[i + 3]))
+        acc0 = _add_packets(acc0, acc1)
+        if whole > whole2:
+            acc0 = _add_packets(acc0, (terms[whole2], terms[whole2 + 1]))
+    total = acc0[0] + acc0[1]
+    for i in range(whole, n):
+        total += terms[i]
+    return total
+
+
+def _eigen_sum(terms, cost: int, contiguous: bool = True) -> float:
+    """The sum of ``terms`` in the order the reference's Eigen adds them (see above)."""
+    terms = [float(t) for t in np.ravel(terms)]
+    n = len(terms)
+    expression_cost = n * cost + (n - 1)
+    if not contiguous:
+        if expression_cost <= _UNROLLING_LIMIT:
+            return _halving_tree(terms, lambda a, b: a + b)
+        total = terms[0]
+        for t in terms[1:]:
+            total += t
+        return total
+    if expression_cost > _UNROLLING_LIMIT * _PACKET:
+        return _two_accumulator_sum(terms)
+    packets = [(terms[i], terms[i + 1]) for i in range(0, n - 1, _PACKET)]
+    if not packets:  # a single term
+        return terms[0]
+    lane0, lane1 = _halving_tree(packets, _add_packets)
+    total = lane0 + lane1
+    if n % _PACKET:
+        total += terms[-1]
+    return total
+
+
 def _sequential_sum(values) -> float:
     total = 0.0
     for x in np.ravel(values):
@@ -228,45 +304,76 @@ def _sequential_sum(values) -> float:
     return total
 
 
-def _sum(values, axis=None):
-    """Sum of all entries (axis None) or along an axis of a matrix."""
-    values = np.asarray(values)
+def _reduce(terms, cost: int, contiguous: bool = True) -> float:
+    """One reduction of the reference, under the current variant."""
     if _variant == "sequential":
-        if axis is None:
-            return _sequential_sum(values)
-        lines = values if axis == 1 else values.T
-        return np.array([_sequential_sum(line) for line in lines])
+        return _sequential_sum(terms)
     if _variant == "reversed":
-        if axis is None:
-            return float(np.sum(values.ravel()[::-1]))
-        return np.sum(np.flip(values, axis=axis), axis=axis)
+        return _sequential_sum(np.ravel(terms)[::-1])
+    return _nudge(_eigen_sum(terms, cost, contiguous))
+
+
+def _sum(values, axis=None):
+    """Sum of all entries (axis None) or of each row (axis 1) of a row-major matrix."""
+    values = np.asarray(values, dtype=np.float64)
     if axis is None:
-        return _nudge(float(np.sum(values)))
-    return _nudge(np.sum(values, axis=axis))
+        return _reduce(values, _PLAIN)
+    assert axis == 1, "the reference sums only whole objects and rows"
+    return np.array([_reduce(row, _PLAIN) for row in values])
+
+
+def _sum_of_squares(values, axis=None):
+    """Eigen's squaredNorm() of the whole object, of each column (0) or each row (1)."""
+    values = np.asarray(values, dtype=np.float64)
+    if axis is None:
+        return _reduce(values * values, _SQUARE)
+    # A row is contiguous; a column of a row-major matrix is strided (not vectorised).
+    lines = values if axis == 1 else values.T
+    return np.array([_reduce(line * line, _SQUARE, contiguous=axis == 1) for line in lines])
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    if _variant == "sequential":
-        return _sequential_sum(a * b)
-    if _variant == "reversed":
-        return float(np.dot(a[::-1], b[::-1]))
-    return _nudge(float(np.dot(a, b)))
+    return _reduce(np.asarray(a) * np.asarray(b), _PRODUCT)
 
 
 def _matvec(mat: np.ndarray, x: np.ndarray) -> np.ndarray:
-    if _variant == "sequential":
+    """``M @ x``: per row a dot for F < 8; Eigen's row-major GEMV kernel for F >= 8."""
+    F = x.shape[0]
+    if F < 8 or _variant != "default":
         return np.array([_dot(row, x) for row in mat])
-    if _variant == "reversed":
-        return mat[:, ::-1] @ x[::-1]
-    return _nudge(mat @ x)
+    out = np.empty(F)
+    for r in range(F):
+        # GEMV: one packet accumulator starting at zero (even / odd columns in its two
+        # lanes), then the lanes, then the odd last column; the result is added to a
+        # zeroed destination (so -0.0 becomes +0.0).
+        lane0 = lane1 = 0.0
+        for c in range(0, F - 1, _PACKET):
+            lane0 += mat[r, c] * x[c]
+            lane1 += mat[r, c + 1] * x[c + 1]
+        acc = lane0 + lane1
+        if F % _PACKET:
+            acc += mat[r, F - 1] * x[F - 1]
+        out[r] = 0.0 + acc
+    return out
 
 
 def _matmul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``X @ Y``: F < 8 a coefficient-based product, F >= 8 Eigen's GEMM.
+
+    F < 8: each entry a dot of a row with a strided column (a halving tree on single
+    products). F >= 8: each entry accumulated left to right from zero (true of GEMM for
+    F = 8, 9, 12, 16, 32 as measured; F = 10 and 11 use other kernel paths for some
+    entries, which this oracle does not model).
+    """
     if _variant == "sequential":
-        return np.array([[_dot(row, col) for col in y.T] for row in x])
+        return np.array([[_sequential_sum(row * col) for col in y.T] for row in x])
     if _variant == "reversed":
         return x[:, ::-1] @ y[::-1, :]
-    return _nudge(x @ y)
+    F = x.shape[0]
+    if F < 8:
+        return np.array([[_reduce(row * col, _PRODUCT, contiguous=False) for col in y.T]
+                         for row in x])
+    return _nudge(np.array([[_sequential_sum(row * col) for col in y.T] for row in x]))
 
 
 def _t(fn, x):
@@ -282,7 +389,8 @@ def _one_pass_std(values: np.ndarray) -> float:
     n = values.size
     mean = _sum(values) / n
     flat = values.ravel()
-    return float(np.sqrt(np.float64(_dot(flat, flat) / n - mean * mean)))
+    with np.errstate(invalid="ignore"):  # a negative difference gives NaN, as in C++
+        return float(np.sqrt(np.float64(_dot(flat, flat) / n - mean * mean)))
 
 
 # ----------------------------------------------------------------------------------
@@ -343,7 +451,7 @@ def execute_instruction(record, mem: Memory, F: int, rng: np.random.Generator) -
         elif op == VECTOR_RECIPROCAL:
             v[o] = 1.0 / v[a]
         elif op == VECTOR_NORM:
-            s[o] = np.sqrt(np.float64(_dot(v[a], v[a])))
+            s[o] = np.sqrt(np.float64(_sum_of_squares(v[a])))
         elif op == VECTOR_ABS:
             v[o] = np.abs(v[a])
         elif op == VECTOR_SUM:
@@ -370,11 +478,11 @@ def execute_instruction(record, mem: Memory, F: int, rng: np.random.Generator) -
         elif op == VECTOR_ROW_BROADCAST:
             m[o] = np.repeat(v[a][None, :], F, axis=0)  # m[r][c] = v[c]
         elif op == MATRIX_NORM:
-            s[o] = np.sqrt(np.float64(_sum(m[a] * m[a])))
+            s[o] = np.sqrt(np.float64(_sum_of_squares(m[a])))
         elif op == MATRIX_COLUMN_NORM:
-            v[o] = np.sqrt(_sum(m[a] * m[a], axis=0))  # v[c] = norm of column c
+            v[o] = np.sqrt(_sum_of_squares(m[a], axis=0))  # v[c] = norm of column c
         elif op == MATRIX_ROW_NORM:
-            v[o] = np.sqrt(_sum(m[a] * m[a], axis=1))  # v[r] = norm of row r
+            v[o] = np.sqrt(_sum_of_squares(m[a], axis=1))  # v[r] = norm of row r
         elif op == MATRIX_TRANSPOSE:
             m[o] = m[a].T.copy()
         elif op == MATRIX_ABS:

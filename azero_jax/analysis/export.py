@@ -19,7 +19,11 @@ given feature size (any F >= 1). :func:`run_task` runs the reference evaluation 
 
 Random ops draw from ``key`` (split once per random instruction); they match the
 interpreters in distribution only. Everything else matches the interpreters' arithmetic
-(up to floating-point summation order in reductions).
+except the reductions: the exported code keeps them readable (``jnp.sum``, ``jnp.dot``,
+XLA's order, products possibly fused into multiply-adds), while the evaluators follow
+the reference's Eigen summation order (``azero_jax/_eigen_order.py``). Results can
+differ in the last bits, and chaotic programs more; e.g. the std of a constant vector
+is exactly 0 in the evaluators (F = 2, 4, 8, 16, 32) but may be a tiny residue or NaN here.
 
 Multi-class tasks (labels ``[n, K]``, our convention): before Predict ``v1`` is zeroed,
 before Learn ``v1`` is the one-hot label padded to F (``s0`` is not touched), the
