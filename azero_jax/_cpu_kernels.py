@@ -13,13 +13,14 @@ float32 fields promoted to float64).
 Each program is one straight code sequence that also carries the evaluation loop itself
 as pseudo-ops (codes >= ``NUM_REAL_OPS``)::
 
-    Setup | TRAIN_BEGIN | LOAD_TRAIN | Predict | TRAIN_ERROR | Learn | TRAIN_NEXT
+    Setup | TRAIN_BEGIN | Predict | TRAIN_ERROR | Learn | TRAIN_NEXT
           | LOAD_VALID | Predict | VALID_ERROR | EPOCH_END
 
 so that a pair's whole evaluation (Setup, training steps, validation, epochs) is one loop
 around one dispatch site, entered once per pair: per example there is no phase state
-machine, no loop re-entry and no function call, only two or three more dispatches. Jump
-targets of the pseudo-ops are offsets from the program's first instruction.
+machine, no loop re-entry and no function call, only two more dispatches for a training
+example (TRAIN_ERROR, and TRAIN_NEXT, which loads the next example and jumps back) and one
+for a validation example. Jump targets are offsets from the program's first instruction.
 
 ``_F_CONST`` is the feature size this module is specialised for (0 = any, read from the
 task table). :mod:`azero_jax._cpu_specialize` writes copies of this file with a fixed
@@ -50,9 +51,9 @@ PAIR_COLUMNS = 5
 
 # Pseudo-ops: the evaluation loop, laid out by cpu_evaluator._decode around each program.
 NUM_REAL_OPS = 65
-(OP_TRAIN_BEGIN, OP_LOAD_TRAIN, OP_TRAIN_ERROR, OP_TRAIN_NEXT, OP_LOAD_VALID, OP_VALID_ERROR,
- OP_EPOCH_END) = range(NUM_REAL_OPS, NUM_REAL_OPS + 7)
-NUM_CODES = NUM_REAL_OPS + 7
+(OP_TRAIN_BEGIN, OP_TRAIN_ERROR, OP_TRAIN_NEXT, OP_LOAD_VALID, OP_VALID_ERROR,
+ OP_EPOCH_END) = range(NUM_REAL_OPS, NUM_REAL_OPS + 6)
+NUM_CODES = NUM_REAL_OPS + 6
 
 # Masking an index to 32 bits proves to LLVM that it is >= 0 (cpu_evaluator keeps every
 # array below 2^31 entries), which drops numba's negative-index wraparound code.
@@ -70,6 +71,18 @@ def _uniform(low, high):
 @numba.njit(**_JIT)
 def _sigmoid(v):
     return 1.0 / (1.0 + math.exp(-v))
+
+
+@numba.njit(inline="always", **_JIT)
+def _show_example(mem, xs, row, v0, v1, K, F):
+    """Writes an example's features to v0 and hides its label (s0 = 0, or v1 = 0)."""
+    for k in range(F):
+        mem[v0 + k] = xs[row + k]
+    if K == 0:
+        mem[0] = 0.0
+    else:
+        for k in range(F):
+            mem[v1 + k] = 0.0
 
 
 @numba.njit(**_JIT)
@@ -113,9 +126,9 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
         xva = tasks[t, T_XVA] & _M32
         yva = tasks[t, T_YVA] & _M32
         ordr = tasks[t, T_ORD] & _M32
-        v0 = S
-        v1 = S + F
-        v2 = S + 2 * F
+        v0 = S & _M32
+        v1 = (S + F) & _M32
+        v2 = (S + 2 * F) & _M32
         if init_mem.shape[0] == 0:
             for k in range(S + V * F + M * F * F):
                 mem[k] = 0.0
@@ -428,21 +441,31 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                     for k in range(F * F):
                         mem[z + k] = dat[2 * i] + dat[2 * i + 1] * np.random.standard_normal()
                 # -------------------------------------------- the evaluation loop itself
-                elif op == OP_LOAD_TRAIN or op == OP_LOAD_VALID:
-                    # Next example: v0 = features, label hidden (s0 = 0, or v1 = 0).
-                    if op == OP_LOAD_TRAIN:
+                elif op == OP_TRAIN_NEXT or op == OP_TRAIN_BEGIN:
+                    # x: Predict, y: EPOCH_END. TRAIN_BEGIN follows Setup and each epoch.
+                    if op == OP_TRAIN_NEXT:
+                        step += 1
+                        more = step < count
+                    elif remaining > 0:
+                        count = min(n_train, remaining)
+                        step = 0
+                        more = True
+                    else:
+                        break
+                    if more:
+                        # Next training example: v0 = features, label hidden.
                         steps += 1
                         example = orders[(epoch_base + step) & _M32]
-                        row = (xtr + example * F) & _M32
+                        _show_example(mem, xs, (xtr + example * F) & _M32, v0, v1, K, F)
+                        pc = base + x
                     else:
-                        row = (xva + vstep * F) & _M32
-                    for k in range(F):
-                        mem[v0 + k] = xs[row + k]
-                    if K == 0:
-                        mem[0] = 0.0
-                    else:
-                        for k in range(F):
-                            mem[v1 + k] = 0.0
+                        remaining -= n_train
+                        vstep = 0
+                        loss = 0.0
+                        if num_valid_steps <= 0:
+                            vfit = 1.0  # no example run: the loss stays 0
+                            pc = base + y
+                        # else on to LOAD_VALID
                 elif op == OP_TRAIN_ERROR:
                     if K == 0:
                         if accuracy:
@@ -492,79 +515,69 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                             mem[v1 + k] = ys[row + k]
                         for k in range(K, F):
                             mem[v1 + k] = 0.0
-                elif op == OP_TRAIN_NEXT:  # x: LOAD_TRAIN, y: EPOCH_END
-                    step += 1
-                    if step < count:
-                        pc = base + x
-                    else:
-                        remaining -= n_train
-                        vstep = 0
-                        loss = 0.0
-                        if num_valid_steps <= 0:
-                            vfit = 1.0  # no example run: the loss stays 0
-                            pc = base + y
-                elif op == OP_VALID_ERROR:  # x: LOAD_VALID; falls through to EPOCH_END
-                    if K == 0:
-                        label = ys[(yva + vstep) & _M32]
-                        if accuracy:
-                            prob = _sigmoid(mem[1])
-                            if prob > 1.0 or prob < 0.0:
-                                err = math.inf
-                            else:
-                                err = 0.0 if (label > 0.5) == (prob > 0.5) else 1.0
-                            loss += err
-                        else:
-                            err = label - mem[1]
-                            loss += err * err
-                            err = abs(err)
-                    else:
-                        # argmax of the first K entries of v2: NaN never wins, first on ties
-                        arg = 0
-                        top = mem[v2]
-                        if top != top:
-                            top = -math.inf
-                        for k in range(1, K):
-                            if mem[v2 + k] > top:
-                                arg = k
-                                top = mem[v2 + k]
-                        row = (yva + vstep * K) & _M32
-                        lab = 0
-                        top = ys[row]
-                        for k in range(1, K):
-                            if ys[row + k] > top:
-                                lab = k
-                                top = ys[row + k]
-                        err = 0.0 if arg == lab else 1.0
-                        loss += err
-                    if err != err or err > max_abs_error:
-                        vfit = 0.0
-                    else:
-                        if nvr < record_valid and epoch_base == ordr:
-                            verr[p, nvr] = err
-                            nvr += 1
-                        vstep += 1
-                        if vstep < num_valid_steps:
-                            pc = base + x
-                        else:
-                            loss /= n_valid
+                elif op == OP_VALID_ERROR or op == OP_LOAD_VALID:
+                    # x: the validation Predict; VALID_ERROR falls through to EPOCH_END.
+                    more = op == OP_LOAD_VALID
+                    if not more:
+                        if K == 0:
+                            label = ys[(yva + vstep) & _M32]
                             if accuracy:
-                                vfit = 1.0 - loss
-                            else:
-                                loss = math.sqrt(loss)
-                                if math.isinf(loss) or loss != loss:
-                                    vfit = 0.0
+                                prob = _sigmoid(mem[1])
+                                if prob > 1.0 or prob < 0.0:
+                                    err = math.inf
                                 else:
-                                    vfit = 1.0 + -0.63661977236758138243 * math.atan(loss)
+                                    err = 0.0 if (label > 0.5) == (prob > 0.5) else 1.0
+                                loss += err
+                            else:
+                                err = label - mem[1]
+                                loss += err * err
+                                err = abs(err)
+                        else:
+                            # argmax of the first K entries of v2: NaN never wins, first
+                            # on ties
+                            arg = 0
+                            top = mem[v2]
+                            if top != top:
+                                top = -math.inf
+                            for k in range(1, K):
+                                if mem[v2 + k] > top:
+                                    arg = k
+                                    top = mem[v2 + k]
+                            row = (yva + vstep * K) & _M32
+                            lab = 0
+                            top = ys[row]
+                            for k in range(1, K):
+                                if ys[row + k] > top:
+                                    lab = k
+                                    top = ys[row + k]
+                            err = 0.0 if arg == lab else 1.0
+                            loss += err
+                        if err != err or err > max_abs_error:
+                            vfit = 0.0
+                        else:
+                            if nvr < record_valid and epoch_base == ordr:
+                                verr[p, nvr] = err
+                                nvr += 1
+                            vstep += 1
+                            more = vstep < num_valid_steps
+                            if not more:
+                                loss /= n_valid
+                                if accuracy:
+                                    vfit = 1.0 - loss
+                                else:
+                                    loss = math.sqrt(loss)
+                                    if math.isinf(loss) or loss != loss:
+                                        vfit = 0.0
+                                    else:
+                                        vfit = 1.0 + -0.63661977236758138243 * math.atan(loss)
+                    if more:
+                        _show_example(mem, xs, (xva + vstep * F) & _M32, v0, v1, K, F)
+                        pc = base + x
                 elif op == OP_EPOCH_END:  # x: TRAIN_BEGIN
                     if vfit > best:
                         best = vfit
                     epoch_base += n_train
                     pc = base + x
-                elif op == OP_TRAIN_BEGIN:  # after Setup and after each epoch
-                    if remaining <= 0:
-                        break
-                    count = min(n_train, remaining)
-                    step = 0
         out_fitness[p] = best
         out_steps[p] = steps
         nterr[p] = ntr

@@ -172,11 +172,11 @@ def _decode(flat: np.ndarray, memory: MemoryConfig, F: int, algorithms, bounds):
 
 
 # Segments of a program's code, in order: (component or None, pseudo-op).
-_SEGMENTS = ((0, None), (None, kernels.OP_TRAIN_BEGIN), (None, kernels.OP_LOAD_TRAIN),
-             (1, None), (None, kernels.OP_TRAIN_ERROR), (2, None), (None, kernels.OP_TRAIN_NEXT),
-             (None, kernels.OP_LOAD_VALID), (1, None), (None, kernels.OP_VALID_ERROR),
-             (None, kernels.OP_EPOCH_END))
+_SEGMENTS = ((0, None), (None, kernels.OP_TRAIN_BEGIN), (1, None), (None, kernels.OP_TRAIN_ERROR),
+             (2, None), (None, kernels.OP_TRAIN_NEXT), (None, kernels.OP_LOAD_VALID), (1, None),
+             (None, kernels.OP_VALID_ERROR), (None, kernels.OP_EPOCH_END))
 _SEG = {op: s for s, (_, op) in enumerate(_SEGMENTS) if op is not None}
+_TRAIN_PREDICT, _VALID_PREDICT = 2, 7  # the segments the pseudo-ops jump to
 
 
 def _layout(ins, dat, op, bounds, v0):
@@ -210,10 +210,13 @@ def _layout(ins, dat, op, bounds, v0):
     for pseudo, s in _SEG.items():
         code[starts[:, s], 0] = pseudo
     code[starts[:, _SEG[kernels.OP_TRAIN_ERROR]], 1] = predict_writes_v0
-    code[starts[:, _SEG[kernels.OP_TRAIN_NEXT]], 1] = relative[:, _SEG[kernels.OP_LOAD_TRAIN]]
+    for pseudo, x_segment in ((kernels.OP_TRAIN_BEGIN, _TRAIN_PREDICT),
+                              (kernels.OP_TRAIN_NEXT, _TRAIN_PREDICT),
+                              (kernels.OP_LOAD_VALID, _VALID_PREDICT),
+                              (kernels.OP_VALID_ERROR, _VALID_PREDICT),
+                              (kernels.OP_EPOCH_END, _SEG[kernels.OP_TRAIN_BEGIN])):
+        code[starts[:, _SEG[pseudo]], 1] = relative[:, x_segment]
     code[starts[:, _SEG[kernels.OP_TRAIN_NEXT]], 2] = relative[:, _SEG[kernels.OP_EPOCH_END]]
-    code[starts[:, _SEG[kernels.OP_VALID_ERROR]], 1] = relative[:, _SEG[kernels.OP_LOAD_VALID]]
-    code[starts[:, _SEG[kernels.OP_EPOCH_END]], 1] = relative[:, _SEG[kernels.OP_TRAIN_BEGIN]]
     return code.astype(np.uint32).ravel(), constants.ravel(), starts[:, 0].copy()
 
 
