@@ -164,10 +164,8 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
             # One chain of `op ==` tests, real ops then pseudo-ops: LLVM makes it one jump
             # table (decode emits no other codes, so this test merges into its range check).
             if op < NUM_CODES:
-                if op == 0:
-                    pass
                 # ---------------------------------------------------------------- scalar
-                elif op == 1:
+                if op == 1:  # (0, NO_OP, never reaches the kernel)
                     mem[z] = mem[x] + mem[y]
                 elif op == 2:
                     mem[z] = mem[x] - mem[y]
