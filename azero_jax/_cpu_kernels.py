@@ -161,11 +161,149 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
             x = ins[4 * i + 1] & _M32
             y = ins[4 * i + 2] & _M32
             z = ins[4 * i + 3] & _M32
-            # One chain of `op ==` tests, real ops then pseudo-ops: LLVM makes it one jump
-            # table (decode emits no other codes, so this test merges into its range check).
+            # One chain of `op ==` tests, pseudo-ops first: LLVM makes it one jump table
+            # (with the pseudo-ops last it made two, a second dispatch for each pseudo-op).
             if op < NUM_CODES:
+                # -------------------------------------------- the evaluation loop itself
+                if op == OP_TRAIN_NEXT or op == OP_TRAIN_BEGIN:
+                    # x: Predict, y: EPOCH_END. TRAIN_BEGIN follows Setup and each epoch.
+                    if op == OP_TRAIN_NEXT:
+                        step += 1
+                        more = step < count
+                    elif remaining > 0:
+                        count = min(n_train, remaining)
+                        step = 0
+                        more = True
+                    else:
+                        break
+                    if more:
+                        # Next training example: v0 = features, label hidden.
+                        steps += 1
+                        example = orders[(epoch_base + step) & _M32]
+                        _show_example(mem, xs, (xtr + example * F) & _M32, v0, v1, K, F)
+                        pc = base + x
+                    else:
+                        remaining -= n_train
+                        vstep = 0
+                        loss = 0.0
+                        if num_valid_steps <= 0:
+                            vfit = 1.0  # no example run: the loss stays 0
+                            pc = base + y
+                        # else on to LOAD_VALID
+                elif op == OP_TRAIN_ERROR:
+                    if K == 0:
+                        if accuracy:
+                            mem[1] = _sigmoid(mem[1])
+                        err = abs(ys[(ytr + example) & _M32] - mem[1])
+                    else:
+                        # truncating softmax over the first K entries of v2, written to memory
+                        top = mem[v2]
+                        for k in range(1, K):
+                            if mem[v2 + k] > top:
+                                top = mem[v2 + k]
+                        total_exp = 0.0
+                        for k in range(K):
+                            e = math.exp(mem[v2 + k] - top)
+                            mem[v2 + k] = e
+                            total_exp += e
+                        for k in range(K):
+                            mem[v2 + k] = mem[v2 + k] / total_exp
+                        for k in range(K, F):
+                            mem[v2 + k] = 0.0
+                        err = 0.0
+                        row = (ytr + example * K) & _M32
+                        for k in range(K):
+                            d = abs(ys[row + k] - mem[v2 + k])
+                            if d != d:
+                                err = d
+                                break
+                            if d > err:
+                                err = d
+                    if err != err or err > max_abs_error:
+                        # training aborted: 0 in the first epoch, else the best so far
+                        if remaining == total:
+                            best = 0.0
+                        break
+                    if ntr < record_train and epoch_base == ordr:
+                        terr[p, ntr] = err
+                        ntr += 1
+                    if x != 0:  # Predict may have written v0: show Learn the features again
+                        row = (xtr + example * F) & _M32
+                        for k in range(F):
+                            mem[v0 + k] = xs[row + k]
+                    if K == 0:
+                        mem[0] = ys[(ytr + example) & _M32]
+                    else:
+                        row = (ytr + example * K) & _M32
+                        for k in range(K):
+                            mem[v1 + k] = ys[row + k]
+                        for k in range(K, F):
+                            mem[v1 + k] = 0.0
+                elif op == OP_VALID_ERROR or op == OP_LOAD_VALID:
+                    # x: the validation Predict; VALID_ERROR falls through to EPOCH_END.
+                    more = op == OP_LOAD_VALID
+                    if not more:
+                        if K == 0:
+                            label = ys[(yva + vstep) & _M32]
+                            if accuracy:
+                                prob = _sigmoid(mem[1])
+                                if prob > 1.0 or prob < 0.0:
+                                    err = math.inf
+                                else:
+                                    err = 0.0 if (label > 0.5) == (prob > 0.5) else 1.0
+                                loss += err
+                            else:
+                                err = label - mem[1]
+                                loss += err * err
+                                err = abs(err)
+                        else:
+                            # argmax of the first K entries of v2: NaN never wins, first
+                            # on ties
+                            arg = 0
+                            top = mem[v2]
+                            if top != top:
+                                top = -math.inf
+                            for k in range(1, K):
+                                if mem[v2 + k] > top:
+                                    arg = k
+                                    top = mem[v2 + k]
+                            row = (yva + vstep * K) & _M32
+                            lab = 0
+                            top = ys[row]
+                            for k in range(1, K):
+                                if ys[row + k] > top:
+                                    lab = k
+                                    top = ys[row + k]
+                            err = 0.0 if arg == lab else 1.0
+                            loss += err
+                        if err != err or err > max_abs_error:
+                            vfit = 0.0
+                        else:
+                            if nvr < record_valid and epoch_base == ordr:
+                                verr[p, nvr] = err
+                                nvr += 1
+                            vstep += 1
+                            more = vstep < num_valid_steps
+                            if not more:
+                                loss /= n_valid
+                                if accuracy:
+                                    vfit = 1.0 - loss
+                                else:
+                                    loss = math.sqrt(loss)
+                                    if math.isinf(loss) or loss != loss:
+                                        vfit = 0.0
+                                    else:
+                                        vfit = 1.0 + -0.63661977236758138243 * math.atan(loss)
+                    if more:
+                        _show_example(mem, xs, (xva + vstep * F) & _M32, v0, v1, K, F)
+                        pc = base + x
+                elif op == OP_EPOCH_END:  # x: TRAIN_BEGIN
+                    if vfit > best:
+                        best = vfit
+                    epoch_base += n_train
+                    pc = base + x
                 # ---------------------------------------------------------------- scalar
-                if op == 1:  # (0, NO_OP, never reaches the kernel)
+                elif op == 1:  # (0, NO_OP, never reaches the kernel)
                     mem[z] = mem[x] + mem[y]
                 elif op == 2:
                     mem[z] = mem[x] - mem[y]
@@ -438,144 +576,6 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                 elif op == 64:
                     for k in range(F * F):
                         mem[z + k] = dat[2 * i] + dat[2 * i + 1] * np.random.standard_normal()
-                # -------------------------------------------- the evaluation loop itself
-                elif op == OP_TRAIN_NEXT or op == OP_TRAIN_BEGIN:
-                    # x: Predict, y: EPOCH_END. TRAIN_BEGIN follows Setup and each epoch.
-                    if op == OP_TRAIN_NEXT:
-                        step += 1
-                        more = step < count
-                    elif remaining > 0:
-                        count = min(n_train, remaining)
-                        step = 0
-                        more = True
-                    else:
-                        break
-                    if more:
-                        # Next training example: v0 = features, label hidden.
-                        steps += 1
-                        example = orders[(epoch_base + step) & _M32]
-                        _show_example(mem, xs, (xtr + example * F) & _M32, v0, v1, K, F)
-                        pc = base + x
-                    else:
-                        remaining -= n_train
-                        vstep = 0
-                        loss = 0.0
-                        if num_valid_steps <= 0:
-                            vfit = 1.0  # no example run: the loss stays 0
-                            pc = base + y
-                        # else on to LOAD_VALID
-                elif op == OP_TRAIN_ERROR:
-                    if K == 0:
-                        if accuracy:
-                            mem[1] = _sigmoid(mem[1])
-                        err = abs(ys[(ytr + example) & _M32] - mem[1])
-                    else:
-                        # truncating softmax over the first K entries of v2, written to memory
-                        top = mem[v2]
-                        for k in range(1, K):
-                            if mem[v2 + k] > top:
-                                top = mem[v2 + k]
-                        total_exp = 0.0
-                        for k in range(K):
-                            e = math.exp(mem[v2 + k] - top)
-                            mem[v2 + k] = e
-                            total_exp += e
-                        for k in range(K):
-                            mem[v2 + k] = mem[v2 + k] / total_exp
-                        for k in range(K, F):
-                            mem[v2 + k] = 0.0
-                        err = 0.0
-                        row = (ytr + example * K) & _M32
-                        for k in range(K):
-                            d = abs(ys[row + k] - mem[v2 + k])
-                            if d != d:
-                                err = d
-                                break
-                            if d > err:
-                                err = d
-                    if err != err or err > max_abs_error:
-                        # training aborted: 0 in the first epoch, else the best so far
-                        if remaining == total:
-                            best = 0.0
-                        break
-                    if ntr < record_train and epoch_base == ordr:
-                        terr[p, ntr] = err
-                        ntr += 1
-                    if x != 0:  # Predict may have written v0: show Learn the features again
-                        row = (xtr + example * F) & _M32
-                        for k in range(F):
-                            mem[v0 + k] = xs[row + k]
-                    if K == 0:
-                        mem[0] = ys[(ytr + example) & _M32]
-                    else:
-                        row = (ytr + example * K) & _M32
-                        for k in range(K):
-                            mem[v1 + k] = ys[row + k]
-                        for k in range(K, F):
-                            mem[v1 + k] = 0.0
-                elif op == OP_VALID_ERROR or op == OP_LOAD_VALID:
-                    # x: the validation Predict; VALID_ERROR falls through to EPOCH_END.
-                    more = op == OP_LOAD_VALID
-                    if not more:
-                        if K == 0:
-                            label = ys[(yva + vstep) & _M32]
-                            if accuracy:
-                                prob = _sigmoid(mem[1])
-                                if prob > 1.0 or prob < 0.0:
-                                    err = math.inf
-                                else:
-                                    err = 0.0 if (label > 0.5) == (prob > 0.5) else 1.0
-                                loss += err
-                            else:
-                                err = label - mem[1]
-                                loss += err * err
-                                err = abs(err)
-                        else:
-                            # argmax of the first K entries of v2: NaN never wins, first
-                            # on ties
-                            arg = 0
-                            top = mem[v2]
-                            if top != top:
-                                top = -math.inf
-                            for k in range(1, K):
-                                if mem[v2 + k] > top:
-                                    arg = k
-                                    top = mem[v2 + k]
-                            row = (yva + vstep * K) & _M32
-                            lab = 0
-                            top = ys[row]
-                            for k in range(1, K):
-                                if ys[row + k] > top:
-                                    lab = k
-                                    top = ys[row + k]
-                            err = 0.0 if arg == lab else 1.0
-                            loss += err
-                        if err != err or err > max_abs_error:
-                            vfit = 0.0
-                        else:
-                            if nvr < record_valid and epoch_base == ordr:
-                                verr[p, nvr] = err
-                                nvr += 1
-                            vstep += 1
-                            more = vstep < num_valid_steps
-                            if not more:
-                                loss /= n_valid
-                                if accuracy:
-                                    vfit = 1.0 - loss
-                                else:
-                                    loss = math.sqrt(loss)
-                                    if math.isinf(loss) or loss != loss:
-                                        vfit = 0.0
-                                    else:
-                                        vfit = 1.0 + -0.63661977236758138243 * math.atan(loss)
-                    if more:
-                        _show_example(mem, xs, (xva + vstep * F) & _M32, v0, v1, K, F)
-                        pc = base + x
-                elif op == OP_EPOCH_END:  # x: TRAIN_BEGIN
-                    if vfit > best:
-                        best = vfit
-                    epoch_base += n_train
-                    pc = base + x
         out_fitness[p] = best
         out_steps[p] = steps
         nterr[p] = ntr
