@@ -74,6 +74,48 @@ def _sigmoid(v):
 
 
 @numba.njit(inline="always", **_JIT)
+def _entry(code, a, b):
+    """Entry k of elementwise matrix op ``code``, from entry k of its operands (a, b)."""
+    if code == 17:  # heaviside: x > 0
+        return 1.0 if a > 0.0 else 0.0
+    if code == 41:
+        return a * b
+    if code == 30:
+        return 1.0 / a
+    if code == 38:
+        return abs(a)
+    if code == 39:
+        return a + b
+    if code == 40:
+        return a - b
+    if code == 42:
+        return a / b
+    if code == 46:  # a < b ? a : b  (NaN -> b)
+        return a if a < b else b
+    return a if a > b else b  # 49: a > b ? a : b  (NaN -> b)
+
+
+@numba.njit(inline="always", **_JIT)
+def _matrix_map(code, mem, tmp, z, x, y, F, Fr):
+    """``mem[z + k] = _entry(code, mem[x + k], mem[y + k])`` for k < F^2.
+
+    Small F (a compile-time constant in specialised copies): one loop, fully unrolled.
+    Large F: two loops through ``tmp``, with a trip count read at run time so that LLVM
+    vectorises them. An output that coincides with an input (``m0 = m0 + m1``, common)
+    would send a single loop to the scalar fallback of LLVM's run-time overlap check;
+    ``tmp`` never overlaps ``mem``.
+    """
+    if F < 12:
+        for k in range(F * F):
+            mem[z + k] = _entry(code, mem[x + k], mem[y + k])
+    else:
+        for k in range(Fr * Fr):
+            tmp[k] = _entry(code, mem[x + k], mem[y + k])
+        for k in range(Fr * Fr):
+            mem[z + k] = tmp[k]
+
+
+@numba.njit(inline="always", **_JIT)
 def _show_example(mem, xs, row, v0, v1, K, F):
     """Writes an example's features to v0 and hides its label (s0 = 0, or v1 = 0)."""
     for k in range(F):
@@ -337,8 +379,7 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                     for k in range(F):
                         mem[z + k] = 1.0 if mem[x + k] > 0.0 else 0.0
                 elif op == 17:  # matrix heaviside: x > 0
-                    for k in range(F * F):
-                        mem[z + k] = 1.0 if mem[x + k] > 0.0 else 0.0
+                    _matrix_map(17, mem, tmp, z, x, x, F, Fr)
                 # ---------------------------------------------------------------- vector
                 elif op == 18:
                     s = mem[x]
@@ -383,11 +424,16 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                             mem[z + r * F + c] = a * mem[y + c]
                 elif op == 29:
                     s = mem[x]
-                    for k in range(F * F):
-                        mem[z + k] = mem[y + k] * s
+                    if F < 12:
+                        for k in range(F * F):
+                            mem[z + k] = mem[y + k] * s
+                    else:  # through tmp, as in _matrix_map
+                        for k in range(Fr * Fr):
+                            tmp[k] = mem[y + k] * s
+                        for k in range(Fr * Fr):
+                            mem[z + k] = tmp[k]
                 elif op == 30:
-                    for k in range(F * F):
-                        mem[z + k] = 1.0 / mem[x + k]
+                    _matrix_map(30, mem, tmp, z, x, x, F, Fr)
                 elif op == 31:  # M @ v (output may alias the input vector)
                     # Four rows at a time: four independent sums (each still summed in
                     # column order, so the result is the same as row by row).
@@ -455,20 +501,15 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                     for k in range(F * F):
                         mem[z + k] = tmp[k]
                 elif op == 38:
-                    for k in range(F * F):
-                        mem[z + k] = abs(mem[x + k])
+                    _matrix_map(38, mem, tmp, z, x, x, F, Fr)
                 elif op == 39:
-                    for k in range(F * F):
-                        mem[z + k] = mem[x + k] + mem[y + k]
+                    _matrix_map(39, mem, tmp, z, x, y, F, Fr)
                 elif op == 40:
-                    for k in range(F * F):
-                        mem[z + k] = mem[x + k] - mem[y + k]
+                    _matrix_map(40, mem, tmp, z, x, y, F, Fr)
                 elif op == 41:
-                    for k in range(F * F):
-                        mem[z + k] = mem[x + k] * mem[y + k]
+                    _matrix_map(41, mem, tmp, z, x, y, F, Fr)
                 elif op == 42:
-                    for k in range(F * F):
-                        mem[z + k] = mem[x + k] / mem[y + k]
+                    _matrix_map(42, mem, tmp, z, x, y, F, Fr)
                 elif op == 43:  # matmul (output may alias either input)
                     for k in range(F * F):
                         tmp[k] = 0.0
@@ -490,10 +531,7 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                         b = mem[y + k]
                         mem[z + k] = b if b < a else a
                 elif op == 46:  # a < b ? a : b  (NaN -> b)
-                    for k in range(F * F):
-                        a = mem[x + k]
-                        b = mem[y + k]
-                        mem[z + k] = a if a < b else b
+                    _matrix_map(46, mem, tmp, z, x, y, F, Fr)
                 elif op == 47:  # std::max(a, b): a < b ? b : a  (NaN -> a)
                     a = mem[x]
                     b = mem[y]
@@ -504,10 +542,7 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                         b = mem[y + k]
                         mem[z + k] = b if a < b else a
                 elif op == 49:  # a > b ? a : b  (NaN -> b)
-                    for k in range(F * F):
-                        a = mem[x + k]
-                        b = mem[y + k]
-                        mem[z + k] = a if a > b else b
+                    _matrix_map(49, mem, tmp, z, x, y, F, Fr)
                 # ------------------------------------------------------------ statistics
                 elif op == 50:
                     acc = 0.0
