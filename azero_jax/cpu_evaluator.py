@@ -12,7 +12,9 @@ How it works:
 * Programs are decoded once per call and per feature size F (numpy, vectorised): every
   operand becomes an offset into one flat float64 memory (scalars, then vectors, then
   row-major matrices) and const-set indices ``int(float32(F) * f)`` are resolved, so the
-  interpreter does no address arithmetic and allocates nothing while it runs.
+  interpreter does no address arithmetic and allocates nothing while it runs. NO_OPs are
+  dropped, and each program is laid out with the evaluation loop's pseudo-ops around its
+  components (see :mod:`azero_jax._cpu_kernels`), so a pair runs as one instruction loop.
 * Pairs are spread over ``num_threads`` Python threads (default: every core this process
   may use) that call a ``nogil`` kernel on dynamically scheduled chunks of pairs.
   ``num_threads=1`` runs in the calling thread. JAX's own thread pool is idle while this
