@@ -170,7 +170,9 @@ def _decode(flat: np.ndarray, memory: MemoryConfig, F: int, algorithms, bounds):
             entry = entry * F + index
         ins[rows, 3] += entry
         dat[rows, 0] = flat[value_field][rows]
-    return _layout(ins, dat, op, bounds, v0=S)
+    # Whether an instruction writes v0 (whole, or one entry: the const-set ops).
+    writes_v0 = (_OUT_TYPE[op] == _TYPE_CODE["V"]) & (flat["out"] == 0)
+    return _layout(ins, dat, op, bounds, writes_v0)
 
 
 # Segments of a program's code, in order: (component or None, pseudo-op).
@@ -181,11 +183,11 @@ _SEG = {op: s for s, (_, op) in enumerate(_SEGMENTS) if op is not None}
 _TRAIN_PREDICT, _VALID_PREDICT = 2, 7  # the segments the pseudo-ops jump to
 
 
-def _layout(ins, dat, op, bounds, v0):
+def _layout(ins, dat, op, bounds, writes_v0):
     """Lays decoded instructions out as the kernel's per-program code (vectorised)."""
     keep = op != 0  # NO_OP
     kept = np.concatenate([[0], np.cumsum(keep)])[bounds]  # component bounds, NO_OPs gone
-    ins, dat, op = ins[keep], dat[keep], op[keep]
+    ins, dat, writes_v0 = ins[keep], dat[keep], writes_v0[keep]
     A = len(bounds)
     sizes = kept[:, 1:] - kept[:, :-1]  # [A, 3] Setup, Predict, Learn
     lengths = np.ones((A, len(_SEGMENTS)), dtype=np.int64)
@@ -206,7 +208,6 @@ def _layout(ins, dat, op, bounds, v0):
     # Jump targets are offsets from the program's first instruction.
     relative = starts - starts[:, :1]
     # Whether Predict writes v0 (then the features are copied again before Learn).
-    writes_v0 = (_OUT_TYPE[op] == _TYPE_CODE["V"]) & (ins[:, 3] == v0)
     counts = np.concatenate([[0], np.cumsum(writes_v0)])
     predict_writes_v0 = counts[kept[:, 2]] > counts[kept[:, 1]]
     for pseudo, s in _SEG.items():

@@ -491,6 +491,18 @@ def test_no_ops_are_dropped_and_change_nothing():
     assert len(ops_decoded) == starts[1] + 6
 
 
+@pytest.mark.parametrize("predict", [
+    [I("VECTOR_CONST_SET_OP", out=0, f0=0.76, f1=100.0)],  # one entry of v0 (the last)
+    [I("SCALAR_VECTOR_PRODUCT_OP", 1, 0, 0)],  # the whole of v0
+    [I("VECTOR_CONST_SET_OP", out=1, f0=0.76, f1=100.0)]])  # not v0
+def test_learn_sees_the_features_even_after_predict_wrote_v0(predict):
+    task = az.tasks.unit_test_ones_task(4, 10, 3)
+    learn = [I("VECTOR_INNER_PRODUCT_OP", 0, 0, 2)]  # s2 = dot(v0, v0)
+    out = cpu_evaluator.run_debug(az.Algorithm([I("SCALAR_CONST_SET_OP", out=1, d=7.0)],
+                                               predict, learn), task, MEM)
+    assert out["scalars"][2] == 4.0  # the features (all ones), whatever Predict did to v0
+
+
 def test_empty_batch_and_bad_threads():
     task = az.tasks.unit_test_zeros_task(4, 2, 2)
     results = az.evaluate_pairs([algo()], [task], [], [], memory=MEM, backend=BACKEND)
