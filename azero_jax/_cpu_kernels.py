@@ -3,15 +3,24 @@
 The only per-op code of this backend is the dispatch chain inside :func:`evaluate_chunk`:
 one scalar loop per op with the reference's edge cases (spec §2.3-§2.4). LLVM compiles the
 chain of ``op ==`` tests into a jump table. Instructions arrive pre-decoded by
-:mod:`azero_jax.cpu_evaluator`: ``ins[i] = (op, x, y, z)`` where ``x``, ``y``, ``z`` are
-offsets into one flat float64 memory ``mem`` (scalars first, then vectors of F entries,
-then row-major F x F matrices), so the interpreter never multiplies an address; for the
-const-set ops ``z`` already points at the entry to write. ``dat[i] = (c0, c1)`` holds the
-op's constants (the double ``d``, or the float32 fields promoted to float64).
+:mod:`azero_jax.cpu_evaluator`: ``ins[4 i : 4 i + 4] = (op, x, y, z)`` (uint32) where ``x``,
+``y``, ``z`` are offsets into one flat float64 memory ``mem`` (scalars first, then vectors
+of F entries, then row-major F x F matrices), so the interpreter never multiplies an
+address; for the const-set ops ``z`` already points at the entry to write.
+``dat[2 i : 2 i + 2] = (c0, c1)`` holds the op's constants (the double ``d``, or the
+float32 fields promoted to float64).
 
-The whole evaluation of a pair (Setup, training steps, validation, epochs) is one loop
-around one dispatch site: no function call, no allocation and no reference counting
-happens per instruction or per example.
+Each program is one straight code sequence that also carries the evaluation loop itself
+as pseudo-ops (codes >= ``NUM_REAL_OPS``)::
+
+    Setup | TRAIN_BEGIN | Predict | TRAIN_ERROR | Learn | TRAIN_NEXT
+          | LOAD_VALID | Predict | VALID_ERROR | EPOCH_END
+
+so that a pair's whole evaluation (Setup, training steps, validation, epochs) is one loop
+around one dispatch site, entered once per pair: per example there is no phase state
+machine, no loop re-entry and no function call, only two more dispatches for a training
+example (TRAIN_ERROR, and TRAIN_NEXT, which loads the next example and jumps back) and one
+for a validation example. Jump targets are offsets from the program's first instruction.
 
 ``_F_CONST`` is the feature size this module is specialised for (0 = any, read from the
 task table). :mod:`azero_jax._cpu_specialize` writes copies of this file with a fixed
@@ -43,10 +52,15 @@ TASK_COLUMNS = 11
 P_PROG, P_TASK, P_TRAIN, P_SEED, P_RANDOM = range(5)
 PAIR_COLUMNS = 5
 
-# Phases of the per-pair state machine (what the instructions just run belonged to) and
-# transitions (what to set up next).
-_SETUP, _TRAIN_PREDICT, _LEARN, _VALID_PREDICT = 0, 1, 2, 3
-_GO_TRAIN_STEP, _GO_VALID_START, _GO_VALID_STEP, _GO_VALID_END, _GO_DONE, _GO_NONE = range(6)
+# Pseudo-ops: the evaluation loop, laid out by cpu_evaluator._decode around each program.
+NUM_REAL_OPS = 65
+(OP_TRAIN_BEGIN, OP_TRAIN_ERROR, OP_TRAIN_NEXT, OP_LOAD_VALID, OP_VALID_ERROR,
+ OP_EPOCH_END) = range(NUM_REAL_OPS, NUM_REAL_OPS + 6)
+NUM_CODES = NUM_REAL_OPS + 6
+
+# Masking an index to 32 bits proves to LLVM that it is >= 0 (cpu_evaluator keeps every
+# array below 2^31 entries), which drops numba's negative-index wraparound code.
+_M32 = 0xFFFFFFFF
 
 
 @numba.njit(**_JIT)
@@ -62,6 +76,60 @@ def _sigmoid(v):
     return 1.0 / (1.0 + math.exp(-v))
 
 
+@numba.njit(inline="always", **_JIT)
+def _entry(code, a, b):
+    """Entry k of elementwise matrix op ``code``, from entry k of its operands (a, b)."""
+    if code == 17:  # heaviside: x > 0
+        return 1.0 if a > 0.0 else 0.0
+    if code == 41:
+        return a * b
+    if code == 30:
+        return 1.0 / a
+    if code == 38:
+        return abs(a)
+    if code == 39:
+        return a + b
+    if code == 40:
+        return a - b
+    if code == 42:
+        return a / b
+    if code == 46:  # a < b ? a : b  (NaN -> b)
+        return a if a < b else b
+    return a if a > b else b  # 49: a > b ? a : b  (NaN -> b)
+
+
+@numba.njit(inline="always", **_JIT)
+def _matrix_map(code, mem, tmp, z, x, y, F, Fr):
+    """``mem[z + k] = _entry(code, mem[x + k], mem[y + k])`` for k < F^2.
+
+    Small F (a compile-time constant in specialised copies): one loop, fully unrolled.
+    Large F: two loops through ``tmp``, with a trip count read at run time so that LLVM
+    vectorises them. An output that coincides with an input (``m0 = m0 + m1``, common)
+    would send a single loop to the scalar fallback of LLVM's run-time overlap check;
+    ``tmp`` never overlaps ``mem``.
+    """
+    if F < 12:
+        for k in range(F * F):
+            mem[z + k] = _entry(code, mem[x + k], mem[y + k])
+    else:
+        for k in range(Fr * Fr):
+            tmp[k] = _entry(code, mem[x + k], mem[y + k])
+        for k in range(Fr * Fr):
+            mem[z + k] = tmp[k]
+
+
+@numba.njit(inline="always", **_JIT)
+def _show_example(mem, xs, row, v0, v1, K, F):
+    """Writes an example's features to v0 and hides its label (s0 = 0, or v1 = 0)."""
+    for k in range(F):
+        mem[v0 + k] = xs[row + k]
+    if K == 0:
+        mem[0] = 0.0
+    else:
+        for k in range(F):
+            mem[v1 + k] = 0.0
+
+
 @numba.njit(**_JIT)
 def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S, V, M,
                    valid_steps, max_abs_error, mem, tmp, out_fitness, out_steps, terr, nterr,
@@ -69,9 +137,9 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
     """Evaluates pairs ``first..last-1`` of the pair table (spec §4.1), writing the outputs.
 
     Args:
-      ins, dat: decoded instructions ``[n * 4]`` int64 (op, x, y, z per instruction) and
+      ins, dat: decoded code ``[n * 4]`` uint32 (op, x, y, z per instruction) and
         constants ``[n * 2]`` float64, flat (1-D arrays index without a stride load).
-      progs: ``[programs, 4]`` boundaries (setup start, predict start, learn start, end).
+      progs: ``[programs]`` position of each program's first instruction in ``ins``.
       tasks: ``[T, TASK_COLUMNS]`` task table; xs, ys, orders: the packed task data.
       pairs: ``[B, PAIR_COLUMNS]`` pair table.
       S, V, M: memory sizes; valid_steps: validation examples to run at most;
@@ -84,7 +152,6 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
     record_train = terr.shape[1]
     record_valid = verr.shape[1]
     for p in range(first, last):
-        prog = pairs[p, P_PROG]
         t = pairs[p, P_TASK]
         # F is a compile-time constant in specialised copies; Fr is always read at run
         # time: inner loops over Fv = Fr stay loops, so LLVM vectorises them (with alias
@@ -97,17 +164,16 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
         Fv = F if F < 12 else Fr  # small F: fully unrolled scalar code is faster
         n_train = tasks[t, T_NTRAIN]
         n_valid = tasks[t, T_NVALID]
-        epochs = tasks[t, T_EPOCHS]
         K = tasks[t, T_K]
         accuracy = tasks[t, T_ACC] != 0
-        xtr = tasks[t, T_XTR]
-        ytr = tasks[t, T_YTR]
-        xva = tasks[t, T_XVA]
-        yva = tasks[t, T_YVA]
-        ordr = tasks[t, T_ORD]
-        v0 = S
-        v1 = S + F
-        v2 = S + 2 * F
+        xtr = tasks[t, T_XTR] & _M32
+        ytr = tasks[t, T_YTR] & _M32
+        xva = tasks[t, T_XVA] & _M32
+        yva = tasks[t, T_YVA] & _M32
+        ordr = tasks[t, T_ORD] & _M32
+        v0 = S & _M32
+        v1 = (S + F) & _M32
+        v2 = (S + 2 * F) & _M32
         if init_mem.shape[0] == 0:
             for k in range(S + V * F + M * F * F):
                 mem[k] = 0.0
@@ -116,39 +182,173 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                 mem[k] = init_mem[k]
         if pairs[p, P_RANDOM] != 0:
             np.random.seed(pairs[p, P_SEED])
-        p_start = progs[prog, 1]
-        p_end = progs[prog, 2]
-        l_end = progs[prog, 3]
 
-        total = min(pairs[p, P_TRAIN], epochs * n_train)
+        total = min(pairs[p, P_TRAIN], tasks[t, T_EPOCHS] * n_train)
         num_valid_steps = min(valid_steps, n_valid)
         best = 0.0
         remaining = total
         steps = 0
         ntr = 0
         nvr = 0
-        epoch = 0
+        epoch_base = ordr  # orders of the current epoch start here
         count = 0
         step = 0
         vstep = 0
         example = 0
         loss = 0.0
         vfit = 0.0
-        phase = _SETUP
-        start = progs[prog, 0]
-        end = p_start
+        base = progs[pairs[p, P_PROG]] & _M32
+        pc = base
         while True:
-            for i in range(start, end):
-                op = ins[4 * i]
-                # Masking to 32 bits proves to LLVM that every offset is >= 0, which drops
-                # numba's negative-index wraparound and lets it vectorise the loops.
-                x = ins[4 * i + 1] & 0xFFFFFFFF
-                y = ins[4 * i + 2] & 0xFFFFFFFF
-                z = ins[4 * i + 3] & 0xFFFFFFFF
-                if op == 0:
-                    pass
+            i = pc & _M32
+            pc += 1
+            op = ins[4 * i]
+            x = ins[4 * i + 1] & _M32
+            y = ins[4 * i + 2] & _M32
+            z = ins[4 * i + 3] & _M32
+            # One chain of `op ==` tests, pseudo-ops first: LLVM makes it one jump table
+            # (with the pseudo-ops last it made two, a second dispatch for each pseudo-op).
+            if op < NUM_CODES:
+                # -------------------------------------------- the evaluation loop itself
+                if op == OP_TRAIN_NEXT or op == OP_TRAIN_BEGIN:
+                    # x: Predict, y: EPOCH_END. TRAIN_BEGIN follows Setup and each epoch.
+                    if op == OP_TRAIN_NEXT:
+                        step += 1
+                        more = step < count
+                    elif remaining > 0:
+                        count = min(n_train, remaining)
+                        step = 0
+                        more = True
+                    else:
+                        break
+                    if more:
+                        # Next training example: v0 = features, label hidden.
+                        steps += 1
+                        example = orders[(epoch_base + step) & _M32]
+                        _show_example(mem, xs, (xtr + example * F) & _M32, v0, v1, K, F)
+                        pc = base + x
+                    else:
+                        remaining -= n_train
+                        vstep = 0
+                        loss = 0.0
+                        if num_valid_steps <= 0:
+                            vfit = 1.0  # no example run: the loss stays 0
+                            pc = base + y
+                        # else on to LOAD_VALID
+                elif op == OP_TRAIN_ERROR:
+                    if K == 0:
+                        if accuracy:
+                            mem[1] = _sigmoid(mem[1])
+                        err = abs(ys[(ytr + example) & _M32] - mem[1])
+                    else:
+                        # truncating softmax over the first K entries of v2, written to memory
+                        top = mem[v2]
+                        for k in range(1, K):
+                            if mem[v2 + k] > top:
+                                top = mem[v2 + k]
+                        total_exp = 0.0
+                        for k in range(K):
+                            e = math.exp(mem[v2 + k] - top)
+                            mem[v2 + k] = e
+                            total_exp += e
+                        for k in range(K):
+                            mem[v2 + k] = mem[v2 + k] / total_exp
+                        for k in range(K, F):
+                            mem[v2 + k] = 0.0
+                        err = 0.0
+                        row = (ytr + example * K) & _M32
+                        for k in range(K):
+                            d = abs(ys[row + k] - mem[v2 + k])
+                            if d != d:
+                                err = d
+                                break
+                            if d > err:
+                                err = d
+                    if err != err or err > max_abs_error:
+                        # training aborted: 0 in the first epoch, else the best so far
+                        if remaining == total:
+                            best = 0.0
+                        break
+                    if ntr < record_train and epoch_base == ordr:
+                        terr[p, ntr] = err
+                        ntr += 1
+                    if x != 0:  # Predict may have written v0: show Learn the features again
+                        row = (xtr + example * F) & _M32
+                        for k in range(F):
+                            mem[v0 + k] = xs[row + k]
+                    if K == 0:
+                        mem[0] = ys[(ytr + example) & _M32]
+                    else:
+                        row = (ytr + example * K) & _M32
+                        for k in range(K):
+                            mem[v1 + k] = ys[row + k]
+                        for k in range(K, F):
+                            mem[v1 + k] = 0.0
+                elif op == OP_VALID_ERROR or op == OP_LOAD_VALID:
+                    # x: the validation Predict; VALID_ERROR falls through to EPOCH_END.
+                    more = op == OP_LOAD_VALID
+                    if not more:
+                        if K == 0:
+                            label = ys[(yva + vstep) & _M32]
+                            if accuracy:
+                                prob = _sigmoid(mem[1])
+                                if prob > 1.0 or prob < 0.0:
+                                    err = math.inf
+                                else:
+                                    err = 0.0 if (label > 0.5) == (prob > 0.5) else 1.0
+                                loss += err
+                            else:
+                                err = label - mem[1]
+                                loss += err * err
+                                err = abs(err)
+                        else:
+                            # argmax of the first K entries of v2: NaN never wins, first
+                            # on ties
+                            arg = 0
+                            top = mem[v2]
+                            if top != top:
+                                top = -math.inf
+                            for k in range(1, K):
+                                if mem[v2 + k] > top:
+                                    arg = k
+                                    top = mem[v2 + k]
+                            row = (yva + vstep * K) & _M32
+                            lab = 0
+                            top = ys[row]
+                            for k in range(1, K):
+                                if ys[row + k] > top:
+                                    lab = k
+                                    top = ys[row + k]
+                            err = 0.0 if arg == lab else 1.0
+                            loss += err
+                        if err != err or err > max_abs_error:
+                            vfit = 0.0
+                        else:
+                            if nvr < record_valid and epoch_base == ordr:
+                                verr[p, nvr] = err
+                                nvr += 1
+                            vstep += 1
+                            more = vstep < num_valid_steps
+                            if not more:
+                                loss /= n_valid
+                                if accuracy:
+                                    vfit = 1.0 - loss
+                                else:
+                                    loss = math.sqrt(loss)
+                                    if math.isinf(loss) or loss != loss:
+                                        vfit = 0.0
+                                    else:
+                                        vfit = 1.0 + -0.63661977236758138243 * math.atan(loss)
+                    if more:
+                        _show_example(mem, xs, (xva + vstep * F) & _M32, v0, v1, K, F)
+                        pc = base + x
+                elif op == OP_EPOCH_END:  # x: TRAIN_BEGIN
+                    if vfit > best:
+                        best = vfit
+                    epoch_base += n_train
+                    pc = base + x
                 # ---------------------------------------------------------------- scalar
-                elif op == 1:
+                elif op == 1:  # (0, NO_OP, never reaches the kernel)
                     mem[z] = mem[x] + mem[y]
                 elif op == 2:
                     mem[z] = mem[x] - mem[y]
@@ -182,8 +382,7 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                     for k in range(F):
                         mem[z + k] = 1.0 if mem[x + k] > 0.0 else 0.0
                 elif op == 17:  # matrix heaviside: x > 0
-                    for k in range(F * F):
-                        mem[z + k] = 1.0 if mem[x + k] > 0.0 else 0.0
+                    _matrix_map(17, mem, tmp, z, x, x, F, Fr)
                 # ---------------------------------------------------------------- vector
                 elif op == 18:
                     s = mem[x]
@@ -224,11 +423,16 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                             mem[z + r * F + c] = a * mem[y + c]
                 elif op == 29:
                     s = mem[x]
-                    for k in range(F * F):
-                        mem[z + k] = mem[y + k] * s
+                    if F < 12:
+                        for k in range(F * F):
+                            mem[z + k] = mem[y + k] * s
+                    else:  # through tmp, as in _matrix_map
+                        for k in range(Fr * Fr):
+                            tmp[k] = mem[y + k] * s
+                        for k in range(Fr * Fr):
+                            mem[z + k] = tmp[k]
                 elif op == 30:
-                    for k in range(F * F):
-                        mem[z + k] = 1.0 / mem[x + k]
+                    _matrix_map(30, mem, tmp, z, x, x, F, Fr)
                 elif op == 31:  # M @ v (output may alias the input vector: staged in tmp)
                     _eo.matvec(mem, x, y, F, tmp, 0, tmp, F)
                     for r in range(F):
@@ -257,20 +461,15 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                     for k in range(F * F):
                         mem[z + k] = tmp[k]
                 elif op == 38:
-                    for k in range(F * F):
-                        mem[z + k] = abs(mem[x + k])
+                    _matrix_map(38, mem, tmp, z, x, x, F, Fr)
                 elif op == 39:
-                    for k in range(F * F):
-                        mem[z + k] = mem[x + k] + mem[y + k]
+                    _matrix_map(39, mem, tmp, z, x, y, F, Fr)
                 elif op == 40:
-                    for k in range(F * F):
-                        mem[z + k] = mem[x + k] - mem[y + k]
+                    _matrix_map(40, mem, tmp, z, x, y, F, Fr)
                 elif op == 41:
-                    for k in range(F * F):
-                        mem[z + k] = mem[x + k] * mem[y + k]
+                    _matrix_map(41, mem, tmp, z, x, y, F, Fr)
                 elif op == 42:
-                    for k in range(F * F):
-                        mem[z + k] = mem[x + k] / mem[y + k]
+                    _matrix_map(42, mem, tmp, z, x, y, F, Fr)
                 elif op == 43:  # matmul (output may alias either input)
                     if F < 8:  # Eigen's coefficient-based product: a tree per entry
                         for r in range(F):
@@ -298,10 +497,7 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                         b = mem[y + k]
                         mem[z + k] = b if b < a else a
                 elif op == 46:  # a < b ? a : b  (NaN -> b)
-                    for k in range(F * F):
-                        a = mem[x + k]
-                        b = mem[y + k]
-                        mem[z + k] = a if a < b else b
+                    _matrix_map(46, mem, tmp, z, x, y, F, Fr)
                 elif op == 47:  # std::max(a, b): a < b ? b : a  (NaN -> a)
                     a = mem[x]
                     b = mem[y]
@@ -312,10 +508,7 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                         b = mem[y + k]
                         mem[z + k] = b if a < b else a
                 elif op == 49:  # a > b ? a : b  (NaN -> b)
-                    for k in range(F * F):
-                        a = mem[x + k]
-                        b = mem[y + k]
-                        mem[z + k] = a if a > b else b
+                    _matrix_map(49, mem, tmp, z, x, y, F, Fr)
                 # ------------------------------------------------------------ statistics
                 elif op == 50:
                     mem[z] = _eo.reduce(mem, x, 1, x, 1, F, PLAIN, tmp, 0) / F
@@ -358,169 +551,6 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                 elif op == 64:
                     for k in range(F * F):
                         mem[z + k] = dat[2 * i] + dat[2 * i + 1] * np.random.standard_normal()
-
-
-            # ---------------------------------------------------- phase transitions
-            nxt = _GO_NONE
-            if phase == _LEARN:
-                step += 1
-                if step < count:
-                    nxt = _GO_TRAIN_STEP
-                else:
-                    remaining -= n_train
-                    nxt = _GO_VALID_START
-            elif phase == _TRAIN_PREDICT:
-                if K == 0:
-                    if accuracy:
-                        mem[1] = _sigmoid(mem[1])
-                    err = abs(ys[ytr + example] - mem[1])
-                else:
-                    # truncating softmax over the first K entries of v2, written to memory
-                    top = mem[v2]
-                    for k in range(1, K):
-                        if mem[v2 + k] > top:
-                            top = mem[v2 + k]
-                    total_exp = 0.0
-                    for k in range(K):
-                        e = math.exp(mem[v2 + k] - top)
-                        mem[v2 + k] = e
-                        total_exp += e
-                    for k in range(K):
-                        mem[v2 + k] = mem[v2 + k] / total_exp
-                    for k in range(K, F):
-                        mem[v2 + k] = 0.0
-                    err = 0.0
-                    for k in range(K):
-                        d = abs(ys[ytr + example * K + k] - mem[v2 + k])
-                        if d != d:
-                            err = d
-                            break
-                        if d > err:
-                            err = d
-                if err != err or err > max_abs_error:
-                    # training aborted: 0 in the first epoch, else the best so far
-                    if remaining == total:
-                        best = 0.0
-                    nxt = _GO_DONE
-                else:
-                    if epoch == 0 and ntr < record_train:
-                        terr[p, ntr] = err
-                        ntr += 1
-                    row = xtr + example * F
-                    for k in range(F):
-                        mem[v0 + k] = xs[row + k]
-                    if K == 0:
-                        mem[0] = ys[ytr + example]
-                    else:
-                        for k in range(K):
-                            mem[v1 + k] = ys[ytr + example * K + k]
-                        for k in range(K, F):
-                            mem[v1 + k] = 0.0
-                    phase = _LEARN
-                    start = p_end
-                    end = l_end
-            elif phase == _VALID_PREDICT:
-                if K == 0:
-                    label = ys[yva + vstep]
-                    if accuracy:
-                        prob = _sigmoid(mem[1])
-                        if prob > 1.0 or prob < 0.0:
-                            err = math.inf
-                        else:
-                            err = 0.0 if (label > 0.5) == (prob > 0.5) else 1.0
-                        loss += err
-                    else:
-                        err = label - mem[1]
-                        loss += err * err
-                        err = abs(err)
-                else:
-                    # argmax of the first K entries of v2: NaN never wins, first on ties
-                    arg = 0
-                    top = mem[v2]
-                    if top != top:
-                        top = -math.inf
-                    for k in range(1, K):
-                        if mem[v2 + k] > top:
-                            arg = k
-                            top = mem[v2 + k]
-                    lab = 0
-                    top = ys[yva + vstep * K]
-                    for k in range(1, K):
-                        if ys[yva + vstep * K + k] > top:
-                            lab = k
-                            top = ys[yva + vstep * K + k]
-                    err = 0.0 if arg == lab else 1.0
-                    loss += err
-                if err != err or err > max_abs_error:
-                    vfit = 0.0
-                    nxt = _GO_VALID_END
-                else:
-                    if epoch == 0 and nvr < record_valid:
-                        verr[p, nvr] = err
-                        nvr += 1
-                    vstep += 1
-                    nxt = _GO_VALID_STEP if vstep < num_valid_steps else _GO_VALID_END
-                    if nxt == _GO_VALID_END:
-                        loss /= n_valid
-                        if accuracy:
-                            vfit = 1.0 - loss
-                        else:
-                            loss = math.sqrt(loss)
-                            if math.isinf(loss) or loss != loss:
-                                vfit = 0.0
-                            else:
-                                vfit = 1.0 + -0.63661977236758138243 * math.atan(loss)
-
-            else:  # _SETUP
-                if remaining > 0:
-                    count = min(n_train, remaining)
-                    step = 0
-                    nxt = _GO_TRAIN_STEP
-                else:
-                    nxt = _GO_DONE
-            while nxt != _GO_NONE:
-                if nxt == _GO_TRAIN_STEP or nxt == _GO_VALID_STEP:
-                    # Load an example: v0 = features, label hidden (s0 = 0, or v1 = 0).
-                    if nxt == _GO_TRAIN_STEP:
-                        steps += 1
-                        example = orders[ordr + epoch * n_train + step]
-                        row = xtr + example * F
-                        phase = _TRAIN_PREDICT
-                    else:
-                        row = xva + vstep * F
-                        phase = _VALID_PREDICT
-                    for k in range(F):
-                        mem[v0 + k] = xs[row + k]
-                    if K == 0:
-                        mem[0] = 0.0
-                    else:
-                        for k in range(F):
-                            mem[v1 + k] = 0.0
-                    start = p_start
-                    end = p_end
-                    nxt = _GO_NONE
-                elif nxt == _GO_VALID_START:
-                    vstep = 0
-                    loss = 0.0
-                    if num_valid_steps > 0:
-                        nxt = _GO_VALID_STEP
-                    else:
-                        vfit = 1.0  # no example run: the loss stays 0
-                        nxt = _GO_VALID_END
-                elif nxt == _GO_VALID_END:
-                    if vfit > best:
-                        best = vfit
-                    epoch += 1
-                    if remaining > 0:
-                        count = min(n_train, remaining)
-                        step = 0
-                        nxt = _GO_TRAIN_STEP
-                    else:
-                        nxt = _GO_DONE
-                else:  # _GO_DONE
-                    break
-            if nxt == _GO_DONE:
-                break
         out_fitness[p] = best
         out_steps[p] = steps
         nterr[p] = ntr

@@ -12,7 +12,9 @@ How it works:
 * Programs are decoded once per call and per feature size F (numpy, vectorised): every
   operand becomes an offset into one flat float64 memory (scalars, then vectors, then
   row-major matrices) and const-set indices ``int(float32(F) * f)`` are resolved, so the
-  interpreter does no address arithmetic and allocates nothing while it runs.
+  interpreter does no address arithmetic and allocates nothing while it runs. NO_OPs are
+  dropped, and each program is laid out with the evaluation loop's pseudo-ops around its
+  components (see :mod:`azero_jax._cpu_kernels`), so a pair runs as one instruction loop.
 * Pairs are spread over ``num_threads`` Python threads (default: every core this process
   may use) that call a ``nogil`` kernel on dynamically scheduled chunks of pairs.
   ``num_threads=1`` runs in the calling thread. JAX's own thread pool is idle while this
@@ -112,7 +114,16 @@ def _owner(bounds: np.ndarray, row: int) -> int:
 
 
 def _decode(flat: np.ndarray, memory: MemoryConfig, F: int, algorithms, bounds):
-    """Decodes instructions for feature size F: ``ins [n, 4]`` (op, x, y, z), ``dat [n, 2]``."""
+    """Decodes programs for feature size F into the kernel's code (see ``_cpu_kernels``).
+
+    Every operand becomes a memory offset and const-set indices are resolved; NO_OPs
+    (which do nothing) are dropped; each program is laid out as one sequence with the
+    evaluation loop's pseudo-ops around its components.
+
+    Returns:
+      ``ins [L * 4]`` uint32 (op, x, y, z), ``dat [L * 2]`` float64 (constants) and
+      ``starts [A]`` int64, the position of each program's first instruction.
+    """
     S, V = memory.num_scalars, memory.num_vectors
     op = flat["op"].astype(np.int64)
     if len(op) and (op.min() < 0 or op.max() >= ops_lib.NUM_OPS):
@@ -163,7 +174,57 @@ def _decode(flat: np.ndarray, memory: MemoryConfig, F: int, algorithms, bounds):
             entry = entry * F + index
         ins[rows, 3] += entry
         dat[rows, 0] = flat[value_field][rows]
-    return ins, dat
+    # Whether an instruction writes v0 (whole, or one entry: the const-set ops).
+    writes_v0 = (_OUT_TYPE[op] == _TYPE_CODE["V"]) & (flat["out"] == 0)
+    return _layout(ins, dat, op, bounds, writes_v0)
+
+
+# Segments of a program's code, in order: (component or None, pseudo-op).
+_SEGMENTS = ((0, None), (None, kernels.OP_TRAIN_BEGIN), (1, None), (None, kernels.OP_TRAIN_ERROR),
+             (2, None), (None, kernels.OP_TRAIN_NEXT), (None, kernels.OP_LOAD_VALID), (1, None),
+             (None, kernels.OP_VALID_ERROR), (None, kernels.OP_EPOCH_END))
+_SEG = {op: s for s, (_, op) in enumerate(_SEGMENTS) if op is not None}
+_TRAIN_PREDICT, _VALID_PREDICT = 2, 7  # the segments the pseudo-ops jump to
+
+
+def _layout(ins, dat, op, bounds, writes_v0):
+    """Lays decoded instructions out as the kernel's per-program code (vectorised)."""
+    keep = op != 0  # NO_OP
+    kept = np.concatenate([[0], np.cumsum(keep)])[bounds]  # component bounds, NO_OPs gone
+    ins, dat, writes_v0 = ins[keep], dat[keep], writes_v0[keep]
+    A = len(bounds)
+    sizes = kept[:, 1:] - kept[:, :-1]  # [A, 3] Setup, Predict, Learn
+    lengths = np.ones((A, len(_SEGMENTS)), dtype=np.int64)
+    source = np.full((A, len(_SEGMENTS)), -1, dtype=np.int64)
+    for s, (component, _) in enumerate(_SEGMENTS):
+        if component is not None:
+            lengths[:, s] = sizes[:, component]
+            source[:, s] = kept[:, component]
+    ends = np.cumsum(lengths.ravel())
+    starts = (ends - lengths.ravel()).reshape(A, len(_SEGMENTS))
+    segment = np.repeat(np.arange(lengths.size), lengths.ravel())
+    row = source.ravel()[segment] + np.arange(ends[-1] if A else 0) - starts.ravel()[segment]
+    real = source.ravel()[segment] >= 0
+    code = np.zeros((len(row), 4), dtype=np.int64)
+    code[real] = ins[row[real]]
+    constants = np.zeros((len(row), 2), dtype=np.float64)
+    constants[real] = dat[row[real]]
+    # Jump targets are offsets from the program's first instruction.
+    relative = starts - starts[:, :1]
+    # Whether Predict writes v0 (then the features are copied again before Learn).
+    counts = np.concatenate([[0], np.cumsum(writes_v0)])
+    predict_writes_v0 = counts[kept[:, 2]] > counts[kept[:, 1]]
+    for pseudo, s in _SEG.items():
+        code[starts[:, s], 0] = pseudo
+    code[starts[:, _SEG[kernels.OP_TRAIN_ERROR]], 1] = predict_writes_v0
+    for pseudo, x_segment in ((kernels.OP_TRAIN_BEGIN, _TRAIN_PREDICT),
+                              (kernels.OP_TRAIN_NEXT, _TRAIN_PREDICT),
+                              (kernels.OP_LOAD_VALID, _VALID_PREDICT),
+                              (kernels.OP_VALID_ERROR, _VALID_PREDICT),
+                              (kernels.OP_EPOCH_END, _SEG[kernels.OP_TRAIN_BEGIN])):
+        code[starts[:, _SEG[pseudo]], 1] = relative[:, x_segment]
+    code[starts[:, _SEG[kernels.OP_TRAIN_NEXT]], 2] = relative[:, _SEG[kernels.OP_EPOCH_END]]
+    return code.astype(np.uint32).ravel(), constants.ravel(), starts[:, 0].copy()
 
 
 class _TaskPack:
@@ -203,6 +264,9 @@ class _TaskPack:
         self.y = np.concatenate(ys) if ys else np.zeros(0)
         self.orders = np.concatenate(orders) if orders else np.zeros(0, dtype=np.int64)
         self.feature_sizes = sorted({task.features_size for task in tasks})
+        if max(self.x.size, self.y.size, self.orders.size) >= 2**31:
+            # the kernels index task data with 32-bit offsets
+            raise ValueError("the tasks hold 2^31 or more values; too many for the cpu backend")
 
 
 _PACK_CACHE: "collections.OrderedDict[tuple, _TaskPack]" = collections.OrderedDict()
@@ -268,15 +332,21 @@ def _prepare(algorithms, tasks, algorithm_index, task_index, memory, seed, algor
         raise ValueError(f"num_vectors={V}: vector-label tasks need v1 (labels) and v2 "
                          "(predictions), i.e. num_vectors >= 3")
     flat, bounds = _flatten_programs(algorithms)
-    A, n = len(algorithms), len(flat)
+    A = len(algorithms)
     slots = {F: s for s, F in enumerate(pack.feature_sizes)}
-    ins = np.empty((len(slots) * n, 4), dtype=np.int64)
-    dat = np.empty((len(slots) * n, 2), dtype=np.float64)
-    progs = np.empty((len(slots) * A, 4), dtype=np.int64)
+    codes, constants, progs = [], [], np.empty(len(slots) * A, dtype=np.int64)
+    position = 0
     for F, s in slots.items():
-        ins[s * n:(s + 1) * n], dat[s * n:(s + 1) * n] = _decode(flat, memory, F, algorithms,
-                                                                 bounds)
-        progs[s * A:(s + 1) * A] = bounds + s * n
+        code, constant, starts = _decode(flat, memory, F, algorithms, bounds)
+        codes.append(code)
+        constants.append(constant)
+        progs[s * A:(s + 1) * A] = starts + position
+        position += len(code) // 4
+    if position >= 2**31:  # the kernels address code with 32-bit offsets
+        raise ValueError(f"{position} instructions are too many for the cpu backend "
+                         "(limit 2^31)")
+    ins = np.concatenate(codes) if codes else np.zeros(0, dtype=np.uint32)
+    dat = np.concatenate(constants) if constants else np.zeros(0)
     random_count = np.concatenate([[0], np.cumsum(_RANDOM[flat["op"]])])
     has_random = random_count[bounds[:, 3]] > random_count[bounds[:, 0]]
     task_slot = np.array([slots[task.features_size] for task in tasks], dtype=np.int64)
@@ -369,7 +439,7 @@ def _evaluate(algorithms, tasks, algorithm_index, task_index, *, memory, max_abs
                        np.zeros(B, dtype=np.int64))
         else:
             outputs = (fitness, steps, terr, nterr, verr, nverr)
-        args = (ins.ravel(), dat.ravel(), progs, pack.table, pack.x, pack.y, pack.orders, pairs)
+        args = (ins, dat, progs, pack.table, pack.x, pack.y, pack.orders, pairs)
         init_mem = np.zeros(0)
         if initial_memory is not None:
             init_mem = np.ascontiguousarray(initial_memory, dtype=np.float64).ravel()

@@ -3,8 +3,10 @@
 For each backend, workload, batch size and thread count it prints the compile (first
 call) seconds, algorithms/s, training steps/s (the ``train_steps`` the evaluator returns:
 one step = one Predict + Learn on one example; aborted evaluations run fewer), the device,
-the cores and the ratio to the reference's single-core figure (midpoint of its range), and
-appends one JSON line per measurement to ``<out_dir>/evaluator.jsonl``.
+the cores and the ratio to the reference's single-core figure (``shared/bench/README.md``:
+W1 27.4 M, W2 1.72 M, W3 17.1 M steps/s), and appends one JSON line per measurement to
+``<out_dir>/evaluator.jsonl``. Compare with the reference one thread, pinned, as it was
+measured: ``taskset -c 1 python benchmarks/bench_evaluator.py --num_threads=1``.
 
 Wall-clock rates are the headline. Because a shared machine may be busy, the CPU-time
 rate (steps per second of this process's CPU time, i.e. per busy core) and the load
@@ -145,8 +147,7 @@ def run_one(az, np, workload, backend: str, batch_size: int, num_threads: int | 
         import jax
         dev = jax.devices()[0]
         device = f"{dev.platform}: {getattr(dev, 'device_kind', dev.platform)}"
-    low, high = workload.reference_steps_per_s
-    mid = workload.reference_midpoint
+    reference = workload.reference_steps_per_s
     rate = steps / best_wall
     rate_cpu = steps / best_cpu if best_cpu > 0 else float("nan")
     return {
@@ -174,10 +175,9 @@ def run_one(az, np, workload, backend: str, batch_size: int, num_threads: int | 
         "steps_per_s": round(rate, 1),
         "steps_per_s_api": round(steps / api_wall, 1),
         "steps_per_cpu_s": round(rate_cpu, 1),
-        "reference_steps_per_s": [low, high],
-        "reference_mid": mid,
-        "ratio": round(rate / mid, 3),
-        "ratio_cpu_time": round(rate_cpu / mid, 3),
+        "reference_steps_per_s": reference,
+        "ratio": round(rate / reference, 3),
+        "ratio_cpu_time": round(rate_cpu / reference, 3),
         "repeats": repeats,
         "note": FLAGS.note,
         "command": " ".join(["python", "benchmarks/bench_evaluator.py"] + sys.argv[1:]),
@@ -185,14 +185,13 @@ def run_one(az, np, workload, backend: str, batch_size: int, num_threads: int | 
 
 
 def _print(record: dict) -> None:
-    low, high = record["reference_steps_per_s"]
     threads = record["num_threads"]
     print(f"{record['workload']:>3} {record['backend']:>3} batch={record['batch_size']:<6} "
           f"threads={threads if threads else '-':<2} first_call={record['first_call_s']:.2f}s "
           f"compile~{record['compile_s']:.2f}s  {record['algorithms_per_s']:9.1f} alg/s  "
           f"{record['steps_per_s'] / 1e6:8.3f} M steps/s (cpu-time {record['steps_per_cpu_s'] / 1e6:.3f})"
           f"  ratio {record['ratio']:.2f}x (cpu-time {record['ratio_cpu_time']:.2f}x) vs "
-          f"reference {low / 1e6:g}-{high / 1e6:g} M (mid {record['reference_mid'] / 1e6:.3g} M)"
+          f"reference {record['reference_steps_per_s'] / 1e6:g} M"
           f"  [{record['device']}, {record['cores']} cores, load {record['load_avg_1m']:.1f}]")
 
 

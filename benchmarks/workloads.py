@@ -2,7 +2,9 @@
 
 Each workload is the algorithms the reference was timed on, the tasks, the memory sizes
 and the reference's per-core throughput in training steps/s (one step = one Predict +
-Learn on one example of one task for one algorithm).
+Learn on one example of one task for one algorithm): the figures of
+``shared/bench/README.md`` (the reference's ``Executor``, -O2, pinned to one core, warmed
+up, median of 5 processes, measured 2026-12-06).
 
 Example:
     >>> from benchmarks import workloads
@@ -27,6 +29,9 @@ DEFAULT_BENCH_DIR = os.environ.get(
     "AZERO_BENCH_DIR",
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "bench"))
 
+# The C++ reference's one-core training steps/s (shared/bench/README.md, 2026-12-06).
+REFERENCE_STEPS_PER_S = {"w1": 27.4e6, "w2": 1.72e6, "w3": 17.1e6}
+
 W2_DATASETS = ("binary_cifar10-pos_0-neg_1-dim_16-seed_67",
                "binary_cifar10-pos_3-neg_5-dim_16-seed_14",
                "binary_cifar10-pos_8-neg_9-dim_16-seed_21")
@@ -41,19 +46,14 @@ class Workload:
       algorithms: the algorithms (W3: the hand-coded NN repeated ``repeat`` times).
       tasks: the tasks; every algorithm is evaluated on every task.
       memory: address-space sizes.
-      reference_steps_per_s: the C++ reference's single-core (low, high) figures.
+      reference_steps_per_s: the C++ reference's single-core training steps/s.
     """
 
     name: str
     algorithms: tuple
     tasks: tuple
     memory: MemoryConfig
-    reference_steps_per_s: tuple[float, float]
-
-    @property
-    def reference_midpoint(self) -> float:
-        low, high = self.reference_steps_per_s
-        return 0.5 * (low + high)
+    reference_steps_per_s: float
 
 
 def _bench_dir(bench_dir: str | None) -> str:
@@ -93,16 +93,17 @@ def load(name: str, bench_dir: str | None = None) -> Workload:
         tasks = make_tasks(TaskSpec("scalar_linear_regression_task", 4, 100, 100, "rms_error",
                                     num_tasks=10))
         return Workload("w1", tuple(read_algorithms(os.path.join(folder, "w1_demo.jsonl"))),
-                        tuple(tasks), MemoryConfig(4, 3, 1), (15.6e6, 23.5e6))
+                        tuple(tasks), MemoryConfig(4, 3, 1), REFERENCE_STEPS_PER_S["w1"])
     if name == "w2":
         return Workload("w2", tuple(read_algorithms(os.path.join(folder, "w2_s10.jsonl"))),
-                        tuple(w2_tasks(folder)), MemoryConfig(5, 9, 2), (0.87e6, 1.0e6))
+                        tuple(w2_tasks(folder)), MemoryConfig(5, 9, 2),
+                        REFERENCE_STEPS_PER_S["w2"])
     if name == "w3":
         tasks = make_tasks(TaskSpec("scalar_2layer_nn_regression_task", 4, 1000, 100,
                                     "rms_error", num_tasks=10))
         (nn,) = read_algorithms(os.path.join(folder, "w3_nn.jsonl"))
         return Workload("w3", (nn,) * 100, tuple(tasks), MemoryConfig(5, 9, 2),
-                        (8.7e6, 13.2e6))
+                        REFERENCE_STEPS_PER_S["w3"])
     raise ValueError(f"unknown workload {name!r}; expected w1, w2 or w3")
 
 

@@ -330,7 +330,9 @@ SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, 2.0, 0.5])
 DETERMINISTIC_OPS = [op.code for op in ops.OPS if not op.random]
 
 
-@pytest.mark.parametrize("F", [4, 7])  # 4: specialised kernels; 7: the generic ones
+# 4, 16: specialised kernels; 7, 13: the generic ones; 13, 16 take the large-F paths
+# (vectorised loops through tmp), 4, 7 the unrolled ones.
+@pytest.mark.parametrize("F", [4, 7, 13, 16])
 def test_every_op_alone_matches_numpy(F):
     rng = np.random.default_rng(F)
     memory = az.MemoryConfig(4, 3, 3)
@@ -459,6 +461,46 @@ def test_threads_and_batches_agree():
     single = az.evaluate_pairs(algorithms, tasks, a_idx[7:8], t_idx[7:8], **kwargs)
     assert single.fitness[0] == one.fitness[7]
     np.testing.assert_array_equal(single.train_errors[0], one.train_errors[7])
+
+
+def test_no_ops_are_dropped_and_change_nothing():
+    tasks = [az.tasks.scalar_linear_regression_task(4, 30, 10, data_seed=i, param_seed=i,
+                                                    index=i, num_epochs=2) for i in range(3)]
+    plain = az.generator.neural_net(0.05, 0.1, 4)
+    padded = az.Algorithm(*([I("NO_OP")] + list(component) + [I("NO_OP")] * 2
+                            for component in plain.components))
+    only_no_ops = az.Algorithm([I("NO_OP")], [I("NO_OP")], [I("NO_OP")])
+    empty = az.Algorithm([], [], [])
+    a_idx, t_idx = np.repeat(np.arange(4), 3), np.tile(np.arange(3), 4)
+    kwargs = dict(memory=az.MemoryConfig(5, 9, 2), backend=BACKEND, record_errors=(40, 10),
+                  seed=5, algorithm_ids=np.array([7, 7, 9, 9]))
+    out = az.evaluate_pairs([plain, padded, only_no_ops, empty], tasks, a_idx, t_idx, **kwargs)
+    for field in ("fitness", "train_steps", "train_errors", "valid_errors"):
+        values = getattr(out, field)
+        np.testing.assert_array_equal(values[:3], values[3:6], err_msg=field)
+        np.testing.assert_array_equal(values[6:9], values[9:], err_msg=field)
+    assert np.all(out.train_steps[6:] == 60)  # (the net aborts on some tasks: also compared)
+    # The decoded code holds no NO_OP: a program's own instructions plus the 6 pseudo-ops
+    # of the evaluation loop, Predict twice (training and validation).
+    flat, bounds = cpu_evaluator._flatten_programs([padded, only_no_ops])
+    code, _, starts = cpu_evaluator._decode(flat, az.MemoryConfig(5, 9, 2), 4, None, bounds)
+    ops_decoded = code[0::4]
+    assert not np.any(ops_decoded == 0)
+    sizes = [len(component) for component in plain.components]
+    assert starts.tolist() == [0, sizes[0] + 2 * sizes[1] + sizes[2] + 6]
+    assert len(ops_decoded) == starts[1] + 6
+
+
+@pytest.mark.parametrize("predict", [
+    [I("VECTOR_CONST_SET_OP", out=0, f0=0.76, f1=100.0)],  # one entry of v0 (the last)
+    [I("SCALAR_VECTOR_PRODUCT_OP", 1, 0, 0)],  # the whole of v0
+    [I("VECTOR_CONST_SET_OP", out=1, f0=0.76, f1=100.0)]])  # not v0
+def test_learn_sees_the_features_even_after_predict_wrote_v0(predict):
+    task = az.tasks.unit_test_ones_task(4, 10, 3)
+    learn = [I("VECTOR_INNER_PRODUCT_OP", 0, 0, 2)]  # s2 = dot(v0, v0)
+    out = cpu_evaluator.run_debug(az.Algorithm([I("SCALAR_CONST_SET_OP", out=1, d=7.0)],
+                                               predict, learn), task, MEM)
+    assert out["scalars"][2] == 4.0  # the features (all ones), whatever Predict did to v0
 
 
 def test_empty_batch_and_bad_threads():
