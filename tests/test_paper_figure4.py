@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(ROOT, "experiments", "paper"))
 
 import figure4  # noqa: E402
 import figure4_lib  # noqa: E402
-import paper_stats  # noqa: E402
+import paper_common  # noqa: E402
 
 TINY = dict(evals=40, population=20, num_train=20)
 
@@ -95,12 +95,12 @@ def test_other_settings_are_refused(tmp_path):
 
 
 def test_intervals():
-    low, high = paper_stats.wilson(5, 100)
+    low, high = paper_common.wilson(5, 100)
     assert 0.02 < low < 0.05 < high < 0.12
-    assert paper_stats.wilson(0, 1000) == (0.0, pytest.approx(1 - 0.025 ** (1 / 1000)))
-    both = paper_stats.rate_ratio(10, 100, 10, 10_000, scale_a=100)
+    assert paper_common.wilson(0, 1000) == (0.0, pytest.approx(1 - 0.025 ** (1 / 1000)))
+    both = paper_common.rate_ratio(10, 100, 10, 10_000, scale_a=100)
     assert both["ratio"] == pytest.approx(1.0)
     assert both["ratio_ci_low"] < 1 < both["ratio_ci_high"]
-    none_rs = paper_stats.rate_ratio(10, 100, 0, 10**7, scale_a=1000)
+    none_rs = paper_common.rate_ratio(10, 100, 0, 10**7, scale_a=1000)
     assert none_rs["ratio"] is None and none_rs["ratio_ci_high"] == math.inf
     assert none_rs["ratio_ci_low"] > 100  # 1e-4 per evaluation against < 4e-7

@@ -17,15 +17,11 @@ Example (about a minute per 100 k evaluations per core)::
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import fcntl
 import json
 import math
 import multiprocessing
 import os
 import sys
-import tempfile
-import time
 
 from absl import app, flags
 
@@ -33,22 +29,26 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import figure4_lib  # noqa: E402
-import paper_stats  # noqa: E402
+import paper_common  # noqa: E402
 
 RESULTS_NAME = "figure4_results.json"
 FORMAT = 1
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("task_type", "linear_backprop", sorted(figure4_lib.TASK_TYPES),
-                  "The Figure 4 task type to measure.")
-flags.DEFINE_integer("budget", 100_000, "Evaluations per method added by this run (rounded up "
-                     "to whole experiments; 0: only print the summary / plot).")
-flags.DEFINE_string("results_dir", "figure4_results", "Folder of the accumulated JSON.")
-flags.DEFINE_integer("num_workers", 1, "Processes (one core each); 0: in this process.")
-flags.DEFINE_string("plot", None, "Write the figure (PNG) of every measured task type here.")
-flags.DEFINE_integer("evals_per_experiment", None, "Override S5's experiment size (tests).")
-flags.DEFINE_integer("population_size", 1000, "Override S5's P = 1000 (tests).")
-flags.DEFINE_integer("num_train_examples", figure4_lib.NUM_TRAIN, "Override (tests).")
+
+
+def define_flags() -> None:
+    """The flags (defined only when run as a program, so tests can import the module)."""
+    flags.DEFINE_enum("task_type", "linear_backprop", sorted(figure4_lib.TASK_TYPES),
+                      "The Figure 4 task type to measure.")
+    flags.DEFINE_integer("budget", 100_000, "Evaluations per method added by this run (rounded up "
+                         "to whole experiments; 0: only print the summary / plot).")
+    flags.DEFINE_string("results_dir", "figure4_results", "Folder of the accumulated JSON.")
+    flags.DEFINE_integer("num_workers", 1, "Processes (one core each); 0: in this process.")
+    flags.DEFINE_string("plot", None, "Write the figure (PNG) of every measured task type here.")
+    flags.DEFINE_integer("evals_per_experiment", None, "Override S5's experiment size (tests).")
+    flags.DEFINE_integer("population_size", 1000, "Override S5's P = 1000 (tests).")
+    flags.DEFINE_integer("num_train_examples", figure4_lib.NUM_TRAIN, "Override (tests).")
 
 
 def settings(task_type: str, evals: int, population: int, num_train: int) -> dict:
@@ -66,26 +66,10 @@ def settings(task_type: str, evals: int, population: int, num_train: int) -> dic
             "accept": f"mean RMS <= reference's * (1 + {figure4_lib.ACCEPT_RTOL})"}
 
 
-@contextlib.contextmanager
 def locked_results(results_dir: str):
-    """The results dict, read under an exclusive lock and atomically replaced on exit."""
-    os.makedirs(results_dir, exist_ok=True)
-    path = os.path.join(results_dir, RESULTS_NAME)
-    with open(os.path.join(results_dir, ".figure4.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        data = {"format": FORMAT, "task_types": {}}
-        if os.path.exists(path):
-            with open(path) as handle:
-                data = json.load(handle)
-            if data.get("format") != FORMAT:
-                raise ValueError(f"{path}: unknown format {data.get('format')!r}")
-        yield data
-        fd, tmp = tempfile.mkstemp(dir=results_dir, prefix=".figure4.", suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+    """The accumulated results, locked and atomically replaced (see paper_common)."""
+    return paper_common.locked_json(os.path.join(results_dir, RESULTS_NAME),
+                                    {"format": FORMAT, "task_types": {}})
 
 
 def entry_for(data: dict, task_type: str, config: dict) -> dict:
@@ -108,8 +92,8 @@ def summarize(task_type: str, entry: dict) -> dict:
     s_ev = sum(r["successes"] for r in evo)
     n_ev = sum(r["evaluations"] for r in evo)
     size = entry["settings"]["evals_per_experiment"]
-    rs_ci = paper_stats.wilson(k_rs, n_rs)
-    ev_ci = paper_stats.wilson(s_ev, m_ev)
+    rs_ci = paper_common.wilson(k_rs, n_rs)
+    ev_ci = paper_common.wilson(s_ev, m_ev)
     out = {
         "task_type": task_type,
         "rs_evaluations": n_rs, "rs_acceptable": k_rs,
@@ -124,7 +108,7 @@ def summarize(task_type: str, entry: dict) -> dict:
         "cpu_secs": round(sum(r["elapsed_secs"] for r in rs + evo), 1),
     }
     # Evolution's trials are experiments (one success at most each), RS's evaluations.
-    out.update(paper_stats.rate_ratio(s_ev, m_ev, k_rs, n_rs, scale_a=size))
+    out.update(paper_common.rate_ratio(s_ev, m_ev, k_rs, n_rs, scale_a=size))
     return out
 
 
@@ -254,4 +238,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -35,7 +35,7 @@ from azero_jax import evaluator as evaluator_lib
 from azero_jax import generator
 from azero_jax.evaluator import MemoryConfig
 from azero_jax.evolution import Search
-from azero_jax.population import Programs
+from azero_jax.population import FIELDS, Programs
 from azero_jax.program import Algorithm, instruction as I
 from azero_jax.spec import SearchSpec
 from azero_jax.tasks import TaskSpec, make_tasks
@@ -163,8 +163,7 @@ class ObservedSearch(Search):
             programs = programs.with_length(fixed.length)
         for c in self._fixed_components:
             programs.size[:, c] = fixed.size[0, c]
-            for name, array in zip(("op", "in1", "in2", "out", "d", "f0", "f1", "f2"),
-                                   programs.fields()):
+            for name, array in zip(FIELDS, programs.fields()):
                 array[:, c, :] = 0
                 array[:, c, :fixed.length] = getattr(fixed, name)[0, c]
         return programs

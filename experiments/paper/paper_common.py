@@ -1,4 +1,5 @@
-"""Confidence intervals for the paper-reproduction harnesses (no SciPy needed).
+"""Shared by the paper-reproduction harnesses: confidence intervals (no SciPy needed)
+and an additive JSON results file.
 
 * A rate ``k / n``: the Wilson score interval; with ``k = 0`` the exact (Clopper-Pearson)
   upper bound ``1 - (alpha/2)^(1/n)`` replaces Wilson's, which is too narrow there.
@@ -10,7 +11,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import math
+import os
+import tempfile
 
 Z95 = 1.959963984540054
 Z975 = 2.241402727604947  # two-sided 97.5 %: each of two intervals in a Bonferroni pair
@@ -61,3 +67,27 @@ def rate_ratio(a: int, n_a: int, b: int, n_b: int, scale_a: float = 1.0,
     high = (a_hi / scale_a) / (b_lo / scale_b) if b > 0 else math.inf
     return {"ratio": None, "ratio_ci_low": low, "ratio_ci_high": high,
             "ratio_ci_method": "bound: a count is 0 (97.5 % Wilson / exact per rate)"}
+
+
+@contextlib.contextmanager
+def locked_json(path: str, empty: dict):
+    """The JSON at ``path`` (``empty`` if missing), held under an exclusive lock (a
+    ``.lock`` file beside it, so concurrent runs add up) and atomically replaced on a
+    normal exit: a crash mid-write leaves the previous file intact."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "." + os.path.basename(path) + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = empty
+        if os.path.exists(path):
+            with open(path) as handle:
+                data = json.load(handle)
+            if data.get("format") != empty.get("format"):
+                raise ValueError(f"{path}: unknown format {data.get('format')!r}")
+        yield data
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp.", suffix=".json")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
