@@ -86,6 +86,8 @@ def test_counts_resume_and_add_up(tmp_path, monkeypatch):
     for key in ("task_type", "rs_rate", "evolution_rate", "ratio", "ratio_ci_low",
                 "ratio_ci_high"):
         assert key in second
+    figure4.plot(str(tmp_path), str(tmp_path / "figure4.png"))
+    assert (tmp_path / "figure4.png").stat().st_size > 10_000
 
 
 def test_other_settings_are_refused(tmp_path):
@@ -104,3 +106,12 @@ def test_intervals():
     none_rs = paper_common.rate_ratio(10, 100, 0, 10**7, scale_a=1000)
     assert none_rs["ratio"] is None and none_rs["ratio_ci_high"] == math.inf
     assert none_rs["ratio_ci_low"] > 100  # 1e-4 per evaluation against < 4e-7
+
+
+def test_reduced_difficulty_variants_fix_learns_first_instructions():
+    search = figure4_lib.make_search("linear_backprop_fixed2", "evolution", 0, 40, 20, 20)
+    search.run(max_individuals=40)
+    reference = figure4_lib.linear_reference().learn
+    for algorithm in search.population:
+        assert algorithm.learn[:2].tobytes() == reference[:2].tobytes()
+    assert not figure4_lib.TASK_TYPES["linear_backprop_fixed2"].paper

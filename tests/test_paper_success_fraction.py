@@ -46,3 +46,10 @@ def test_fractions_accumulate_and_compare(tmp_path):
     assert all(r["individuals"] == 200 for r in group["configs"]["fec=on"])
     none = sf.summarize(group["configs"]["fec=on"], 2.0)
     assert none["successes"] == 0 and none["ci_high"] < 1.0
+
+
+def test_a_train_step_budget_lets_fec_buy_individuals():
+    setup = sf.Setup(SPEC, None, (4, 3, 1), 0, 20, 100, max_train_steps=300_000)
+    on, off = sf.run_one(setup, "fec=on", 5), sf.run_one(setup, "fec=off", 5)
+    assert on["individuals"] > 2 * off["individuals"]  # FEC answers repeats for free
+    assert 300_000 <= off["train_steps"] < 300_000 + 20 * 10 * 100 + 10_000

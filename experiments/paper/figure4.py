@@ -57,6 +57,7 @@ def settings(task_type: str, evals: int, population: int, num_train: int) -> dic
     return {"task_type": task_type, "task": kind.task_type, "memory": list(kind.memory),
             "sizes": list(kind.sizes), "ops": [list(o) for o in kind.op_lists],
             "fixed_components": list(kind.fixed_components),
+            **({"fixed_learn": kind.fixed_learn} if kind.fixed_learn else {}),
             "evals_per_experiment": evals, "population_size": population,
             "tournament_size": 10, "mutate_prob": 0.9,
             "mutation_types": list(figure4_lib.MUTATION_TYPES),

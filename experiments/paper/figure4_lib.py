@@ -87,6 +87,10 @@ class TaskType:
     # Backprop types search only Learn: Setup and Predict are the reference's (its
     # learning-rate constant and its prediction), fixed, and never mutated.
     fixed_components: tuple[int, ...] = ()
+    # Not S5: the reduced-difficulty variants also fix Learn's first instructions to the
+    # reference's (a difficulty ladder a CPU can measure; see docs/paper_figure4.md).
+    fixed_learn: int = 0
+    paper: bool = True
 
     def reference(self, learning_rate: float = LEARNING_RATE) -> Algorithm:
         make = linear_reference if self.task_type.startswith("scalar_linear") else affine_reference
@@ -104,6 +108,12 @@ TASK_TYPES = {
         TaskType("affine_regressor", "scalar_affine_regression_task", (5, 3, 1), (6, 2, 6),
                  (CONST_SETS, ("SCALAR_SUM_OP", "VECTOR_INNER_PRODUCT_OP"), AFFINE_LEARN),
                  100_000),
+        TaskType("linear_backprop_fixed2", "scalar_linear_regression_task", (4, 3, 1),
+                 (5, 1, 4), ((), (), LINEAR_LEARN), 10_000, fixed_components=(0, 1),
+                 fixed_learn=2, paper=False),
+        TaskType("linear_backprop_fixed1", "scalar_linear_regression_task", (4, 3, 1),
+                 (5, 1, 4), ((), (), LINEAR_LEARN), 10_000, fixed_components=(0, 1),
+                 fixed_learn=1, paper=False),
     )
 }
 METHODS = ("rs", "evolution")
@@ -147,16 +157,17 @@ class ObservedSearch(Search):
     """
 
     def __init__(self, *args, fixed: Algorithm | None = None, fixed_components=(),
-                 capacity: int, **kwargs):
+                 fixed_learn: int = 0, capacity: int, **kwargs):
         self._fixed = None if fixed is None else Programs.from_algorithms([fixed])
         self._fixed_components = tuple(fixed_components)
+        self._fixed_learn = int(fixed_learn)
         self.observed = None
         self._capacity = int(capacity)
         super().__init__(*args, **kwargs)
         self.observed = np.full((self._capacity, len(self.tasks)), np.nan)
 
     def _pin(self, programs: Programs) -> Programs:
-        if self._fixed is None or not self._fixed_components:
+        if self._fixed is None or not (self._fixed_components or self._fixed_learn):
             return programs
         fixed = self._fixed
         if fixed.length > programs.length:
@@ -166,6 +177,10 @@ class ObservedSearch(Search):
             for name, array in zip(FIELDS, programs.fields()):
                 array[:, c, :] = 0
                 array[:, c, :fixed.length] = getattr(fixed, name)[0, c]
+        k = self._fixed_learn
+        for name, array in zip(FIELDS, programs.fields()):
+            # A mutation of a fixed instruction is undone: that child repeats its parent.
+            array[:, 2, :k] = getattr(fixed, name)[0, 2, :k]
         return programs
 
     def initial_programs(self, ids: np.ndarray) -> Programs:
@@ -215,7 +230,8 @@ def make_search(task_type: str, method: str, index: int, evals: int,
                           random_search=method == "rs", tasks=make_tasks(tspec),
                           evaluator_options={"num_threads": 1},
                           fixed=kind.reference(learning_rate),
-                          fixed_components=kind.fixed_components, capacity=evals)
+                          fixed_components=kind.fixed_components,
+                          fixed_learn=kind.fixed_learn, capacity=evals)
 
 
 def run_experiment(task_type: str, method: str, index: int, evals: int | None = None,

@@ -90,4 +90,5 @@ def locked_json(path: str, empty: dict):
             json.dump(data, handle, indent=1, sort_keys=True)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the results from others
         os.replace(tmp, path)

@@ -11,7 +11,8 @@ A configuration is a comma-separated list of switches applied to the spec:
 (S3's default hurdle), ``migration=on|off`` (two islands of half the population,
 exchanging half of it every ``--migration_interval`` evaluations, or not at all);
 ``base`` leaves the spec as it is. Every configuration gets the same budget
-(``--max_individuals`` per experiment, summed over islands).
+(``--max_individuals`` per experiment, or ``--max_train_steps`` -- the reference's
+budget, the one under which FEC and hurdles save compute -- summed over islands).
 
 Results accumulate in ``--results`` (JSON, locked and atomically replaced): run it again
 to add experiments; experiments already there (same configuration and seed) are skipped.
@@ -58,7 +59,11 @@ def define_flags() -> None:
     flags.DEFINE_multi_string("configs", ["base"], "Configurations (see the module docstring); "
                               "the first two are compared.")
     flags.DEFINE_integer("num_experiments", 30, "Experiments per configuration.")
-    flags.DEFINE_integer("max_individuals", 20000, "Evaluations per experiment (all islands).")
+    flags.DEFINE_integer("max_individuals", 20000, "Evaluations per experiment (all islands); "
+                         "0: no limit (use --max_train_steps).")
+    flags.DEFINE_integer("max_train_steps", 0, "Training steps per experiment (all islands; "
+                         "FEC's saved steps buy more individuals, as in the reference); "
+                         "0: the spec's.")
     flags.DEFINE_integer("population_size", None, "Override the spec's population size.")
     flags.DEFINE_float("threshold", 0.9, "Success: final fitness >= this.")
     flags.DEFINE_integer("migration_interval", 1000, "Island evaluations between migrations.")
@@ -77,6 +82,7 @@ class Setup:
     max_individuals: int
     population_size: int | None
     migration_interval: int
+    max_train_steps: int = 0
 
 
 def parse_config(text: str) -> dict:
@@ -108,6 +114,8 @@ def configured_spec(setup: Setup, items: dict):
     changes = {}
     if setup.population_size:
         changes["population_size"] = int(setup.population_size)
+    if setup.max_train_steps:
+        changes["max_train_steps"] = int(setup.max_train_steps)
     if "fec" in items:
         changes["fec"] = FECConfig(10, 10) if items["fec"] else None
     if "hurdles" in items:
@@ -133,21 +141,23 @@ def run_one(setup: Setup, config: str, seed: int) -> dict:
     if "migration" in items:
         # Two islands of half the population each: the same individuals in all.
         half = max(1, spec.population_size // 2)
-        spec = dataclasses.replace(spec, population_size=half)
+        spec = dataclasses.replace(spec, population_size=half,
+                                   max_train_steps=spec.max_train_steps // 2)
         island_config = islands.IslandsConfig(
             num_islands=2, migration_interval=setup.migration_interval if items["migration"]
             else 0, parallel="batched")
         result = islands.run_islands(spec, island_config, memory=memory, seed=seed,
                                      backend="cpu", evaluator_options=options,
-                                     max_individuals=setup.max_individuals // 2)
-        algorithm, search_fitness, individuals = (result.algorithm, result.fitness,
-                                                  result.individuals)
+                                     max_individuals=setup.max_individuals // 2 or None)
+        algorithm, search_fitness, individuals, train_steps = (
+            result.algorithm, result.fitness, result.individuals, result.train_steps)
     else:
         search = Search(spec, memory=memory, seed=seed, backend="cpu",
                         evaluator_options=options)
-        candidate = search.run(max_individuals=setup.max_individuals)
-        algorithm, search_fitness, individuals = (candidate.algorithm, candidate.fitness,
-                                                  candidate.num_individuals)
+        candidate = search.run(max_individuals=setup.max_individuals or None)
+        algorithm, search_fitness, individuals, train_steps = (
+            candidate.algorithm, candidate.fitness, candidate.num_individuals,
+            candidate.train_steps)
     tasks = make_tasks(parse_task_collection(setup.select_text) if setup.select_text
                        else spec.search_tasks)
     grid = evaluator.evaluate([algorithm], tasks, num_scalars=memory.num_scalars,
@@ -155,7 +165,8 @@ def run_one(setup: Setup, config: str, seed: int) -> dict:
                               backend="cpu", **options)
     final = float(evaluator.combine_fitnesses(np.asarray(grid)[0], spec.fitness_combination_mode))
     return {"seed": int(seed), "final_fitness": final, "search_fitness": float(search_fitness),
-            "individuals": int(individuals), "elapsed_secs": round(time.monotonic() - start, 2)}
+            "individuals": int(individuals), "train_steps": int(train_steps),
+            "elapsed_secs": round(time.monotonic() - start, 2)}
 
 
 def summarize(records: list[dict], threshold: float) -> dict:
@@ -259,7 +270,8 @@ def main(argv):
         if len(memory) != 3:
             raise ValueError("--memory needs three numbers: scalars,vectors,matrices")
         setup = Setup(_text(FLAGS.spec), _text(FLAGS.select_tasks), memory,
-                      FLAGS.max_individuals, FLAGS.population_size, FLAGS.migration_interval)
+                      FLAGS.max_individuals, FLAGS.population_size, FLAGS.migration_interval,
+                      FLAGS.max_train_steps)
         configs = list(FLAGS.configs)
         for c in configs:
             parse_config(c)
