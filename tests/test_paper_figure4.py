@@ -88,6 +88,8 @@ def test_counts_resume_and_add_up(tmp_path, monkeypatch):
         assert key in second
     figure4.plot(str(tmp_path), str(tmp_path / "figure4.png"))
     assert (tmp_path / "figure4.png").stat().st_size > 10_000
+    table = figure4.markdown_table(str(tmp_path))
+    assert f"| linear_backprop | {second['rs_acceptable']} / 120 |" in table
 
 
 def test_other_settings_are_refused(tmp_path):

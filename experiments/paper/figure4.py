@@ -46,6 +46,7 @@ def define_flags() -> None:
     flags.DEFINE_string("results_dir", "figure4_results", "Folder of the accumulated JSON.")
     flags.DEFINE_integer("num_workers", 1, "Processes (one core each); 0: in this process.")
     flags.DEFINE_string("plot", None, "Write the figure (PNG) of every measured task type here.")
+    flags.DEFINE_boolean("table", False, "Print every measured task type as a Markdown table.")
     flags.DEFINE_integer("evals_per_experiment", None, "Override S5's experiment size (tests).")
     flags.DEFINE_integer("population_size", 1000, "Override S5's P = 1000 (tests).")
     flags.DEFINE_integer("num_train_examples", figure4_lib.NUM_TRAIN, "Override (tests).")
@@ -184,43 +185,82 @@ def _job(task_type, method, index, evals, population, num_train):
                                       population_size=population, num_train=num_train)
 
 
+def markdown_table(results_dir: str) -> str:
+    """Every measured task type's counts, rates, ratio and intervals as a Markdown table."""
+    with open(os.path.join(results_dir, RESULTS_NAME)) as handle:
+        data = json.load(handle)
+    rows = ["| task type | RS acceptable / evals | RS rate [95 %] | difficulty | evolution "
+            "successes / expts (evals) | evolution rate [95 %] | ratio [95 %] | worker s |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, entry in sorted(data["task_types"].items(),
+                              key=lambda item: list(figure4_lib.TASK_TYPES).index(item[0])):
+        s = summarize(name, entry)
+        if not s["rs_evaluations"]:
+            continue
+        paper = "" if figure4_lib.TASK_TYPES[name].paper else " (not S5)"
+        difficulty = (_fmt(s["difficulty"]) if s["difficulty"]
+                      else f"> {_fmt(1 / s['rs_rate_ci_high'])}")
+        rows.append(
+            f"| {name}{paper} | {s['rs_acceptable']} / {s['rs_evaluations']:,} | "
+            f"{_fmt(s['rs_rate'])} [{_fmt(s['rs_rate_ci_low'])}, {_fmt(s['rs_rate_ci_high'])}] | "
+            f"{difficulty} | {s['evolution_successes']} / {s['evolution_experiments']} "
+            f"({s['evolution_evaluations']:,}) | {_fmt(s['evolution_rate'])} "
+            f"[{_fmt(s['evolution_rate_ci_low'])}, {_fmt(s['evolution_rate_ci_high'])}] | "
+            f"{_fmt(s['ratio'])} [{_fmt(s['ratio_ci_low'])}, {_fmt(s['ratio_ci_high'])}] | "
+            f"{s['cpu_secs']:.0f} |")
+    return "\n".join(rows)
+
+
 PAPER = ("Paper (§4.1): RS finds 1 acceptable linear regressor in ~1e7; evolution is ~5x "
          "more efficient there, and the advantage grows with difficulty.")
 
 
 def plot(results_dir: str, path: str) -> None:
-    """Figure 4 as the paper draws it: difficulty (1 / RS rate, log x) vs. ratio."""
+    """Figure 4 as the paper draws it: difficulty (1 / RS rate, log x) against the ratio.
+
+    A task type with no RS success has only a lower bound on its difficulty (drawn with
+    an arrow to the right); with no evolution success either, its ratio is unknown (drawn
+    on the ratio-1 line, hollow). Reduced-difficulty variants (not S5) are squares.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     with open(os.path.join(results_dir, RESULTS_NAME)) as handle:
         data = json.load(handle)
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 5))
     for name, entry in sorted(data["task_types"].items()):
         s = summarize(name, entry)
-        if not s["rs_evaluations"]:
+        if not s["rs_evaluations"] or not s["evolution_experiments"]:
             continue
-        # Difficulty's interval is the inverse of the RS rate's; with no RS success only
-        # its lower bound is known (drawn as an arrow).
-        x = s["difficulty"] or 1.0 / s["rs_rate_ci_high"]
-        lo, hi = s["ratio_ci_low"], s["ratio_ci_high"]
-        y = s["ratio"] if s["ratio"] is not None else lo
-        if s["ratio"] is not None:
-            ax.errorbar([x], [y], yerr=[[y - lo], [hi - y]], fmt="o", capsize=4, label=name)
-        else:
-            ax.plot([x], [max(y, 1e-3)], "^", label=f"{name} (lower bounds)")
-            ax.annotate("", xy=(x * 3, max(y, 1e-3)), xytext=(x, max(y, 1e-3)),
-                        arrowprops={"arrowstyle": "->"})
+        marker = "o" if figure4_lib.TASK_TYPES[name].paper else "s"
+        label = f"{name} ({s['rs_evaluations']:.2g} + {s['evolution_evaluations']:.2g} evals)"
         if s["difficulty"]:
-            ax.hlines(y, 1.0 / s["rs_rate_ci_high"], 1.0 / s["rs_rate_ci_low"], alpha=0.3)
+            x = s["difficulty"]
+            xerr = [[x - 1 / s["rs_rate_ci_high"]], [1 / s["rs_rate_ci_low"] - x]]
+        else:
+            x, xerr = 1 / s["rs_rate_ci_high"], None
+        if s["ratio"] is not None:
+            y, yerr = s["ratio"], [[s["ratio"] - s["ratio_ci_low"]],
+                                   [s["ratio_ci_high"] - s["ratio"]]]
+            ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt=marker, capsize=4, label=label)
+            continue
+        known = s["ratio_ci_low"] > 0
+        y = s["ratio_ci_low"] if known else 1.0
+        ax.plot([x], [y], marker, mfc=None if known else "none", ms=8,
+                label=label + ("" if known else ": no success by either method"))
+        ax.annotate("", xy=(x * 4, y), xytext=(x, y), arrowprops={"arrowstyle": "->"})
+        if known:
+            ax.annotate("", xy=(x, y * 4), xytext=(x, y), arrowprops={"arrowstyle": "->"})
+    ax.plot([1e7], [5.0], "*", ms=12, color="k", label="paper: linear regression (~1e7, ~5x)")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xlim(left=1e2, right=1e9)
     ax.set_xlabel("task difficulty (1 / RS success rate)")
     ax.set_ylabel("success rate ratio (evolution / RS)")
-    ax.set_title("Figure 4 on a CPU (95% intervals)")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title("Figure 4 on a CPU (95 % intervals; arrows: bounds)")
+    ax.legend(fontsize=7, loc="upper left")
     fig.text(0.01, 0.01, PAPER, fontsize=7)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=120)
@@ -234,6 +274,8 @@ def main(argv):
         if FLAGS.plot:
             plot(FLAGS.results_dir, FLAGS.plot)
             print(f"wrote {FLAGS.plot}")
+        if FLAGS.table:
+            print(markdown_table(FLAGS.results_dir))
     except ValueError as error:
         sys.exit(f"figure4: {error}")
 

@@ -270,8 +270,6 @@ def run_experiment(task_type: str, method: str, index: int, evals: int | None = 
         "elapsed_secs": round(time.monotonic() - start, 3),
     }
     if len(accepted):
-        # The first acceptable algorithm, when it is still in the population to be read.
-        alive = np.flatnonzero(search.birth == accepted[0])
-        if len(alive):
-            record["example"] = str(search.programs.algorithm(int(alive[0])))
+        # The fittest individual ever evaluated (by mean fitness), for the record.
+        record["example"] = str(search.best_ever[0])
     return record
