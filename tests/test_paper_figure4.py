@@ -110,10 +110,14 @@ def test_intervals():
     assert none_rs["ratio_ci_low"] > 100  # 1e-4 per evaluation against < 4e-7
 
 
-def test_reduced_difficulty_variants_fix_learns_first_instructions():
-    search = figure4_lib.make_search("linear_backprop_fixed2", "evolution", 0, 40, 20, 20)
+@pytest.mark.parametrize("method", figure4_lib.METHODS)
+def test_every_evaluated_program_is_pinned(method):
+    search = figure4_lib.make_search("linear_backprop_fixed2", method, 0, 40, 20, 20)
     search.run(max_individuals=40)
-    reference = figure4_lib.linear_reference().learn
-    for algorithm in search.population:
-        assert algorithm.learn[:2].tobytes() == reference[:2].tobytes()
+    reference = figure4_lib.linear_reference()
+    for algorithm in search.population:  # after 2 sweeps: the last 20 evaluated
+        assert algorithm.setup.tobytes() == reference.setup.tobytes()
+        assert algorithm.predict.tobytes() == reference.predict.tobytes()
+        assert algorithm.learn[:2].tobytes() == reference.learn[:2].tobytes()
+    assert not np.isnan(search.observed).any()
     assert not figure4_lib.TASK_TYPES["linear_backprop_fixed2"].paper
