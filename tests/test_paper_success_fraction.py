@@ -44,6 +44,8 @@ def test_fractions_accumulate_and_compare(tmp_path):
     # Islands stop at their sweep boundaries, so a migrating run may overshoot by a sweep.
     assert all(200 <= r["individuals"] <= 220 for r in group["configs"]["migration=on"])
     assert all(r["individuals"] == 200 for r in group["configs"]["fec=on"])
+    table = sf.markdown_table(results)
+    assert "| scalar_linear_regression_task, P=20, 200 individuals | 0.0 | fec=on | 3 / 3 |" in table
     none = sf.summarize(group["configs"]["fec=on"], 2.0)
     assert none["successes"] == 0 and none["ci_high"] < 1.0
 

@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import json
 import math
 import multiprocessing
 import os
+import re
 import sys
 import time
 
@@ -70,6 +72,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_workers", 1, "Processes (one core each); 0: in this process.")
     flags.DEFINE_integer("seed_base", 1000, "Experiment k of a configuration uses seed_base + k.")
     flags.DEFINE_string("results", None, "Accumulated JSON results.")
+    flags.DEFINE_boolean("table", False, "Print everything in --results as a Markdown table.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,6 +243,30 @@ def run(setup: Setup, configs: list[str], num_experiments: int, threshold: float
     return summaries
 
 
+def markdown_table(results: str) -> str:
+    """Every configuration in ``results`` (per setup and threshold) as a Markdown table."""
+    with open(results) as handle:
+        data = json.load(handle)
+    rows = ["| spec (budget) | threshold | configuration | successes / N | fraction [95 % Wilson] "
+            "| mean individuals | mean final fitness |", "|---|---|---|---|---|---|---|"]
+    for entry in data["runs"].values():
+        setup = entry["setup"]
+        task = re.search(r"(\w+_task)\s*\{", setup["spec_text"])
+        budget = (f"{setup['max_train_steps']:.0e} train steps" if setup["max_train_steps"]
+                  else f"{setup['max_individuals']} individuals")
+        name = f"{task.group(1) if task else '?'}, P={setup['population_size']}, {budget}"
+        for config, records in entry["configs"].items():
+            if not records:
+                continue
+            s = summarize(records, entry["threshold"])
+            mean_ind = sum(r["individuals"] for r in records) / len(records)
+            mean_fit = sum(r["final_fitness"] for r in records) / len(records)
+            rows.append(f"| {name} | {entry['threshold']} | {config} | {s['successes']} / "
+                        f"{s['experiments']} | {s['fraction']:.2f} [{s['ci_low']:.2f}, "
+                        f"{s['ci_high']:.2f}] | {mean_ind:.0f} | {mean_fit:.4f} |")
+    return "\n".join(rows)
+
+
 def _results(setup, jobs, num_workers):
     if num_workers <= 0:
         for name, seed in jobs:
@@ -277,6 +304,8 @@ def main(argv):
             parse_config(c)
         run(setup, configs, FLAGS.num_experiments, FLAGS.threshold, FLAGS.results,
             FLAGS.num_workers, FLAGS.seed_base)
+        if FLAGS.table and FLAGS.results:
+            print(markdown_table(FLAGS.results))
     except ValueError as error:
         sys.exit(f"success_fraction: {error}")
 
