@@ -218,9 +218,9 @@ PAPER = ("Paper (§4.1): RS finds 1 acceptable linear regressor in ~1e7; evoluti
 def plot(results_dir: str, path: str) -> None:
     """Figure 4 as the paper draws it: difficulty (1 / RS rate, log x) against the ratio.
 
-    A task type with no RS success has only a lower bound on its difficulty (drawn with
-    an arrow to the right); with no evolution success either, its ratio is unknown (drawn
-    on the ratio-1 line, hollow). Reduced-difficulty variants (not S5) are squares.
+    A task type with no RS success has only a lower bound on its difficulty and on the
+    ratio (drawn with arrows); with no evolution success either, its ratio is unknown and
+    it is only named below the plot. Reduced-difficulty variants (not S5) are squares.
     """
     import matplotlib
     matplotlib.use("Agg")
@@ -229,6 +229,7 @@ def plot(results_dir: str, path: str) -> None:
     with open(os.path.join(results_dir, RESULTS_NAME)) as handle:
         data = json.load(handle)
     fig, ax = plt.subplots(figsize=(8, 5))
+    unknown = []
     for name, entry in sorted(data["task_types"].items()):
         s = summarize(name, entry)
         if not s["rs_evaluations"] or not s["evolution_experiments"]:
@@ -245,13 +246,13 @@ def plot(results_dir: str, path: str) -> None:
                                    [s["ratio_ci_high"] - s["ratio"]]]
             ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt=marker, capsize=4, label=label)
             continue
-        known = s["ratio_ci_low"] > 0
-        y = s["ratio_ci_low"] if known else 1.0
-        ax.plot([x], [y], marker, mfc=None if known else "none", ms=8,
-                label=label + ("" if known else ": no success by either method"))
+        if s["ratio_ci_low"] <= 0:  # no success by either method: no ratio to draw
+            unknown.append(f"{name} (difficulty > {_fmt(x)})")
+            continue
+        y = s["ratio_ci_low"]
+        ax.plot([x], [y], marker, ms=8, label=label + ": lower bounds")
         ax.annotate("", xy=(x * 4, y), xytext=(x, y), arrowprops={"arrowstyle": "->"})
-        if known:
-            ax.annotate("", xy=(x, y * 4), xytext=(x, y), arrowprops={"arrowstyle": "->"})
+        ax.annotate("", xy=(x, y * 4), xytext=(x, y), arrowprops={"arrowstyle": "->"})
     ax.plot([1e7], [5.0], "*", ms=12, color="k", label="paper: linear regression (~1e7, ~5x)")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xscale("log")
@@ -261,8 +262,10 @@ def plot(results_dir: str, path: str) -> None:
     ax.set_ylabel("success rate ratio (evolution / RS)")
     ax.set_title("Figure 4 on a CPU (95 % intervals; arrows: bounds)")
     ax.legend(fontsize=7, loc="upper left")
-    fig.text(0.01, 0.01, PAPER, fontsize=7)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    notes = [PAPER] + (["Not drawn, no success by either method: " + "; ".join(unknown)]
+                       if unknown else [])
+    fig.text(0.01, 0.01, "\n".join(notes), fontsize=7)
+    fig.tight_layout(rect=(0, 0.03 + 0.02 * len(notes), 1, 1))
     fig.savefig(path, dpi=120)
 
 
