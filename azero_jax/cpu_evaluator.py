@@ -227,6 +227,27 @@ def _layout(ins, dat, op, bounds, writes_v0):
     return code.astype(np.uint32).ravel(), constants.ravel(), starts[:, 0].copy()
 
 
+_OPERAND_TYPES = np.stack([_IN1_TYPE, _IN2_TYPE, _OUT_TYPE], axis=1)
+
+
+def _decode_tensors(programs: Programs, memory: MemoryConfig, F: int):
+    """``_decode`` for a search's tensors, compiled (``azero_jax._cpu_decode``); None when a
+    program cannot be decoded (the numpy decoder then raises the error that names it)."""
+    from azero_jax import _cpu_decode
+    sizes = programs.size.astype(np.int64)
+    bound = int(sizes[:, 0].sum() + 2 * sizes[:, 1].sum() + sizes[:, 2].sum()) + 6 * len(programs)
+    code = np.empty(4 * bound, dtype=np.uint32)
+    constants = np.empty(2 * bound, dtype=np.float64)
+    starts = np.empty(len(programs), dtype=np.int64)
+    limits = np.array([1, memory.num_scalars, memory.num_vectors, memory.num_matrices],
+                      dtype=np.int64)
+    n = _cpu_decode.decode(*programs.fields(), programs.size, _OPERAND_TYPES, limits,
+                           memory.num_scalars, memory.num_vectors, F, code, constants, starts)
+    if n < 0:
+        return None
+    return code[:4 * n], constants[:2 * n], starts
+
+
 class _TaskPack:
     """Tasks concatenated into flat float64/int32 arrays plus a table of offsets."""
 
@@ -331,13 +352,25 @@ def _prepare(algorithms, tasks, algorithm_index, task_index, memory, seed, algor
     if any(task.label_size for task in tasks) and V < 3:
         raise ValueError(f"num_vectors={V}: vector-label tasks need v1 (labels) and v2 "
                          "(predictions), i.e. num_vectors >= 3")
-    flat, bounds = _flatten_programs(algorithms)
     A = len(algorithms)
     slots = {F: s for s, F in enumerate(pack.feature_sizes)}
     codes, constants, progs = [], [], np.empty(len(slots) * A, dtype=np.int64)
     position = 0
+    tensors = isinstance(algorithms, Programs)
+    if tensors:
+        has_random = algorithms.uses_random_ops()
+    else:
+        flat, bounds = _flatten_programs(algorithms)
+        random_count = np.concatenate([[0], np.cumsum(_RANDOM[flat["op"]])])
+        has_random = random_count[bounds[:, 3]] > random_count[bounds[:, 0]]
     for F, s in slots.items():
-        code, constant, starts = _decode(flat, memory, F, algorithms, bounds)
+        decoded = _decode_tensors(algorithms, memory, F) if tensors else None
+        if decoded is None:
+            if tensors:  # not decodable: the numpy decoder names the problem
+                flat, bounds = _flatten_programs(algorithms)
+                tensors = False
+            decoded = _decode(flat, memory, F, algorithms, bounds)
+        code, constant, starts = decoded
         codes.append(code)
         constants.append(constant)
         progs[s * A:(s + 1) * A] = starts + position
@@ -347,8 +380,6 @@ def _prepare(algorithms, tasks, algorithm_index, task_index, memory, seed, algor
                          "(limit 2^31)")
     ins = np.concatenate(codes) if codes else np.zeros(0, dtype=np.uint32)
     dat = np.concatenate(constants) if constants else np.zeros(0)
-    random_count = np.concatenate([[0], np.cumsum(_RANDOM[flat["op"]])])
-    has_random = random_count[bounds[:, 3]] > random_count[bounds[:, 0]]
     task_slot = np.array([slots[task.features_size] for task in tasks], dtype=np.int64)
     task_ids = np.array([task.index for task in tasks], dtype=np.int64)
     B = len(algorithm_index)
@@ -356,9 +387,13 @@ def _prepare(algorithms, tasks, algorithm_index, task_index, memory, seed, algor
     pairs[:, kernels.P_PROG] = task_slot[task_index] * A + algorithm_index
     pairs[:, kernels.P_TASK] = task_index
     pairs[:, kernels.P_TRAIN] = np.maximum(train_steps, 0)
-    pairs[:, kernels.P_SEED] = _mix(np.full(B, seed), task_ids[task_index],
-                                    algorithm_ids[algorithm_index])
     pairs[:, kernels.P_RANDOM] = has_random[algorithm_index]
+    pairs[:, kernels.P_SEED] = 0
+    random = np.flatnonzero(pairs[:, kernels.P_RANDOM])  # only these pairs draw numbers
+    if len(random):
+        pairs[random, kernels.P_SEED] = _mix(np.full(len(random), seed),
+                                             task_ids[task_index[random]],
+                                             algorithm_ids[algorithm_index[random]])
     mem_size = max(S + V * F + M * F * F for F in slots) if slots else S
     if mem_size >= 2**31:  # the kernels address memory with 32-bit offsets
         raise ValueError(f"memory of {mem_size} floats (S={S}, V={V}, M={M}, F={max(slots)}) "

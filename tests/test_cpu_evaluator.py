@@ -601,3 +601,25 @@ def test_w1_matches_jax_backend():
     assert (cpu.train_steps == jx.train_steps).mean() >= 0.995
     np.testing.assert_array_equal(cpu.num_train_errors, jx.num_train_errors)
     np.testing.assert_allclose(cpu.train_errors, jx.train_errors, rtol=1e-9, equal_nan=True)
+
+
+def test_tensor_decoder_emits_the_numpy_decoders_code():
+    """The compiled decoder of a search's tensors and the numpy decoder of Algorithm
+    lists produce identical interpreter code, for every op and several F (NO_OPs too)."""
+    from azero_jax.population import Programs
+    from conftest import ProgramGenerator
+    memory = az.MemoryConfig(5, 4, 3)
+    gen = ProgramGenerator(np.random.default_rng(77))
+    all_ops = (tuple(range(65)),) * 3
+    algorithms = [gen.algorithm((5, 4, 3), ops=all_ops) for _ in range(80)]
+    programs = Programs.from_algorithms(algorithms)
+    for F in (1, 4, 7, 16):
+        flat, bounds = cpu_evaluator._flatten_programs(algorithms)
+        expected = cpu_evaluator._decode(flat, memory, F, algorithms, bounds)
+        got = cpu_evaluator._decode_tensors(programs, memory, F)
+        for a, b in zip(expected, got):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+    # An address outside memory is left to the numpy decoder, which names it.
+    bad = Programs.from_algorithms([az.parse_algorithm(
+        "def Setup():\n  s7 = 0.5\ndef Predict():\ndef Learn():\n")])
+    assert cpu_evaluator._decode_tensors(bad, memory, 4) is None
