@@ -13,6 +13,7 @@ import random
 
 import numpy as np
 import pytest
+from scipy import stats  # the test extra
 
 from azero_jax import _search_kernels as kernels
 from azero_jax import ops as ops_lib
@@ -22,7 +23,6 @@ from azero_jax.mutator import MUTATION_TYPES, Mutator
 from azero_jax.population import Programs
 from azero_jax.program import parse_algorithm
 
-stats = pytest.importorskip("scipy.stats")  # the test extra (scikit-learn) brings scipy
 
 MEMORY = MemoryConfig(5, 4, 3)
 OPS = ((56, 57, 58, 59, 62, 19), (27, 1, 21, 31), (2, 3, 18, 23, 5, 54, 64, 60))

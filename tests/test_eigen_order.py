@@ -156,7 +156,7 @@ def test_cpu_specialised_kernels_match_eigen(F):
 
 def _jax_ops(F):
     """A jitted function computing every reduction op's JAX implementation."""
-    jax = pytest.importorskip("jax")
+    import jax
     from azero_jax import jax_evaluator as je
 
     def run(v, w, m, m2):
@@ -224,7 +224,7 @@ def _std_of_constants_cpu(F, constants):
 
 
 def _std_of_constants_jax(F, constants):
-    jax = pytest.importorskip("jax")
+    import jax
     from azero_jax import jax_evaluator as je
     with je.x64_context("float64"):
         std = jax.jit(jax.vmap(lambda v: je._OP_IMPLS[54](je._Args(F=F, dt=v.dtype, va=v))))

@@ -168,7 +168,7 @@ def test_hand_coded_initial_population_is_not_mutated():
 
 @pytest.mark.slow
 def test_jax_backend_compiles_once_per_kind_and_matches_cpu():
-    jax_evaluator = pytest.importorskip("azero_jax.jax_evaluator")
+    from azero_jax import jax_evaluator
     spec = small_spec(fec=FECConfig(10, 10), population_size=16)
     before = dict(jax_evaluator.TRACE_COUNTS)
     # float64 on both: in float32 a chaotic child may land in another FEC class.
