@@ -238,6 +238,7 @@ def search_state(search) -> tuple[dict, dict[str, np.ndarray]]:
     arrays = pack_algorithms(search.programs.take(np.arange(count)), "population")
     arrays["fitness"] = search.fitness.copy()
     arrays["stage_fitness"] = search.stage_fitness.copy()
+    arrays["fully_evaluated"] = search.fully_evaluated.copy()
     arrays["birth"] = search.birth.copy()
     if search._best is not None:
         arrays.update(pack_algorithms(search._best[0], "best_ever"))
@@ -284,6 +285,7 @@ def load_search_state(search, state: dict, arrays) -> None:
     search.programs.put(np.arange(len(population)), population)
     search.fitness[:] = arrays["fitness"]
     search.stage_fitness[:] = arrays["stage_fitness"]
+    search.fully_evaluated[:] = arrays["fully_evaluated"]
     search.birth[:] = arrays["birth"]
     for name in ("num_individuals", "train_steps", "next_slot", "initialized", "last_printed",
                  "fec_saved_train_steps", "fec_probe_train_steps", "budget_rejections"):

@@ -234,6 +234,7 @@ class Search:
         self.programs = Programs.zeros(P, length)
         self.fitness = np.zeros(P, dtype=np.float64)
         self.stage_fitness = np.full(P, np.nan)  # first-stage fitness (hurdles), NaN unknown
+        self.fully_evaluated = np.zeros(P, dtype=bool)  # False: failed a hurdle (or empty)
         self.birth = np.full(P, -1, dtype=np.int64)  # individual number of each slot
         self.next_slot = 0
         self.initialized = False
@@ -297,7 +298,7 @@ class Search:
             self._best = (programs.take([best]), float(fitness[best]))
 
     def replace_individuals(self, slots, algorithms, fitness, births,
-                            stage_fitness=None) -> None:
+                            stage_fitness=None, failed=None) -> None:
         """Puts ``algorithms`` (Programs or Algorithms) with their ``fitness`` and
         ``births`` into ``slots`` in place.
 
@@ -311,7 +312,9 @@ class Search:
         self.fitness[slots] = fitness
         self.birth[slots] = np.asarray(births, dtype=np.int64)
         self.stage_fitness[slots] = np.nan if stage_fitness is None else stage_fitness
-        self._note_best(programs, fitness)
+        full = np.ones(len(slots), dtype=bool) if failed is None else ~np.asarray(failed)
+        self.fully_evaluated[slots] = full
+        self._note_best(programs.take(np.flatnonzero(full)), fitness[full])
 
     # -- proposing children -----------------------------------------------------------
 
@@ -397,8 +400,14 @@ class Search:
         yield from self._full_pairs(children, ids, pending, budget, keys_hi, keys_lo, flat)
         fitness = (np.asarray(combine_fitnesses(per_task, mode), np.float64).reshape(n)
                    if T else np.zeros(n))
-        fitness[failed] = stage_fitness[failed]
+        # A failed child keeps its first-stage fitness, but never above the population's
+        # lowest full fitness: a partial measurement must not outrank full ones (the few
+        # tasks of a stage are noisy, and selection would favour the lucky failures).
+        full = self.fitness[self.fully_evaluated]
+        floor = full.min() if len(full) else np.inf
+        fitness[failed] = np.minimum(stage_fitness[failed], floor)
         self.last_stage_fitness = stage_fitness
+        self.last_failed = failed
         return fitness
 
     def _judge(self, stage_fit: np.ndarray, budget, pending, staged) -> np.ndarray:
@@ -614,7 +623,7 @@ class Search:
         fitness = yield from self.evaluate_requests(children, ids, use_hurdle=self.initialized)
         slots = np.arange(self.next_slot, self.next_slot + n)
         self.replace_individuals(slots, children, fitness, ids,
-                                 stage_fitness=self.last_stage_fitness)
+                                 stage_fitness=self.last_stage_fitness, failed=self.last_failed)
         self.num_individuals += n
         self.next_slot = (self.next_slot + n) % P
         if self.next_slot == 0:
@@ -663,14 +672,20 @@ class Search:
     # -- results ---------------------------------------------------------------------------
 
     def candidate(self) -> Candidate:
-        """The best individual of the population (lowest slot on ties), as the reference."""
+        """The best individual of the population (lowest slot on ties), as the reference;
+        with hurdles, the best of those fully evaluated."""
         if self.random_search and self._best is not None:
             algorithm, fitness = self.best_ever
         else:
             count = self.population_size if self.initialized else self.next_slot
             if count == 0:
                 raise ValueError("no individual has been evaluated yet")
-            best = int(np.argmax(self.fitness[:count]))
+            # A child that failed a hurdle holds a first-stage fitness, measured on fewer
+            # tasks or examples: it is no candidate while a fully evaluated one exists.
+            fitness = np.where(self.fully_evaluated[:count], self.fitness[:count], -np.inf)
+            if not self.fully_evaluated[:count].any():
+                fitness = self.fitness[:count]
+            best = int(np.argmax(fitness))
             algorithm, fitness = self.programs.algorithm(best), float(self.fitness[best])
         return Candidate(algorithm, fitness, self.num_individuals, self.train_steps,
                          self.elapsed_secs)

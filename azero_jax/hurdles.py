@@ -9,7 +9,10 @@ first evaluated cheaply: on the first ``num_tasks`` search tasks with at most
 stage is the first fifth of the tasks (at least one) with all their examples. If that
 first-stage fitness reaches the rolling hurdle -- the ``percentile``-th percentile of the
 unique *first-stage* fitnesses of the population (the same measurement the child is
-judged on) -- the child is fully evaluated; otherwise it keeps its first-stage fitness.
+judged on) -- the child is fully evaluated; otherwise it keeps its first-stage fitness,
+capped at the population's lowest full fitness (a partial measurement must not outrank a
+full one: a stage of a few tasks is noisy, and selection would favour lucky failures), and
+it is never the search's candidate.
 
 A stage with all training examples is the start of the full evaluation: a child that
 passes is evaluated only on the remaining tasks, and every evaluated child has a stage

@@ -45,8 +45,31 @@ def test_the_hurdle_is_drawn_from_first_stage_fitnesses():
     assert 0.1 < stats.passed / stats.evaluated < 0.5
     known = ~np.isnan(search.stage_fitness)
     assert known.sum() > 30
-    # A failed child's fitness is its stage fitness; a passed child's exceeds it.
-    assert (search.fitness[known] >= search.stage_fitness[known] - 1e-12).all()
+    # A passed child's full fitness exceeds its stage fitness (the fake's rule).
+    passed = known & search.fully_evaluated
+    assert (search.fitness[passed] >= search.stage_fitness[passed] - 1e-12).all()
+
+
+def test_a_failed_child_never_outranks_a_fully_evaluated_one():
+    """A first stage on the first of several tasks is noisy: a failed child keeps its stage
+    fitness capped at the population's lowest full fitness, and is never the candidate."""
+    spec = small_spec(population_size=20, hurdles=HurdlesConfig(50.0, 0, 1),
+                      search_tasks=(task_spec(num_tasks=3),), max_train_steps=10**9)
+    search = Search(spec, memory=MEMORY, seed=33, evaluate_fn=FakeEvaluator(),
+                    child_batch_size=4)
+    search.run(max_individuals=20)
+    for _ in range(40):
+        floor = search.fitness[search.fully_evaluated].min()
+        slot = search.next_slot
+        search.step()
+        new = np.arange(slot, slot + 4)
+        failed = new[~search.fully_evaluated[new]]
+        assert (search.fitness[failed] <= floor).all()
+        assert (search.fitness[failed] <= search.stage_fitness[failed]).all()
+    assert search.hurdle_stats.failed > 20
+    best = search.candidate()
+    slots = np.flatnonzero(search.fitness == best.fitness)
+    assert search.fully_evaluated[slots].any()
 
 
 def test_a_prefix_stage_is_reused_by_the_full_evaluation():
