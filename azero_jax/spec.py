@@ -218,25 +218,6 @@ def task_spec_from_proto(proto) -> TaskSpec:
         params=_task_params(task_type, getattr(proto, task_type)))
 
 
-def parse_hurdles(text: str) -> HurdlesConfig:
-    """A text-format ``HurdlesSpec`` (the binary's ``--hurdles``) as a HurdlesConfig.
-
-    An empty text is the default first stage: the 75th percentile, the first fifth of
-    the search tasks (at least one) with all their training examples (see
-    :class:`~azero_jax.hurdles.HurdlesConfig`).
-
-    Example:
-        >>> parse_hurdles("num_tasks: 2")
-        HurdlesConfig(percentile=75.0, num_train_examples=0, num_tasks=2)
-    """
-    proto = spec_protos.HurdlesSpec()
-    try:
-        text_format.Parse(text, proto)
-    except text_format.ParseError as error:
-        raise ValueError(f"hurdles: {error}") from None
-    return _hurdles_from_proto(proto)
-
-
 def _hurdles_from_proto(proto) -> HurdlesConfig:
     return HurdlesConfig(float(proto.percentile), int(proto.num_train_examples),
                          int(proto.num_tasks))
@@ -317,11 +298,19 @@ def search_spec_from_proto(proto) -> SearchSpec:
 
 
 def parse_hurdles(text: str) -> HurdlesConfig:
-    """Parses a text-format ``HurdlesSpec`` (the ``--hurdles`` flag), e.g. ``num_tasks: 2``."""
+    """Parses a text-format ``HurdlesSpec`` (the ``--hurdles`` flag), e.g. ``num_tasks: 2``.
+
+    An empty text is the default first stage: the 75th percentile, the first fifth of the
+    search tasks (at least one) with all their training examples (see
+    :class:`~azero_jax.hurdles.HurdlesConfig`).
+
+    Example:
+        >>> parse_hurdles("num_tasks: 2")
+        HurdlesConfig(percentile=75.0, num_train_examples=0, num_tasks=2)
+    """
     proto = _parse(text, spec_protos.HurdlesSpec(), "hurdles")
     try:
-        return HurdlesConfig(float(proto.percentile), int(proto.num_train_examples),
-                             int(proto.num_tasks))
+        return _hurdles_from_proto(proto)
     except ValueError as error:
         raise SpecError(str(error)) from None
 
