@@ -87,6 +87,10 @@ from azero_jax.tasks import Task, make_tasks
 from azero_jax.train_budget import TrainBudget
 
 
+# cpu backend threads per search (see Search.__init__).
+SEARCH_THREADS = 1
+
+
 def default_child_batch_size(population_size: int, backend: str) -> int:
     """At most a tenth of the population (regularized evolution stays steady-state);
     large device batches come from many islands evaluated together."""
@@ -165,7 +169,7 @@ class Search:
       progress_fn: called with :meth:`progress_record` whenever the reference would print
         a progress line (after the initial population and after sweeps).
       evaluator_options: extra keyword arguments for the evaluator (e.g. ``dtype``,
-        ``num_threads``).
+        ``num_threads``: the cpu backend runs a search in one thread unless told otherwise).
     """
 
     def __init__(self, spec: SearchSpec, *, memory: MemoryConfig, seed: int = 1,
@@ -183,6 +187,11 @@ class Search:
         self.evaluate_fn = evaluate_fn
         self.progress_fn = progress_fn
         self.evaluator_options = dict(evaluator_options or {})
+        if self.backend == "cpu" and evaluate_fn is None:
+            # One thread: a step's evaluation is a few milliseconds between host work, and
+            # threads splitting it made the demo slower (64 k vs 38 k individuals/s on 2
+            # cores, docs/benchmarks.md). More cores: more populations (islands).
+            self.evaluator_options.setdefault("num_threads", SEARCH_THREADS)
         P = int(spec.population_size)
         self.child_batch_size = int(child_batch_size or default_child_batch_size(P, self.backend))
         if self.child_batch_size < 1:

@@ -195,3 +195,19 @@ def test_equivalent_children_reuse_the_first_stage():
     assert stats.evaluated == 20
     assert stats.memo_hits >= 10
     assert stats.stage_train_steps <= 10 * 10  # at most one 10-step stage per program
+
+
+def test_a_search_runs_the_cpu_backend_in_one_thread_by_default(monkeypatch):
+    from azero_jax import cpu_evaluator
+    seen = []
+    original = cpu_evaluator.evaluate_pairs
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("num_threads"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cpu_evaluator, "evaluate_pairs", spy)
+    Search(small_spec(population_size=4), memory=MEMORY, seed=1, backend="cpu").step()
+    Search(small_spec(population_size=4), memory=MEMORY, seed=1, backend="cpu",
+           evaluator_options={"num_threads": 2}).step()
+    assert seen and set(seen[:1]) == {1} and seen[-1] == 2
