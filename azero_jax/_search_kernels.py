@@ -98,23 +98,13 @@ def _gauss(st):
 
 
 @numba.njit(**_JIT)
-def uniforms(seed, ident, salt, n):
-    """``n`` draws of one stream (for tests of the generator)."""
+def draws(seed, ident, salt, n, normal):
+    """``n`` draws of one stream, U[0, 1) or N(0, 1) (for tests of the generator)."""
     st = np.empty(1, np.uint64)
     st[0] = stream_key(seed, ident, salt)
     out = np.empty(n)
     for k in range(n):
-        out[k] = _uniform(st)
-    return out
-
-
-@numba.njit(**_JIT)
-def gaussians(seed, ident, salt, n):
-    st = np.empty(1, np.uint64)
-    st[0] = stream_key(seed, ident, salt)
-    out = np.empty(n)
-    for k in range(n):
-        out[k] = _gauss(st)
+        out[k] = _gauss(st) if normal else _uniform(st)
     return out
 
 

@@ -269,10 +269,10 @@ def test_random_programs_match_the_randomizer():
 
 
 def test_streams_are_uniform_and_gaussian():
-    u = kernels.uniforms(1, 2, 3, 100000)
+    u = kernels.draws(1, 2, 3, 100000, False)
     assert u.min() >= 0 and u.max() < 1
     assert stats.kstest(u, "uniform").pvalue > P_MIN
-    assert stats.kstest(kernels.gaussians(1, 2, 3, 100000), "norm").pvalue > P_MIN
+    assert stats.kstest(kernels.draws(1, 2, 3, 100000, True), "norm").pvalue > P_MIN
     # Different ids and salts give independent-looking streams.
-    assert abs(np.corrcoef(kernels.uniforms(1, 2, 3, 10000),
-                           kernels.uniforms(1, 3, 3, 10000))[0, 1]) < 0.05
+    assert abs(np.corrcoef(kernels.draws(1, 2, 3, 10000, False),
+                           kernels.draws(1, 3, 3, 10000, False))[0, 1]) < 0.05

@@ -65,7 +65,7 @@ def test_tournament_ties_go_to_the_earliest_draw():
     for ident, winner in zip(ids.tolist(), winners.tolist()):
         # The rule, from the child's own stream: draws with replacement, strictly
         # highest fitness wins, the earliest of the tied draws.
-        draws = (_search_kernels.uniforms(4, ident, _search_kernels.SALT_TOURNAMENT, 4)
+        draws = (_search_kernels.draws(4, ident, _search_kernels.SALT_TOURNAMENT, 4, False)
                  * 6).astype(int)
         fits = search.fitness[draws]
         assert winner == draws[int(np.argmax(fits))]
