@@ -672,7 +672,7 @@ def test_pooled_sweep_covers_every_op():
 # Larger sweep (not in CI's default run).
 
 
-@pytest.mark.slow
+@pytest.mark.exhaustive  # the JAX half compiles for tens of minutes on a 2-core CPU
 @pytest.mark.parametrize("backend_name", ["jax", "cpu"])
 def test_large_sweep(backend_name):
     """5x the default sweep with longer programs (about 10 000 pairs)."""
