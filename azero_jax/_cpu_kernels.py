@@ -396,7 +396,7 @@ def evaluate_chunk(ins, dat, progs, tasks, xs, ys, orders, pairs, first, last, S
                     for k in range(F):
                         mem[z + k] = 1.0 / mem[x + k]
                 # Reductions add in the reference's (Eigen's) order, see _eigen_order; the
-                # trees keep pending sums in tmp (no output is staged there meanwhile).
+                # trees keep pending sums in tmp, after any output staged there.
                 elif op == 21:
                     mem[z] = math.sqrt(_eo.reduce(mem, x, 1, x, 1, F, SQUARE, tmp, 0))
                 elif op == 22:
