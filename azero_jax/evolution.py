@@ -91,6 +91,12 @@ from azero_jax.train_budget import TrainBudget
 SEARCH_THREADS = 1
 
 
+def _k():
+    """The compiled search kernels, imported on first use (``import azero_jax`` stays light)."""
+    from azero_jax import _search_kernels
+    return _search_kernels
+
+
 def default_child_batch_size(population_size: int, backend: str) -> int:
     """At most a tenth of the population (regularized evolution stays steady-state);
     large device batches come from many islands evaluated together."""
@@ -412,9 +418,10 @@ class Search:
         # A failed child keeps its first-stage fitness, but never above the population's
         # lowest full fitness: a partial measurement must not outrank full ones (the few
         # tasks of a stage are noisy, and selection would favour the lucky failures).
-        full = self.fitness[self.fully_evaluated]
-        floor = full.min() if len(full) else np.inf
-        fitness[failed] = np.minimum(stage_fitness[failed], floor)
+        if failed.any():
+            full = self.fitness[self.fully_evaluated]
+            floor = full.min() if len(full) else np.inf
+            fitness[failed] = np.minimum(stage_fitness[failed], floor)
         self.last_stage_fitness = stage_fitness
         self.last_failed = failed
         return fitness
@@ -485,8 +492,7 @@ class Search:
         fec = self.fec
         if fec is not None:
             owner = np.empty(n * T, dtype=np.int64)
-            from azero_jax import _search_kernels
-            _search_kernels.first_sightings(keys_hi, keys_lo, pairs, owner)
+            _k().first_sightings(keys_hi, keys_lo, pairs, owner)
             evaluate = pairs & (owner == np.arange(n * T))
             deferred = np.flatnonzero(pairs & ~evaluate)
         else:
@@ -530,9 +536,8 @@ class Search:
         probe_steps[hit] = memo.steps[entries[hit]]
         todo = ~hit
         if todo.any():
-            from azero_jax import _search_kernels
             owner = np.empty(n, dtype=np.int64)
-            _search_kernels.first_sightings(prog_hi, prog_lo, todo, owner)
+            _k().first_sightings(prog_hi, prog_lo, todo, owner)
             unique = np.flatnonzero(todo & (owner == np.arange(n)))
             m = len(unique)
             probe = yield EvalRequest(
@@ -557,10 +562,9 @@ class Search:
         total = int(probe_steps.sum())
         self.train_steps += total
         self.fec_probe_train_steps += total
-        from azero_jax import _search_kernels
         keys_hi = np.empty(n * T, dtype=np.uint64)
         keys_lo = np.empty(n * T, dtype=np.uint64)
-        _search_kernels.extend_hashes(part_hi.ravel(), part_lo.ravel(),
+        _k().extend_hashes(part_hi.ravel(), part_lo.ravel(),
                                       budget.ravel().astype(np.uint64), words_per_fingerprint(fec),
                                       keys_hi, keys_lo)
         return keys_hi, keys_lo
