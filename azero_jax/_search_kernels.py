@@ -590,19 +590,26 @@ def program_hashes(op, in1, in2, out, d_bits, f0_bits, f1_bits, f2_bits, size, h
 # An LRU table of 128-bit keys: open addressing (linear probing, backward-shift
 # deletion) over a pool of entries kept in a doubly linked recency list.
 #
-# meta = [size, capacity, free_top, hits, misses]; the list's sentinel is entry
-# `capacity` (nxt[sentinel] = least recent, prv[sentinel] = most recent).
+# Each entry is one row of ``ent`` [capacity + 1, 4] uint64: key hi, key lo, previous and
+# next entry in recency order. One row is 32 bytes, so visiting an entry (compare its key,
+# relink it) touches one cache line rather than four arrays' worth: with a cache of 10^5
+# entries the table outgrows the L2 cache, and these random visits are its whole cost.
+# ``index`` (int32) maps hash slots to entries. The list's sentinel is entry ``capacity``
+# (next[sentinel] = least recent, prev[sentinel] = most recent).
+# meta = [size, capacity, free_top, hits, misses].
 
 M_SIZE, M_CAPACITY, M_FREE_TOP, M_HITS, M_MISSES = 0, 1, 2, 3, 4
 META_LEN = 5
+E_HI, E_LO, E_PREV, E_NEXT = 0, 1, 2, 3
+ENTRY_WORDS = 4
 
 
 @numba.njit(**_JIT)
-def table_init(index, prv, nxt, free, meta, capacity):
+def table_init(index, ent, free, meta, capacity):
     index[:] = -1
     sentinel = capacity
-    prv[sentinel] = sentinel
-    nxt[sentinel] = sentinel
+    ent[sentinel, E_PREV] = sentinel
+    ent[sentinel, E_NEXT] = sentinel
     for e in range(capacity):
         free[e] = capacity - 1 - e
     meta[M_SIZE] = 0
@@ -618,46 +625,48 @@ def _home(lo, mask):
 
 
 @numba.njit(**_JIT)
-def _find_slot(index, khi, klo, key_hi, key_lo):
+def _find_slot(index, ent, key_hi, key_lo):
     """Index slot holding the key, or -1."""
     mask = index.shape[0] - 1
     s = _home(key_lo, mask)
     while True:
-        e = index[s]
+        e = np.int64(index[s])
         if e < 0:
             return -1
-        if khi[e] == key_hi and klo[e] == key_lo:
+        if ent[e, E_LO] == key_lo and ent[e, E_HI] == key_hi:
             return s
         s = (s + 1) & mask
 
 
-@numba.njit(**_JIT)
-def _unlink(prv, nxt, e):
-    nxt[prv[e]] = nxt[e]
-    prv[nxt[e]] = prv[e]
+@numba.njit(inline="always", **_JIT)
+def _unlink(ent, e):
+    p = np.int64(ent[e, E_PREV])
+    n = np.int64(ent[e, E_NEXT])
+    ent[p, E_NEXT] = n
+    ent[n, E_PREV] = p
+
+
+@numba.njit(inline="always", **_JIT)
+def _link_newest(ent, e, sentinel):
+    last = np.int64(ent[sentinel, E_PREV])
+    ent[last, E_NEXT] = e
+    ent[e, E_PREV] = last
+    ent[e, E_NEXT] = sentinel
+    ent[sentinel, E_PREV] = e
 
 
 @numba.njit(**_JIT)
-def _link_newest(prv, nxt, e, sentinel):
-    last = prv[sentinel]
-    nxt[last] = e
-    prv[e] = last
-    nxt[e] = sentinel
-    prv[sentinel] = e
-
-
-@numba.njit(**_JIT)
-def _delete_slot(index, klo, s):
+def _delete_slot(index, ent, s):
     """Backward-shift deletion keeps every probe chain unbroken without tombstones."""
     mask = index.shape[0] - 1
     i = s
     j = s
     while True:
         j = (j + 1) & mask
-        e = index[j]
+        e = np.int64(index[j])
         if e < 0:
             break
-        k = _home(klo[e], mask)
+        k = _home(ent[e, E_LO], mask)
         # Move e back to i unless its home lies cyclically in (i, j].
         if i <= j:
             stays = i < k <= j
@@ -670,110 +679,110 @@ def _delete_slot(index, klo, s):
 
 
 @numba.njit(**_JIT)
-def _remove_entry(index, khi, klo, prv, nxt, free, meta, s):
-    e = index[s]
-    _delete_slot(index, klo, s)
-    _unlink(prv, nxt, e)
+def _remove_entry(index, ent, free, meta, s):
+    e = np.int64(index[s])
+    _delete_slot(index, ent, s)
+    _unlink(ent, e)
     free[meta[M_FREE_TOP]] = e
     meta[M_FREE_TOP] += 1
     meta[M_SIZE] -= 1
 
 
 @numba.njit(**_JIT)
-def _evict_over(index, khi, klo, prv, nxt, free, meta, limit):
+def _evict_over(index, ent, free, meta, limit):
     sentinel = meta[M_CAPACITY]
     while meta[M_SIZE] > limit:
-        e = nxt[sentinel]
-        s = _find_slot(index, khi, klo, khi[e], klo[e])
-        _remove_entry(index, khi, klo, prv, nxt, free, meta, s)
+        e = np.int64(ent[sentinel, E_NEXT])
+        s = _find_slot(index, ent, ent[e, E_HI], ent[e, E_LO])
+        _remove_entry(index, ent, free, meta, s)
 
 
 @numba.njit(**_JIT)
-def table_insert(index, khi, klo, prv, nxt, free, meta, keys_hi, keys_lo, limit, entries):
+def table_insert(index, ent, free, meta, keys_hi, keys_lo, limit, entries):
     """Inserts keys as the most recent (an existing key is refreshed), evicting the least
     recent beyond ``limit`` entries after each insert; ``entries`` gets each key's entry
     (-1 if it was evicted again within this call)."""
     sentinel = meta[M_CAPACITY]
     mask = index.shape[0] - 1
     for r in range(keys_hi.shape[0]):
-        s = _find_slot(index, khi, klo, keys_hi[r], keys_lo[r])
+        s = _find_slot(index, ent, keys_hi[r], keys_lo[r])
         if s >= 0:
-            e = index[s]
-            _unlink(prv, nxt, e)
-            _link_newest(prv, nxt, e, sentinel)
+            e = np.int64(index[s])
+            _unlink(ent, e)
+            _link_newest(ent, e, sentinel)
         else:
             if meta[M_FREE_TOP] == 0:
-                _evict_over(index, khi, klo, prv, nxt, free, meta, meta[M_SIZE] - 1)
+                _evict_over(index, ent, free, meta, meta[M_SIZE] - 1)
             meta[M_FREE_TOP] -= 1
             e = free[meta[M_FREE_TOP]]
-            khi[e] = keys_hi[r]
-            klo[e] = keys_lo[r]
+            ent[e, E_HI] = keys_hi[r]
+            ent[e, E_LO] = keys_lo[r]
             s = _home(keys_lo[r], mask)
             while index[s] >= 0:
                 s = (s + 1) & mask
             index[s] = e
-            _link_newest(prv, nxt, e, sentinel)
+            _link_newest(ent, e, sentinel)
             meta[M_SIZE] += 1
         entries[r] = e
-        _evict_over(index, khi, klo, prv, nxt, free, meta, limit)
+        _evict_over(index, ent, free, meta, limit)
     # With more keys than room, early ones may have been evicted again within the call.
     if keys_hi.shape[0] > limit:
         for r in range(keys_hi.shape[0]):
-            if _find_slot(index, khi, klo, keys_hi[r], keys_lo[r]) < 0:
+            if _find_slot(index, ent, keys_hi[r], keys_lo[r]) < 0:
                 entries[r] = -1
 
 
 @numba.njit(**_JIT)
-def table_find(index, khi, klo, prv, nxt, meta, keys_hi, keys_lo, refresh, entries):
+def table_find(index, ent, meta, keys_hi, keys_lo, refresh, entries):
     """Entry of each key or -1; ``refresh`` moves found keys to the most recent end."""
     sentinel = meta[M_CAPACITY]
     for r in range(keys_hi.shape[0]):
-        s = _find_slot(index, khi, klo, keys_hi[r], keys_lo[r])
+        s = _find_slot(index, ent, keys_hi[r], keys_lo[r])
         if s < 0:
             entries[r] = -1
             continue
-        e = index[s]
+        e = np.int64(index[s])
         entries[r] = e
         if refresh:
-            _unlink(prv, nxt, e)
-            _link_newest(prv, nxt, e, sentinel)
+            _unlink(ent, e)
+            _link_newest(ent, e, sentinel)
 
 
 @numba.njit(**_JIT)
-def fec_lookup(index, khi, klo, prv, nxt, free, meta, value, count, keys_hi, keys_lo,
-               forget_every, out_values, found):
+def fec_lookup(index, ent, free, meta, value, count, keys_hi, keys_lo, forget_every,
+               out_values, found):
     """The FEC cache's lookups, in order (§7): a present key is a hit -- its count is
     incremented and it becomes the most recent, or it is erased once the count reaches
     ``forget_every``. Absent keys are left to the caller (not counted here)."""
     sentinel = meta[M_CAPACITY]
     for r in range(keys_hi.shape[0]):
-        s = _find_slot(index, khi, klo, keys_hi[r], keys_lo[r])
+        s = _find_slot(index, ent, keys_hi[r], keys_lo[r])
         if s < 0:
             found[r] = False
             out_values[r] = 0.0
             continue
-        e = index[s]
+        e = np.int64(index[s])
         found[r] = True
         out_values[r] = value[e]
         count[e] += 1
         meta[M_HITS] += 1
         if forget_every != 0 and count[e] >= forget_every:
-            _remove_entry(index, khi, klo, prv, nxt, free, meta, s)
+            _remove_entry(index, ent, free, meta, s)
         else:
-            _unlink(prv, nxt, e)
-            _link_newest(prv, nxt, e, sentinel)
+            _unlink(ent, e)
+            _link_newest(ent, e, sentinel)
 
 
 @numba.njit(**_JIT)
-def table_order(prv, nxt, meta, out):
+def table_order(ent, meta, out):
     """Entries from least to most recent."""
     sentinel = meta[M_CAPACITY]
-    e = nxt[sentinel]
+    e = np.int64(ent[sentinel, E_NEXT])
     k = 0
     while e != sentinel:
         out[k] = e
         k += 1
-        e = nxt[e]
+        e = np.int64(ent[e, E_NEXT])
     return k
 
 
@@ -804,3 +813,188 @@ def first_sightings(keys_hi, keys_lo, active, owner):
                 owner[r] = q
                 break
             s = (s + 1) & mask
+
+
+# ----------------------------------------------------------------------------------
+# A search step's FEC bookkeeping, one compiled call per phase (evolution.Search): the
+# same operations, in the same order, as the batched table calls they replace, without
+# the dozens of small array operations a step otherwise costs in Python.
+
+
+@numba.njit(**_JIT)
+def probe_plan(prog_hi, prog_lo, index, ent, meta, memo_hi, memo_lo, memo_steps,
+               part_hi, part_lo, probe_steps, owner, unique):
+    """Which children need a fingerprint run.
+
+    Children whose program is in the probe memo (refreshed) get their fingerprint words'
+    hashes and probe steps from it (``owner`` -1); the others get the first child with the
+    same program (``owner``), and ``unique`` lists those first children. Returns how many.
+    """
+    n = prog_hi.shape[0]
+    T = part_hi.shape[1]
+    sentinel = meta[M_CAPACITY]
+    todo = np.zeros(n, np.bool_)
+    for r in range(n):
+        s = _find_slot(index, ent, prog_hi[r], prog_lo[r])
+        if s < 0:
+            todo[r] = True
+            continue
+        e = np.int64(index[s])
+        _unlink(ent, e)
+        _link_newest(ent, e, sentinel)
+        for t in range(T):
+            part_hi[r, t] = memo_hi[e, t]
+            part_lo[r, t] = memo_lo[e, t]
+        probe_steps[r] = memo_steps[e]
+    first_sightings(prog_hi, prog_lo, todo, owner)
+    m = 0
+    for r in range(n):
+        if todo[r] and owner[r] == r:
+            unique[m] = r
+            m += 1
+    return m
+
+
+@numba.njit(**_JIT)
+def probe_finish(terr, nterr, verr, nverr, task_ids, pair_steps, unique, m, owner,
+                 index, ent, free, meta, memo_hi, memo_lo, memo_steps, prog_hi, prog_lo,
+                 part_hi, part_lo, probe_steps, budget, position, keys_hi, keys_lo):
+    """Hashes the probe's fingerprints (pairs ``[m, T]`` of the ``unique`` children),
+    hands them to every child with the same program, remembers them in the probe memo,
+    and completes each pair's key with its budget word. Returns the probe steps of all
+    children (memo hits included: the reference counts every fingerprint run)."""
+    n, T = part_hi.shape
+    hi = np.empty(m * T, np.uint64)
+    lo = np.empty(m * T, np.uint64)
+    fingerprint_hashes(terr, nterr, verr, nverr, task_ids, hi, lo)
+    slot = np.full(n, -1, np.int64)
+    steps = np.zeros(m, np.int64)
+    for j in range(m):
+        slot[unique[j]] = j
+        for t in range(T):
+            steps[j] += pair_steps[j * T + t]
+    for r in range(n):
+        if owner[r] < 0:
+            continue
+        j = slot[owner[r]]
+        for t in range(T):
+            part_hi[r, t] = hi[j * T + t]
+            part_lo[r, t] = lo[j * T + t]
+        probe_steps[r] = steps[j]
+    entries = np.empty(m, np.int64)
+    table_insert(index, ent, free, meta, prog_hi[unique[:m]], prog_lo[unique[:m]],
+                 meta[M_CAPACITY], entries)
+    for j in range(m):
+        e = entries[j]
+        if e >= 0:
+            for t in range(T):
+                memo_hi[e, t] = hi[j * T + t]
+                memo_lo[e, t] = lo[j * T + t]
+            memo_steps[e] = steps[j]
+    total = 0
+    for r in range(n):
+        total += probe_steps[r]
+        for t in range(T):
+            q = r * T + t
+            w = np.uint64(budget[q])
+            keys_hi[q] = _step(part_hi[r, t], w, position, _LANE0)
+            keys_lo[q] = _step(part_lo[r, t], w, position, _LANE1)
+    return total
+
+
+@numba.njit(**_JIT)
+def fec_lookup_pairs(index, ent, free, meta, value, count, keys_hi, keys_lo, forget_every,
+                     per_task, pending, budget):
+    """:func:`fec_lookup` of every pair: hits fill ``per_task`` and leave ``pending``.
+    Returns ``(misses, saved training steps)``."""
+    n = keys_hi.shape[0]
+    found = np.empty(n, np.bool_)
+    values = np.empty(n, np.float64)
+    fec_lookup(index, ent, free, meta, value, count, keys_hi, keys_lo, forget_every,
+               values, found)
+    misses = 0
+    saved = 0
+    for q in range(n):
+        if found[q]:
+            per_task[q] = values[q]
+            pending[q] = False
+            saved += budget[q]
+        else:
+            misses += 1
+    return misses, saved
+
+
+@numba.njit(**_JIT)
+def full_plan(keys_hi, keys_lo, pairs, budget, T, with_fec, owner, run, deferred, used,
+              remap):
+    """The pairs to evaluate in full: with FEC, only the first of equal keys (later ones
+    are ``deferred`` to the cache); pairs without budget are not run. ``used`` lists the
+    children with a run pair, ``remap`` each run pair's position in ``used``.
+    Returns ``(runs, deferred, used)`` counts."""
+    if with_fec:
+        first_sightings(keys_hi, keys_lo, pairs, owner)
+    n_run = 0
+    n_def = 0
+    n_used = 0
+    last = -1
+    for q in range(pairs.shape[0]):
+        if not pairs[q]:
+            continue
+        if with_fec and owner[q] != q:
+            deferred[n_def] = q
+            n_def += 1
+            continue
+        if budget[q] > 0:
+            run[n_run] = q
+            c = q // T
+            if c != last:
+                used[n_used] = c
+                n_used += 1
+                last = c
+            remap[n_run] = n_used - 1
+            n_run += 1
+    return n_run, n_def, n_used
+
+
+@numba.njit(**_JIT)
+def full_finish(index, ent, free, meta, value, count, forget_every, keys_hi, keys_lo, pairs,
+                owner, deferred, n_def, per_task):
+    """Caches the evaluated pairs' fitnesses (in order, count 1), then answers the
+    deferred pairs from the cache -- or from their first sighting when an entry was
+    already forgotten again. Returns how many deferred pairs the cache did not answer."""
+    n_done = 0
+    for q in range(pairs.shape[0]):
+        if pairs[q] and owner[q] == q:
+            n_done += 1
+    hi = np.empty(n_done, np.uint64)
+    lo = np.empty(n_done, np.uint64)
+    fit = np.empty(n_done, np.float64)
+    k = 0
+    for q in range(pairs.shape[0]):
+        if pairs[q] and owner[q] == q:
+            hi[k] = keys_hi[q]
+            lo[k] = keys_lo[q]
+            fit[k] = per_task[q]
+            k += 1
+    entries = np.empty(n_done, np.int64)
+    table_insert(index, ent, free, meta, hi, lo, meta[M_CAPACITY], entries)
+    for k in range(n_done):
+        e = entries[k]
+        if e >= 0:
+            value[e] = fit[k]
+            count[e] = 1
+    if n_def == 0:
+        return 0
+    values = np.empty(n_def, np.float64)
+    found = np.empty(n_def, np.bool_)
+    fec_lookup(index, ent, free, meta, value, count, keys_hi[deferred[:n_def]],
+               keys_lo[deferred[:n_def]], forget_every, values, found)
+    unanswered = 0
+    for k in range(n_def):
+        q = deferred[k]
+        if found[k]:
+            per_task[q] = values[k]
+        else:
+            per_task[q] = per_task[owner[q]]
+            unanswered += 1
+    return unanswered

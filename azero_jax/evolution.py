@@ -78,7 +78,7 @@ from azero_jax import evaluator as evaluator_lib
 from azero_jax import generator as generator_lib
 from azero_jax.batch_mutator import BatchMutator
 from azero_jax.evaluator import MemoryConfig, PairResults, combine_fitnesses
-from azero_jax.fec import FEC_SEED, FECCache, LRUTable, fingerprint_hashes, hash_row_arrays
+from azero_jax.fec import FEC_SEED, FECCache, LRUTable, hash_row_arrays
 from azero_jax.hurdles import HurdleStats, hurdle_value, stage_tasks
 from azero_jax.population import Programs, as_programs
 from azero_jax.program import Algorithm, validate_addresses
@@ -102,6 +102,21 @@ def default_child_batch_size(population_size: int, backend: str) -> int:
     large device batches come from many islands evaluated together."""
     cap = 1024 if backend == "jax" else 256
     return max(1, min(population_size // 10, cap))
+
+
+def _sorted_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` of a non-decreasing array, without the sort."""
+    starts = np.empty(len(values), dtype=bool)
+    starts[:1] = True
+    np.not_equal(values[1:], values[:-1], out=starts[1:])
+    return values[starts], np.cumsum(starts) - 1
+
+
+def _subset(programs: Programs, rows: np.ndarray) -> Programs:
+    """``programs.take(rows)``, or the batch itself when ``rows`` are all of it in order."""
+    if len(rows) == len(programs) and (not len(rows) or rows[-1] == len(rows) - 1):
+        return programs  # rows are distinct and increasing: they are 0..n-1
+    return programs.take(rows)
 
 
 def _key_halves(keys_hi: np.ndarray, keys_lo: np.ndarray, n: int, T: int) -> np.ndarray:
@@ -306,9 +321,13 @@ class Search:
         return self._best[0].algorithm(0), self._best[1]
 
     def _note_best(self, programs: Programs, fitness: np.ndarray) -> None:
+        """Keeps the fittest of ``programs`` if it beats the best so far (``-inf`` marks
+        individuals that do not count)."""
         if not len(fitness):
             return
         best = int(np.argmax(fitness))
+        if fitness[best] == -np.inf:
+            return
         if self._best is None or fitness[best] > self._best[1]:
             self._best = (programs.take([best]), float(fitness[best]))
 
@@ -329,7 +348,7 @@ class Search:
         self.stage_fitness[slots] = np.nan if stage_fitness is None else stage_fitness
         full = np.ones(len(slots), dtype=bool) if failed is None else ~np.asarray(failed)
         self.fully_evaluated[slots] = full
-        self._note_best(programs.take(np.flatnonzero(full)), fitness[full])
+        self._note_best(programs, np.where(full, fitness, -np.inf))
 
     # -- proposing children -----------------------------------------------------------
 
@@ -382,11 +401,10 @@ class Search:
         keys_hi = keys_lo = None
         if fec is not None:
             keys_hi, keys_lo = yield from self._fingerprints(children, budget)
-            values, found = fec.lookup_arrays(keys_hi, keys_lo)
-            flat[found] = values[found]
-            miss[found] = False
-            self.fec_saved_train_steps += int(flat_budget[found].sum())
-            fec.misses += int(miss.sum())
+            misses, saved = _k().fec_lookup_pairs(*fec.arrays(), keys_hi, keys_lo,
+                                                  fec.forget_every, flat, miss, flat_budget)
+            self.fec_saved_train_steps += int(saved)
+            fec.misses += int(misses)
         stage_fitness = np.full(n, np.nan)
         failed = np.zeros(n, dtype=bool)
         hurdles = self.spec.hurdles
@@ -487,36 +505,32 @@ class Search:
         and its later sightings are cache hits."""
         n, T = len(children), len(self.tasks)
         flat_budget = budget.ravel()
-        if not pairs.any():
-            return
         fec = self.fec
-        if fec is not None:
-            owner = np.empty(n * T, dtype=np.int64)
-            _k().first_sightings(keys_hi, keys_lo, pairs, owner)
-            evaluate = pairs & (owner == np.arange(n * T))
-            deferred = np.flatnonzero(pairs & ~evaluate)
-        else:
-            evaluate = pairs
-            deferred = np.zeros(0, dtype=np.int64)
-        run = np.flatnonzero(evaluate & (flat_budget > 0))  # rejected by the budget: 0
-        if len(run):
-            child_idx, task_idx = run // T, run % T
-            used, remap = np.unique(child_idx, return_inverse=True)
+        owner = np.empty(n * T, dtype=np.int64)
+        run = np.empty(n * T, dtype=np.int64)
+        deferred = np.empty(n * T, dtype=np.int64)
+        used = np.empty(n, dtype=np.int64)
+        remap = np.empty(n * T, dtype=np.int64)
+        if keys_hi is None:  # no FEC: no keys
+            keys_hi = keys_lo = np.zeros(0, dtype=np.uint64)
+        n_run, n_def, n_used = _k().full_plan(keys_hi, keys_lo, pairs, flat_budget, T,
+                                              fec is not None, owner, run, deferred, used, remap)
+        if n_run:
+            run, used = run[:n_run], used[:n_used]
             full = yield EvalRequest(
-                "full", children.take(used), remap.reshape(-1), task_idx, flat_budget[run],
+                "full", _subset(children, used), remap[:n_run], run % T, flat_budget[run],
                 self.eval_seed, ids[used])
             self.train_steps += int(np.sum(full.train_steps))
             per_task[run] = np.asarray(full.fitness, dtype=np.float64)
-        if fec is not None:
-            done = np.flatnonzero(evaluate)
-            fec.insert_arrays(keys_hi[done], keys_lo[done], per_task[done])
-            if len(deferred):
-                values, found = fec.lookup_arrays(keys_hi[deferred], keys_lo[deferred])
-                # An entry forgotten by an earlier sighting still answers from this step.
-                per_task[deferred] = np.where(found, values, per_task[owner[deferred]])
-                fec.hits += int((~found).sum())
-                fec.misses -= len(deferred)  # counted as misses at lookup; they are hits
-                self.fec_saved_train_steps += int(flat_budget[deferred].sum())
+        if fec is not None and pairs.any():
+            deferred = deferred[:n_def]
+            unanswered = _k().full_finish(*fec.arrays(), fec.forget_every, keys_hi, keys_lo,
+                                          pairs, owner, deferred, n_def, per_task)
+            # Deferred pairs were counted as misses at lookup; they are hits (an entry
+            # forgotten by an earlier sighting still answers from this step).
+            fec.hits += int(unanswered)
+            fec.misses -= n_def
+            self.fec_saved_train_steps += int(flat_budget[deferred].sum())
 
     def _fingerprints(self, children: Programs, budget
                       ) -> Generator[EvalRequest, PairResults, tuple[np.ndarray, np.ndarray]]:
@@ -526,47 +540,39 @@ class Search:
         fec = self.spec.fec
         memo = self._probe_memo
         prog_hi, prog_lo = children.keys()
-        entries = memo.table.find(prog_hi, prog_lo, refresh=True)
         part_hi = np.empty((n, T), dtype=np.uint64)
         part_lo = np.empty((n, T), dtype=np.uint64)
         probe_steps = np.empty(n, dtype=np.int64)
-        hit = entries >= 0
-        part_hi[hit] = memo.hi[entries[hit]]
-        part_lo[hit] = memo.lo[entries[hit]]
-        probe_steps[hit] = memo.steps[entries[hit]]
-        todo = ~hit
-        if todo.any():
-            owner = np.empty(n, dtype=np.int64)
-            _k().first_sightings(prog_hi, prog_lo, todo, owner)
-            unique = np.flatnonzero(todo & (owner == np.arange(n)))
-            m = len(unique)
+        owner = np.empty(n, dtype=np.int64)
+        unique = np.empty(n, dtype=np.int64)
+        table = memo.table.arrays()
+        m = _k().probe_plan(prog_hi, prog_lo, table[0], table[1], table[3], memo.hi, memo.lo,
+                            memo.steps, part_hi, part_lo, probe_steps, owner, unique)
+        unique = unique[:m]
+        if m:
             probe = yield EvalRequest(
-                "probe", children.take(unique), np.repeat(np.arange(m), T),
+                "probe", _subset(children, unique), np.repeat(np.arange(m), T),
                 np.tile(np.arange(T), m), np.full(m * T, fec.num_train_examples, dtype=np.int64),
                 FEC_SEED, np.zeros(m, dtype=np.int64), valid_steps=int(fec.num_valid_examples),
                 record_errors=(int(fec.num_train_examples), int(fec.num_valid_examples)))
-            # Fingerprint words without the budget; the budget word is mixed in below.
-            hi, lo = fingerprint_hashes(probe, np.tile(self._task_ids, m))
-            steps = np.asarray(probe.train_steps, dtype=np.int64).reshape(m, T).sum(axis=1)
-            slot = np.full(n, -1, dtype=np.int64)
-            slot[unique] = np.arange(m)
-            rows = slot[owner[todo]]
-            part_hi[todo] = hi.reshape(m, T)[rows]
-            part_lo[todo] = lo.reshape(m, T)[rows]
-            probe_steps[todo] = steps[rows]
-            new = memo.table.insert(prog_hi[unique], prog_lo[unique])
-            kept = new >= 0
-            memo.hi[new[kept]] = hi.reshape(m, T)[kept]
-            memo.lo[new[kept]] = lo.reshape(m, T)[kept]
-            memo.steps[new[kept]] = steps[kept]
-        total = int(probe_steps.sum())
-        self.train_steps += total
-        self.fec_probe_train_steps += total
+            errors = (np.ascontiguousarray(probe.train_errors, dtype=np.float64),
+                      np.ascontiguousarray(probe.num_train_errors, dtype=np.int64),
+                      np.ascontiguousarray(probe.valid_errors, dtype=np.float64),
+                      np.ascontiguousarray(probe.num_valid_errors, dtype=np.int64))
+            pair_steps = np.ascontiguousarray(probe.train_steps, dtype=np.int64)
+        else:  # every program was in the memo
+            errors = (np.zeros((0, 1)), np.zeros(0, np.int64), np.zeros((0, 1)),
+                      np.zeros(0, np.int64))
+            pair_steps = np.zeros(0, dtype=np.int64)
         keys_hi = np.empty(n * T, dtype=np.uint64)
         keys_lo = np.empty(n * T, dtype=np.uint64)
-        _k().extend_hashes(part_hi.ravel(), part_lo.ravel(),
-                                      budget.ravel().astype(np.uint64), words_per_fingerprint(fec),
-                                      keys_hi, keys_lo)
+        total = _k().probe_finish(*errors, np.tile(self._task_ids, m), pair_steps, unique, m,
+                                  owner, *table, memo.hi, memo.lo, memo.steps, prog_hi,
+                                  prog_lo, part_hi, part_lo, probe_steps,
+                                  budget.ravel().astype(np.uint64), words_per_fingerprint(fec),
+                                  keys_hi, keys_lo)
+        self.train_steps += int(total)
+        self.fec_probe_train_steps += int(total)
         return keys_hi, keys_lo
 
     def run_request(self, request: EvalRequest) -> PairResults:

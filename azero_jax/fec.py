@@ -171,24 +171,36 @@ class LRUTable:
         slots = 16
         while slots < 2 * (capacity + 1):
             slots *= 2
+        if slots > 2**31:
+            raise ValueError(f"capacity {capacity} is too large for a table")
         self.capacity = capacity
-        self.index = np.empty(slots, dtype=np.int64)
-        self.key_hi = np.zeros(capacity + 1, dtype=np.uint64)
-        self.key_lo = np.zeros(capacity + 1, dtype=np.uint64)
-        self.prev = np.empty(capacity + 1, dtype=np.int64)
-        self.next = np.empty(capacity + 1, dtype=np.int64)
+        self.index = np.empty(slots, dtype=np.int32)
+        self.entries = _aligned_rows(capacity + 1, _k().ENTRY_WORDS)
         self.free = np.empty(capacity + 1, dtype=np.int64)
         self.meta = np.zeros(_k().META_LEN, dtype=np.int64)
-        _k().table_init(self.index, self.prev, self.next, self.free, self.meta, capacity)
+        _k().table_init(self.index, self.entries, self.free, self.meta, capacity)
+
+    @property
+    def key_hi(self) -> np.ndarray:
+        """Each entry's key, high word (a view)."""
+        return self.entries[:, _k().E_HI]
+
+    @property
+    def key_lo(self) -> np.ndarray:
+        return self.entries[:, _k().E_LO]
 
     def __len__(self) -> int:
         return int(self.meta[_k().M_SIZE])
 
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """``(index, entries, free, meta)``: the table as the compiled kernels take it."""
+        return self.index, self.entries, self.free, self.meta
+
     def find(self, hi: np.ndarray, lo: np.ndarray, refresh: bool = False) -> np.ndarray:
         """Entry of each key, -1 where absent (``refresh`` makes found keys most recent)."""
         entries = np.empty(len(hi), dtype=np.int64)
-        _k().table_find(self.index, self.key_hi, self.key_lo, self.prev, self.next,
-                            self.meta, _u64(hi), _u64(lo), bool(refresh), entries)
+        _k().table_find(self.index, self.entries, self.meta, _u64(hi), _u64(lo),
+                        bool(refresh), entries)
         return entries
 
     def insert(self, hi: np.ndarray, lo: np.ndarray, limit: int | None = None) -> np.ndarray:
@@ -196,15 +208,23 @@ class LRUTable:
         (default the capacity) entries; returns each key's entry (-1 if evicted again)."""
         entries = np.empty(len(hi), dtype=np.int64)
         limit = self.capacity if limit is None else min(int(limit), self.capacity)
-        _k().table_insert(self.index, self.key_hi, self.key_lo, self.prev, self.next,
-                              self.free, self.meta, _u64(hi), _u64(lo), limit, entries)
+        _k().table_insert(self.index, self.entries, self.free, self.meta, _u64(hi), _u64(lo),
+                          limit, entries)
         return entries
 
     def order(self) -> np.ndarray:
         """Entries from least to most recently used."""
         out = np.empty(self.capacity, dtype=np.int64)
-        n = _k().table_order(self.prev, self.next, self.meta, out)
+        n = _k().table_order(self.entries, self.meta, out)
         return out[:n]
+
+
+def _aligned_rows(n: int, words: int) -> np.ndarray:
+    """A zeroed ``[n, words]`` uint64 array whose rows start on 64-byte boundaries (so a
+    32-byte row never straddles two cache lines)."""
+    raw = np.zeros(n * words + 8, dtype=np.uint64)
+    skip = (-raw.ctypes.data % 64) // 8
+    return raw[skip:skip + n * words].reshape(n, words)
 
 
 def _u64(x) -> np.ndarray:
@@ -245,6 +265,10 @@ class FECCache:
         self._count = np.zeros(self.cache_size + 1, dtype=np.int64)
         self.misses = 0
 
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The table's arrays and the per-entry fitness and count, as kernels take them."""
+        return self._table.arrays() + (self._fitness, self._count)
+
     @property
     def hits(self) -> int:
         return int(self._table.meta[_k().M_HITS])
@@ -272,9 +296,8 @@ class FECCache:
         values = np.zeros(len(hi), dtype=np.float64)
         found = np.zeros(len(hi), dtype=bool)
         t = self._table
-        _k().fec_lookup(t.index, t.key_hi, t.key_lo, t.prev, t.next, t.free, t.meta,
-                            self._fitness, self._count, _u64(hi), _u64(lo), self.forget_every,
-                            values, found)
+        _k().fec_lookup(t.index, t.entries, t.free, t.meta, self._fitness, self._count,
+                        _u64(hi), _u64(lo), self.forget_every, values, found)
         return values, found
 
     def insert_arrays(self, hi: np.ndarray, lo: np.ndarray, fitness: np.ndarray) -> None:
