@@ -244,6 +244,7 @@ class Search:
         self._full_steps = np.array([t.total_train_steps for t in self.tasks], dtype=np.int64)
         self._task_ids = np.array([t.index for t in self.tasks], dtype=np.int64)
         self.max_train_steps = int(spec.max_train_steps)
+        self._constant_rows: dict[str, np.ndarray] = {}
         self.eval_seed = (self.seed * 2654435761 + 12345) % (2**31 - 1)
         hurdles = spec.hurdles
         T = len(self.tasks)
@@ -371,11 +372,21 @@ class Search:
 
     # -- evaluation ---------------------------------------------------------------------
 
+    def _rows(self, name: str, n: int, make: Callable[[int], np.ndarray]) -> np.ndarray:
+        """The first ``n`` rows of a constant array ``make(m)`` (kept, read-only, for the
+        largest ``m`` asked so far): steps rebuild the same index arrays every time."""
+        kept = self._constant_rows.get(name)
+        if kept is None or len(kept) < n:
+            kept = make(max(n, self.child_batch_size))
+            kept.flags.writeable = False
+            self._constant_rows[name] = kept
+        return kept[:n]
+
     def budget_steps(self, children: Programs) -> np.ndarray:
         """``[n, T]`` budgeted training steps of each (child, task)."""
         n = len(children)
         if self.budget is None:
-            return np.broadcast_to(self._full_steps, (n, len(self.tasks))).copy()
+            return self._rows("full_steps", n, lambda m: np.tile(self._full_steps, (m, 1)))
         costs = children.costs()
         return self.budget.budget_steps(costs[:, 0], costs[:, 1] + costs[:, 2], self._full_steps)
 
@@ -551,8 +562,12 @@ class Search:
         unique = unique[:m]
         if m:
             probe = yield EvalRequest(
-                "probe", _subset(children, unique), np.repeat(np.arange(m), T),
-                np.tile(np.arange(T), m), np.full(m * T, fec.num_train_examples, dtype=np.int64),
+                "probe", _subset(children, unique),
+                self._rows("child_of_pair", m, lambda k: np.repeat(np.arange(k), T)
+                           .reshape(k, T)).ravel(),
+                self._rows("task_of_pair", m, lambda k: np.tile(np.arange(T), (k, 1))).ravel(),
+                self._rows("probe_steps", m, lambda k: np.full((k, T), fec.num_train_examples,
+                                                               dtype=np.int64)).ravel(),
                 FEC_SEED, np.zeros(m, dtype=np.int64), valid_steps=int(fec.num_valid_examples),
                 record_errors=(int(fec.num_train_examples), int(fec.num_valid_examples)))
             errors = (np.ascontiguousarray(probe.train_errors, dtype=np.float64),
@@ -566,10 +581,11 @@ class Search:
             pair_steps = np.zeros(0, dtype=np.int64)
         keys_hi = np.empty(n * T, dtype=np.uint64)
         keys_lo = np.empty(n * T, dtype=np.uint64)
-        total = _k().probe_finish(*errors, np.tile(self._task_ids, m), pair_steps, unique, m,
+        task_ids = self._rows("task_ids", m, lambda k: np.tile(self._task_ids, (k, 1))).ravel()
+        total = _k().probe_finish(*errors, task_ids, pair_steps, unique, m,
                                   owner, *table, memo.hi, memo.lo, memo.steps, prog_hi,
                                   prog_lo, part_hi, part_lo, probe_steps,
-                                  budget.ravel().astype(np.uint64), words_per_fingerprint(fec),
+                                  budget.ravel(), words_per_fingerprint(fec),
                                   keys_hi, keys_lo)
         self.train_steps += int(total)
         self.fec_probe_train_steps += int(total)
