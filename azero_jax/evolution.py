@@ -79,7 +79,7 @@ from azero_jax import generator as generator_lib
 from azero_jax.batch_mutator import BatchMutator
 from azero_jax.evaluator import MemoryConfig, PairResults, combine_fitnesses
 from azero_jax.fec import FEC_SEED, FECCache, LRUTable, hash_row_arrays
-from azero_jax.hurdles import HurdleStats, hurdle_value, stage_tasks
+from azero_jax.hurdles import HurdleStats, hurdle_value, stage_tasks, stage_train_examples
 from azero_jax.population import Programs, as_programs
 from azero_jax.program import Algorithm, validate_addresses
 from azero_jax.spec import SearchSpec
@@ -250,7 +250,7 @@ class Search:
         T = len(self.tasks)
         if hurdles is not None:
             self._stage_tasks = stage_tasks(hurdles, T)
-            steps = int(hurdles.num_train_examples)
+            steps = self._stage_steps = stage_train_examples(hurdles, self._full_steps)
             # A stage with every training example is the start of the full evaluation.
             self._stage_is_prefix = steps == 0 or bool((self._full_steps <= steps).all())
         self.reset()
@@ -492,8 +492,8 @@ class Search:
         if len(todo):
             run = staged[todo]
             steps = budget[run][:, :k]
-            if hurdles.num_train_examples:
-                steps = np.minimum(steps, int(hurdles.num_train_examples))
+            if self._stage_steps:
+                steps = np.minimum(steps, self._stage_steps)
             stage = yield EvalRequest(
                 "stage", children.take(run), np.repeat(np.arange(len(run)), k),
                 np.tile(np.arange(k), len(run)), steps.ravel(), self.eval_seed, ids[run])

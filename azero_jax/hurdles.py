@@ -6,7 +6,8 @@ field ``hurdles { percentile: 75 num_train_examples: 10 num_tasks: 2 }``.
 A child that needs a full evaluation (i.e. is not fully answered by the FEC cache) is
 first evaluated cheaply: on the first ``num_tasks`` search tasks with at most
 ``num_train_examples`` training steps each (0 = all of them); with both 0, the default
-stage is the first fifth of the tasks (at least one) with all their examples. If that
+stage is the first fifth of the tasks (at least one) with all their examples, or, when
+there is only one search task, its first fifth of training examples. If that
 first-stage fitness reaches the rolling hurdle -- the ``percentile``-th percentile of the
 unique *first-stage* fitnesses of the population (the same measurement the child is
 judged on) -- the child is fully evaluated; otherwise it keeps its first-stage fitness,
@@ -66,6 +67,16 @@ def stage_tasks(config: HurdlesConfig, num_tasks: int) -> int:
     if int(config.num_train_examples):
         return num_tasks
     return max(1, num_tasks // 5)
+
+
+def stage_train_examples(config: HurdlesConfig, train_steps) -> int:
+    """First-stage training steps per task (0 = all of them), given each search task's
+    full count: the configured number, or for the default stage on a single task (where
+    the first fifth of the tasks would be the whole evaluation) the first fifth of its
+    training examples."""
+    if int(config.num_train_examples) or int(config.num_tasks) or len(train_steps) != 1:
+        return int(config.num_train_examples)
+    return max(1, int(train_steps[0]) // 5)
 
 
 def hurdle_value(fitnesses, percentile: float = 75.0) -> float:

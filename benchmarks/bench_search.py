@@ -56,7 +56,7 @@ from azero_jax.spec import parse_search_experiment_spec, parse_task_collection  
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "solve", ["host", "throughput", "share", "solve"], "What to measure.")
 flags.DEFINE_integer("experiments", 20, "Experiments per seed (share mode).")
-flags.DEFINE_enum("spec", "demo", ["demo", "nonlinear"], "Search spec (throughput mode).")
+flags.DEFINE_enum("spec", "demo", ["demo", "nonlinear"], "Search spec (throughput and solve modes).")
 flags.DEFINE_list("seeds", ["1000", "1001", "1002"], "Main random seeds, one run each.")
 flags.DEFINE_integer("max_experiments", 10, "Experiments per run at most (solve mode).")
 flags.DEFINE_enum("backend", "cpu", ["auto", "cpu", "jax"], "Evaluator backend.")
@@ -190,12 +190,13 @@ def run_throughput() -> list[dict]:
     return records
 
 
-def _demo_config(seed: int, batch, max_experiments: int, sufficient: float):
+def _demo_config(seed: int, batch, max_experiments: int, sufficient: float, spec: str = "demo"):
+    search_file, select_file, final_file, memory, _ = SPECS[spec]
     return experiment.ExperimentConfig(
-        search=parse_search_experiment_spec(_read("demo_search.textproto")),
-        select_tasks=parse_task_collection(_read("demo_select.textproto")),
-        final_tasks=parse_task_collection(_read("demo_final.textproto")),
-        memory=MemoryConfig(4, 3, 1), random_seed=int(seed), max_experiments=max_experiments,
+        search=parse_search_experiment_spec(_read(search_file)),
+        select_tasks=parse_task_collection(_read(select_file)),
+        final_tasks=parse_task_collection(_read(final_file)),
+        memory=memory, random_seed=int(seed), max_experiments=max_experiments,
         randomize_task_seeds=True, sufficient_fitness=sufficient, backend=FLAGS.backend,
         child_batch_size=batch, hurdles=_hurdles(),
         evaluator_options=tuple(sorted(_evaluator_options().items())))
@@ -231,9 +232,9 @@ def run_solve() -> list[dict]:
     records = []
     for batch in _batch_sizes():
         for seed in FLAGS.seeds:
-            record = _base_record("demo_solve")
+            record = _base_record("demo_solve" if FLAGS.spec == "demo" else f"{FLAGS.spec}_solve")
             config = _demo_config(int(seed), batch, FLAGS.max_experiments,
-                                  FLAGS.sufficient_fitness)
+                                  FLAGS.sufficient_fitness, FLAGS.spec)
             start = time.perf_counter()
             summary = experiment.run_experiments(config, log=lambda line: None)
             wall = time.perf_counter() - start
@@ -248,9 +249,11 @@ def run_solve() -> list[dict]:
             search_secs = sum(e["search_elapsed_secs"] for e in experiments)
             total = sum(e["individuals"] for e in experiments)
             record.update(
+                spec=FLAGS.spec, sufficient_fitness=FLAGS.sufficient_fitness,
                 seed=int(seed), child_batch_size=summary["child_batch_size"],
                 num_threads=FLAGS.num_threads, hurdles=FLAGS.hurdles,
                 experiments=len(experiments), solved=solved_at is not None,
+                train_steps=sum(e.get("train_steps", 0) for e in experiments),
                 seconds_to_solution=solved_at, individuals_to_solution=solved_individuals,
                 wall_secs=wall, individuals=total,
                 individuals_per_sec=total / search_secs if search_secs else None,

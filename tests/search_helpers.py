@@ -49,9 +49,10 @@ class FakeEvaluator:
     def __call__(self, algorithms, tasks, algorithm_index, task_index, *, train_steps,
                  record_errors=None, valid_steps=None, seed=0, algorithm_ids=None, **kwargs):
         B = len(algorithm_index)
-        self.calls.append(dict(kind="probe" if record_errors else "eval", pairs=B,
-                               algorithms=len(algorithms), seed=seed))
         steps = np.asarray(train_steps, dtype=np.int64)
+        self.calls.append(dict(kind="probe" if record_errors else "eval", pairs=B,
+                               algorithms=len(algorithms), seed=seed,
+                               max_train_steps=int(steps.max()) if B else 0))
         fitness = np.empty(B)
         for p, (a, t) in enumerate(zip(algorithm_index, task_index)):
             full = tasks[t].total_train_steps

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from azero_jax.evolution import Search
-from azero_jax.hurdles import HurdlesConfig, hurdle_value, stage_tasks
+from azero_jax.hurdles import HurdlesConfig, hurdle_value, stage_tasks, stage_train_examples
 from azero_jax.spec import parse_hurdles
 from search_helpers import MEMORY, FakeEvaluator, small_spec, task_spec
 
@@ -24,6 +24,12 @@ def test_config_validation_and_the_default_stage():
     assert stage_tasks(HurdlesConfig(75.0, 10, 0), 10) == 10
     assert stage_tasks(HurdlesConfig(75.0, 0, 3), 2) == 2
     assert parse_hurdles("") == HurdlesConfig(75.0, 0, 0)
+    # One task: a fifth of the tasks would be the whole evaluation; a fifth of its examples.
+    assert stage_tasks(HurdlesConfig(75.0, 0, 0), 1) == 1
+    assert stage_train_examples(HurdlesConfig(75.0, 0, 0), [1000]) == 200
+    assert stage_train_examples(HurdlesConfig(75.0, 0, 0), [1000, 1000]) == 0
+    assert stage_train_examples(HurdlesConfig(75.0, 0, 1), [1000]) == 0
+    assert stage_train_examples(HurdlesConfig(75.0, 30, 0), [1000]) == 30
     assert parse_hurdles("num_tasks: 2 percentile: 50") == HurdlesConfig(50.0, 0, 2)
     with pytest.raises(ValueError, match="hurdles"):
         parse_hurdles("num_taskz: 2")
@@ -88,3 +94,17 @@ def test_a_prefix_stage_is_reused_by_the_full_evaluation():
     assert stats.evaluated == 5 and stats.passed == 5  # percentile 0: everyone passes
     assert sum(c["pairs"] for c in fake.calls) == 5 * 2  # not 5 * (1 + 2)
     assert stats.stage_train_steps == 0  # no separate stage run
+
+
+def test_the_default_stage_of_a_single_task_trains_on_a_fifth_of_its_examples():
+    fake = FakeEvaluator()
+    spec = small_spec(population_size=10, hurdles=parse_hurdles(""),
+                      search_tasks=(task_spec(num_tasks=1, num_train=50),))
+    search = Search(spec, memory=MEMORY, seed=34, evaluate_fn=fake, child_batch_size=5)
+    while not search.initialized:
+        search.step()
+    fake.calls.clear()
+    search.step()
+    stages = [c for c in fake.calls if c["max_train_steps"] == 10]
+    assert stages and search.hurdle_stats.evaluated == 5
+    assert search.hurdle_stats.stage_train_steps > 0
