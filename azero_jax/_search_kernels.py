@@ -998,3 +998,21 @@ def full_finish(index, ent, free, meta, value, count, forget_every, keys_hi, key
             per_task[q] = per_task[owner[q]]
             unanswered += 1
     return unanswered
+
+
+@numba.njit(**_JIT)
+def make_mutants(p_op, p_in1, p_in2, p_out, p_d, p_f0, p_f1, p_f2, p_size, fitness,
+                 tournament_size, op, in1, in2, out, d, f0, f1, f2, size, ids, seed,
+                 mutate_prob, actions, action_weights, mutable, info, op_lists, op_counts,
+                 size_min, size_max, style, parents, applied, keys_hi, keys_lo):
+    """A step's children in one call: :func:`tournaments`, the parents' rows copied,
+    :func:`mutate`, and the children's :func:`program_hashes`."""
+    n = ids.shape[0]
+    tournaments(fitness, ids, seed, tournament_size, parents)
+    copy_rows(p_op, p_in1, p_in2, p_out, p_d, p_f0, p_f1, p_f2, p_size, parents,
+              op, in1, in2, out, d, f0, f1, f2, size, np.arange(n))
+    mutate(op, in1, in2, out, d, f0, f1, f2, size, ids, seed, mutate_prob, actions,
+           action_weights, mutable, info, op_lists, op_counts, size_min, size_max, style,
+           applied)
+    program_hashes(op, in1, in2, out, d.view(np.uint64), f0.view(np.uint32),
+                   f1.view(np.uint32), f2.view(np.uint32), size, keys_hi, keys_lo)

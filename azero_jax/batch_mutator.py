@@ -155,6 +155,26 @@ class BatchMutator:
                        self._op_counts, self._size_min, self._size_max, self._style, applied)
         return children, applied
 
+    def mutants(self, population: Programs, fitness: np.ndarray, ids: np.ndarray, seed: int,
+                tournament_size: int) -> Programs:
+        """:meth:`tournaments` then :meth:`mutate` in one compiled call (what a search step
+        does); the children come with their :meth:`Programs.keys` computed."""
+        ids = np.asarray(ids, dtype=np.int64)
+        n = len(ids)
+        longest = int(population.size.max(initial=0))
+        length = longest + 2 if self.grows else population.length
+        children = Programs.empty(n, length)
+        keys = (np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64))
+        _k().make_mutants(*population.fields(), population.size,
+                          np.ascontiguousarray(fitness, dtype=np.float64), int(tournament_size),
+                          *children.fields(), children.size, ids, int(seed), self.mutate_prob,
+                          self._actions, self._weights, self.mutable, self._info,
+                          self._op_lists, self._op_counts, self._size_min, self._size_max,
+                          self._style, np.empty(n, dtype=np.int64),
+                          np.empty(n, dtype=np.int64), *keys)
+        children.known_keys = keys
+        return children
+
     def random_programs(self, ids: np.ndarray, seed: int, sizes: Sequence[int],
                         length: int | None = None) -> Programs:
         """RANDOM_ALGORITHM programs of the given function sizes, one per id."""

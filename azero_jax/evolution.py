@@ -367,8 +367,8 @@ class Search:
         """Children of the current population (mutants or random algorithms), one per id."""
         if self.random_search:
             return self.mutator.random_programs(ids, self.seed, self.spec.size_inits)
-        children, _ = self.mutator.mutate(self.programs, self.tournaments(ids), ids, self.seed)
-        return children
+        return self.mutator.mutants(self.programs, self.fitness, ids, self.seed,
+                                    int(self.spec.tournament_size))
 
     # -- evaluation ---------------------------------------------------------------------
 

@@ -52,12 +52,15 @@ class Programs:
       size: ``[N, 3]`` int32 component sizes.
     """
 
-    __slots__ = FIELDS + ("size",)
+    __slots__ = FIELDS + ("size", "known_keys")
 
     def __init__(self, fields: dict, size: np.ndarray):
         for name in FIELDS:
             setattr(self, name, fields[name])
         self.size = size
+        # (hi, lo) set by whoever computed them with the batch (the search's mutants); a
+        # batch is not modified after that, and put() forgets them.
+        self.known_keys = None
 
     # -- construction ---------------------------------------------------------------
 
@@ -66,6 +69,12 @@ class Programs:
         """``n`` empty algorithms with room for ``length`` instructions per function."""
         fields = {name: np.zeros((n, 3, length), dtype=dt) for name, dt in FIELD_DTYPES.items()}
         return cls(fields, np.zeros((n, 3), dtype=np.int32))
+
+    @classmethod
+    def empty(cls, n: int, length: int) -> "Programs":
+        """Like :meth:`zeros`, uninitialised (for kernels that write every entry)."""
+        fields = {name: np.empty((n, 3, length), dtype=dt) for name, dt in FIELD_DTYPES.items()}
+        return cls(fields, np.empty((n, 3), dtype=np.int32))
 
     @classmethod
     def from_algorithms(cls, algorithms: Sequence[Algorithm], length: int | None = None) -> "Programs":
@@ -124,9 +133,7 @@ class Programs:
         index = np.asarray(index, dtype=np.int64).reshape(-1)
         length = max(int(length or 0), self.length)
         # copy_rows writes every entry of the rows it fills: no need to zero them first.
-        batch = Programs({name: np.empty((len(index), 3, length), dtype=dt)
-                          for name, dt in FIELD_DTYPES.items()},
-                         np.empty((len(index), 3), dtype=np.int32))
+        batch = Programs.empty(len(index), length)
         _k().copy_rows(*self.fields(), self.size, index, *batch.fields(), batch.size,
                        np.arange(len(index), dtype=np.int64))
         return batch
@@ -134,6 +141,7 @@ class Programs:
     def put(self, slots, other: "Programs") -> None:
         """Writes ``other``'s algorithms into ``slots`` in place (growing ``L`` if needed)."""
         slots = np.asarray(slots, dtype=np.int64).reshape(-1)
+        self.known_keys = None
         longest = int(other.size.max(initial=0))
         if longest > self.length:
             grown = self.with_length(max(longest, other.length))
@@ -204,6 +212,8 @@ class Programs:
 
     def keys(self) -> tuple[np.ndarray, np.ndarray]:
         """``(hi, lo)`` 128-bit keys of the exact content (sizes and every field's bits)."""
+        if self.known_keys is not None:
+            return self.known_keys
         n = len(self)
         hi = np.empty(n, dtype=np.uint64)
         lo = np.empty(n, dtype=np.uint64)
