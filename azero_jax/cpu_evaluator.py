@@ -285,6 +285,10 @@ class _TaskPack:
         self.y = np.concatenate(ys) if ys else np.zeros(0)
         self.orders = np.concatenate(orders) if orders else np.zeros(0, dtype=np.int64)
         self.feature_sizes = sorted({task.features_size for task in tasks})
+        # Per task: its feature size's position in feature_sizes, and its index.
+        slots = {F: s for s, F in enumerate(self.feature_sizes)}
+        self.task_slot = np.array([slots[task.features_size] for task in tasks], dtype=np.int64)
+        self.task_ids = np.array([task.index for task in tasks], dtype=np.int64)
         if max(self.x.size, self.y.size, self.orders.size) >= 2**31:
             # the kernels index task data with 32-bit offsets
             raise ValueError("the tasks hold 2^31 or more values; too many for the cpu backend")
@@ -380,8 +384,7 @@ def _prepare(algorithms, tasks, algorithm_index, task_index, memory, seed, algor
                          "(limit 2^31)")
     ins = np.concatenate(codes) if codes else np.zeros(0, dtype=np.uint32)
     dat = np.concatenate(constants) if constants else np.zeros(0)
-    task_slot = np.array([slots[task.features_size] for task in tasks], dtype=np.int64)
-    task_ids = np.array([task.index for task in tasks], dtype=np.int64)
+    task_slot, task_ids = pack.task_slot, pack.task_ids
     B = len(algorithm_index)
     pairs = np.empty((B, kernels.PAIR_COLUMNS), dtype=np.int64)
     pairs[:, kernels.P_PROG] = task_slot[task_index] * A + algorithm_index
@@ -485,8 +488,12 @@ def _evaluate(algorithms, tasks, algorithm_index, task_index, *, memory, max_abs
         # Small dynamic chunks: the last one bounds the imbalance between threads.
         chunk = B if threads == 1 else int(max(1, min(64, B // (threads * 32))))
         work = []
-        boundaries = np.flatnonzero(np.diff(pair_f)) + 1
-        for first_of_group, end_of_group in zip(np.r_[0, boundaries], np.r_[boundaries, B]):
+        if len(pack.feature_sizes) == 1:
+            groups = [(0, B)]
+        else:
+            boundaries = np.flatnonzero(np.diff(pair_f)) + 1
+            groups = zip(np.r_[0, boundaries], np.r_[boundaries, B])
+        for first_of_group, end_of_group in groups:
             module = _cpu_specialize.kernels_for(int(pair_f[first_of_group]))
             for first in range(int(first_of_group), int(end_of_group), chunk):
                 work.append((module, first, min(int(end_of_group), first + chunk)))

@@ -204,7 +204,7 @@ class Programs:
 
     def uses_random_ops(self) -> np.ndarray:
         """``[N]`` whether each algorithm contains a random op."""
-        return (_RANDOM[self.op] & self.valid_mask()).any(axis=(1, 2))
+        return _RANDOM[self.op].any(axis=(1, 2))  # padding is NO_OP, not random
 
     def costs(self) -> np.ndarray:
         """``[N, 3]`` the reference's compute cost of each function (§8; NO_OPs cost too)."""
