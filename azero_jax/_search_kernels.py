@@ -486,12 +486,22 @@ def random_programs(op, in1, in2, out, d, f0, f1, f2, size, ids, seed, init_size
 
 
 # ----------------------------------------------------------------------------------
-# Hashing: 128-bit keys as two independent splitmix64 lanes.
+# Hashing: 128-bit keys as two lanes. Each lane is a sum of splitmix64 mixes, one per
+# (word, position), finished by one more mix with the word count. The terms do not depend
+# on each other, so the processor overlaps them: about twice as fast as a chain in which
+# every word waits for the previous one's mix. A sum of k words' terms can be extended by
+# more words before it is finished (the search adds the budget word to stored fingerprint
+# sums).
 
 
 @numba.njit(inline="always", **_JIT)
-def _step(h, word, position, lane):
-    return _mix(h ^ (word + GOLDEN * np.uint64(position + 1)) + lane)
+def _term(word, position, lane):
+    return _mix((word ^ (GOLDEN * np.uint64(position + 1))) + lane)
+
+
+@numba.njit(inline="always", **_JIT)
+def _finish(total, count, lane):
+    return _mix(total + (lane ^ np.uint64(count)))
 
 
 @numba.njit(**_JIT)
@@ -500,90 +510,83 @@ def hash_rows(words, hi, lo):
     :func:`azero_jax.fec.hash_rows`)."""
     n, k = words.shape
     for r in range(n):
-        a = _LANE0
-        b = _LANE1
+        a = np.uint64(0)
+        b = np.uint64(0)
         for q in range(k):
-            a = _step(a, words[r, q], q, _LANE0)
-            b = _step(b, words[r, q], q, _LANE1)
-        hi[r] = a
-        lo[r] = b
+            a += _term(words[r, q], q, _LANE0)
+            b += _term(words[r, q], q, _LANE1)
+        hi[r] = _finish(a, k, _LANE0)
+        lo[r] = _finish(b, k, _LANE1)
 
 
 @numba.njit(**_JIT)
-def fingerprint_hashes(terr, nterr, verr, nverr, task_ids, hi, lo):
+def fingerprint_hashes(terr, nterr, verr, nverr, task_ids, finish, hi, lo):
     """:func:`hash_rows` of each pair's fingerprint words, without building them: the
     recorded train errors (0 past the count, -0 as +0), the valid errors likewise, then
-    the two counts and the task index (the words of :func:`azero_jax.fec.fingerprint_words`)."""
+    the two counts and the task index (the words of :func:`azero_jax.fec.fingerprint_words`).
+    Without ``finish``, the lanes' unfinished sums (to extend with more words)."""
     buf = np.empty(1, np.float64)
     bits = buf.view(np.uint64)
     kt = terr.shape[1]
     kv = verr.shape[1]
+    k = kt + kv + 3
     for r in range(terr.shape[0]):
-        a = _LANE0
-        b = _LANE1
+        a = np.uint64(0)
+        b = np.uint64(0)
         for q in range(kt):
             buf[0] = terr[r, q] + 0.0 if q < nterr[r] else 0.0
-            a = _step(a, bits[0], q, _LANE0)
-            b = _step(b, bits[0], q, _LANE1)
+            a += _term(bits[0], q, _LANE0)
+            b += _term(bits[0], q, _LANE1)
         for q in range(kv):
             buf[0] = verr[r, q] + 0.0 if q < nverr[r] else 0.0
-            a = _step(a, bits[0], kt + q, _LANE0)
-            b = _step(b, bits[0], kt + q, _LANE1)
+            a += _term(bits[0], kt + q, _LANE0)
+            b += _term(bits[0], kt + q, _LANE1)
         w = np.uint64(nterr[r])
-        a = _step(a, w, kt + kv, _LANE0)
-        b = _step(b, w, kt + kv, _LANE1)
+        a += _term(w, kt + kv, _LANE0)
+        b += _term(w, kt + kv, _LANE1)
         w = np.uint64(nverr[r])
-        a = _step(a, w, kt + kv + 1, _LANE0)
-        b = _step(b, w, kt + kv + 1, _LANE1)
+        a += _term(w, kt + kv + 1, _LANE0)
+        b += _term(w, kt + kv + 1, _LANE1)
         w = np.uint64(task_ids[r])
-        a = _step(a, w, kt + kv + 2, _LANE0)
-        b = _step(b, w, kt + kv + 2, _LANE1)
+        a += _term(w, kt + kv + 2, _LANE0)
+        b += _term(w, kt + kv + 2, _LANE1)
+        if finish:
+            a = _finish(a, k, _LANE0)
+            b = _finish(b, k, _LANE1)
         hi[r] = a
         lo[r] = b
-
-
-@numba.njit(**_JIT)
-def extend_hashes(hi, lo, word, position, out_hi, out_lo):
-    """Continues row hashes with one more word at ``position`` (= the words hashed so far):
-    ``hash_rows(concat(words, word))`` from ``hash_rows(words)``."""
-    for r in range(hi.shape[0]):
-        out_hi[r] = _step(hi[r], word[r], position, _LANE0)
-        out_lo[r] = _step(lo[r], word[r], position, _LANE1)
 
 
 @numba.njit(**_JIT)
 def program_hashes(op, in1, in2, out, d_bits, f0_bits, f1_bits, f2_bits, size, hi, lo):
     """Exact-content keys of programs: sizes and every field, bit for bit."""
     for j in range(op.shape[0]):
-        a = _LANE0
-        b = _LANE1
+        a = np.uint64(0)
+        b = np.uint64(0)
         q = 0
         for c in range(3):
             w = np.uint64(size[j, c])
-            a = _step(a, w, q, _LANE0)
-            b = _step(b, w, q, _LANE1)
+            a += _term(w, q, _LANE0)
+            b += _term(w, q, _LANE1)
             q += 1
             for i in range(size[j, c]):
                 w = (np.uint64(op[j, c, i]) | (np.uint64(in1[j, c, i] & 0xFFFF) << np.uint64(16))
                      | (np.uint64(in2[j, c, i] & 0xFFFF) << np.uint64(32))
                      | (np.uint64(out[j, c, i] & 0xFFFF) << np.uint64(48)))
-                a = _step(a, w, q, _LANE0)
-                b = _step(b, w, q, _LANE1)
-                q += 1
+                a += _term(w, q, _LANE0)
+                b += _term(w, q, _LANE1)
                 w = np.uint64(d_bits[j, c, i])
-                a = _step(a, w, q, _LANE0)
-                b = _step(b, w, q, _LANE1)
-                q += 1
+                a += _term(w, q + 1, _LANE0)
+                b += _term(w, q + 1, _LANE1)
                 w = (np.uint64(f0_bits[j, c, i]) | (np.uint64(f1_bits[j, c, i]) << np.uint64(32)))
-                a = _step(a, w, q, _LANE0)
-                b = _step(b, w, q, _LANE1)
-                q += 1
+                a += _term(w, q + 2, _LANE0)
+                b += _term(w, q + 2, _LANE1)
                 w = np.uint64(f2_bits[j, c, i])
-                a = _step(a, w, q, _LANE0)
-                b = _step(b, w, q, _LANE1)
-                q += 1
-        hi[j] = a
-        lo[j] = b
+                a += _term(w, q + 3, _LANE0)
+                b += _term(w, q + 3, _LANE1)
+                q += 4
+        hi[j] = _finish(a, q, _LANE0)
+        lo[j] = _finish(b, q, _LANE1)
 
 
 # ----------------------------------------------------------------------------------
@@ -861,12 +864,12 @@ def probe_finish(terr, nterr, verr, nverr, task_ids, pair_steps, unique, m, owne
                  part_hi, part_lo, probe_steps, budget, position, keys_hi, keys_lo):
     """Hashes the probe's fingerprints (pairs ``[m, T]`` of the ``unique`` children),
     hands them to every child with the same program, remembers them in the probe memo,
-    and completes each pair's key with its budget word. Returns the probe steps of all
+    and completes each pair's key with its budget word (word ``position``). Returns the probe steps of all
     children (memo hits included: the reference counts every fingerprint run)."""
     n, T = part_hi.shape
     hi = np.empty(m * T, np.uint64)
     lo = np.empty(m * T, np.uint64)
-    fingerprint_hashes(terr, nterr, verr, nverr, task_ids, hi, lo)
+    fingerprint_hashes(terr, nterr, verr, nverr, task_ids, False, hi, lo)
     slot = np.full(n, -1, np.int64)
     steps = np.zeros(m, np.int64)
     for j in range(m):
@@ -897,8 +900,10 @@ def probe_finish(terr, nterr, verr, nverr, task_ids, pair_steps, unique, m, owne
         for t in range(T):
             q = r * T + t
             w = np.uint64(budget[q])
-            keys_hi[q] = _step(part_hi[r, t], w, position, _LANE0)
-            keys_lo[q] = _step(part_lo[r, t], w, position, _LANE1)
+            keys_hi[q] = _finish(part_hi[r, t] + _term(w, position, _LANE0), position + 1,
+                                 _LANE0)
+            keys_lo[q] = _finish(part_lo[r, t] + _term(w, position, _LANE1), position + 1,
+                                 _LANE1)
     return total
 
 

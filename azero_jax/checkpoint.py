@@ -35,7 +35,7 @@ from azero_jax.hurdles import HurdleStats
 from azero_jax.population import Programs
 from azero_jax.program import COMPONENTS, INSTRUCTION_DTYPE, Algorithm, format_algorithm
 
-FORMAT_VERSION = 2  # 2: the search's tensors and counter-based random streams
+FORMAT_VERSION = 3  # 2: the search's tensors and counter-based random streams; 3: FEC keys hashed as sums
 _FIELDS = INSTRUCTION_DTYPE.names
 
 

@@ -8,9 +8,9 @@ with the same fingerprint are taken to be functionally equivalent: the cached
 per-task fitness of the first one is reused.
 
 Fingerprints are hashed on the host, compiled over a whole batch, to 128-bit keys (two
-independent 64-bit lanes of splitmix64 mixing over the exact bits of every error,
-``+0.0`` and ``-0.0`` alike as in the reference), so the cache is compact and
-checkpoints as plain arrays.
+64-bit lanes, each a sum of splitmix64 mixes of every word with its position, over the
+exact bits of every error, ``+0.0`` and ``-0.0`` alike as in the reference), so the
+cache is compact and checkpoints as plain arrays.
 
 The cache is the reference's: LRU with ``cache_size`` entries; a hit refreshes
 recency and increments the entry's count; once the count reaches ``forget_every``
@@ -99,11 +99,11 @@ def hash_rows(words: np.ndarray) -> list[int]:
     n, k = words.shape
     lanes = []
     with np.errstate(over="ignore"):
-        for seed in _LANE_SEEDS:
-            h = np.full(n, seed, dtype=np.uint64)
+        for lane in _LANE_SEEDS:
+            total = np.zeros(n, dtype=np.uint64)
             for j in range(k):
-                h = _mix(h ^ (words[:, j] + _GOLDEN * np.uint64(j + 1)) + seed)
-            lanes.append(h.tolist())
+                total += _mix((words[:, j] ^ (_GOLDEN * np.uint64(j + 1))) + lane)
+            lanes.append(_mix(total + (lane ^ np.uint64(k))).tolist())
     return [(a << 64) | b for a, b in zip(*lanes)]
 
 
@@ -137,7 +137,7 @@ def fingerprint_hashes(results, task_index) -> tuple[np.ndarray, np.ndarray]:
         np.ascontiguousarray(results.num_train_errors, dtype=np.int64),
         np.ascontiguousarray(results.valid_errors, dtype=np.float64),
         np.ascontiguousarray(results.num_valid_errors, dtype=np.int64),
-        np.ascontiguousarray(task_index, dtype=np.int64).reshape(n), hi, lo)
+        np.ascontiguousarray(task_index, dtype=np.int64).reshape(n), True, hi, lo)
     return hi, lo
 
 
