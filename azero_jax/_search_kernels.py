@@ -593,10 +593,12 @@ def program_hashes(op, in1, in2, out, d_bits, f0_bits, f1_bits, f2_bits, size, h
 # An LRU table of 128-bit keys: open addressing (linear probing, backward-shift
 # deletion) over a pool of entries kept in a doubly linked recency list.
 #
-# Each entry is one row of ``ent`` [capacity + 1, 4] uint64: key hi, key lo, previous and
-# next entry in recency order. One row is 32 bytes, so visiting an entry (compare its key,
-# relink it) touches one cache line rather than four arrays' worth: with a cache of 10^5
-# entries the table outgrows the L2 cache, and these random visits are its whole cost.
+# Each entry is one row of ``ent`` [capacity + 1, 4 or 8] uint64: key hi, key lo, previous
+# and next entry in recency order, then optional payload words (the FEC cache keeps an
+# entry's fitness bits and count there). A row is 32 or 64 bytes on a cache-line boundary,
+# so visiting an entry (compare its key, relink it, read its value) touches one cache line
+# rather than several arrays' worth: with a cache of 10^5 entries the table outgrows the
+# L2 cache, and these random visits are its whole cost.
 # ``index`` (int32) maps hash slots to entries. The list's sentinel is entry ``capacity``
 # (next[sentinel] = least recent, prev[sentinel] = most recent).
 # meta = [size, capacity, free_top, hits, misses].
@@ -605,6 +607,21 @@ M_SIZE, M_CAPACITY, M_FREE_TOP, M_HITS, M_MISSES = 0, 1, 2, 3, 4
 META_LEN = 5
 E_HI, E_LO, E_PREV, E_NEXT = 0, 1, 2, 3
 ENTRY_WORDS = 4
+# The FEC cache's payload: fitness (float64 bits) and sighting count.
+E_VALUE, E_COUNT = 4, 5
+FEC_ENTRY_WORDS = 8
+
+
+@numba.njit(inline="always", **_JIT)
+def _as_float(bits, buf, buf_bits):
+    buf_bits[0] = bits
+    return buf[0]
+
+
+@numba.njit(inline="always", **_JIT)
+def _as_bits(value, buf, buf_bits):
+    buf[0] = value
+    return buf_bits[0]
 
 
 @numba.njit(**_JIT)
@@ -752,12 +769,13 @@ def table_find(index, ent, meta, keys_hi, keys_lo, refresh, entries):
 
 
 @numba.njit(**_JIT)
-def fec_lookup(index, ent, free, meta, value, count, keys_hi, keys_lo, forget_every,
-               out_values, found):
+def fec_lookup(index, ent, free, meta, keys_hi, keys_lo, forget_every, out_values, found):
     """The FEC cache's lookups, in order (§7): a present key is a hit -- its count is
     incremented and it becomes the most recent, or it is erased once the count reaches
     ``forget_every``. Absent keys are left to the caller (not counted here)."""
     sentinel = meta[M_CAPACITY]
+    buf = np.empty(1, np.float64)
+    buf_bits = buf.view(np.uint64)
     for r in range(keys_hi.shape[0]):
         s = _find_slot(index, ent, keys_hi[r], keys_lo[r])
         if s < 0:
@@ -766,14 +784,29 @@ def fec_lookup(index, ent, free, meta, value, count, keys_hi, keys_lo, forget_ev
             continue
         e = np.int64(index[s])
         found[r] = True
-        out_values[r] = value[e]
-        count[e] += 1
+        out_values[r] = _as_float(ent[e, E_VALUE], buf, buf_bits)
+        ent[e, E_COUNT] += np.uint64(1)
         meta[M_HITS] += 1
-        if forget_every != 0 and count[e] >= forget_every:
+        if forget_every != 0 and np.int64(ent[e, E_COUNT]) >= forget_every:
             _remove_entry(index, ent, free, meta, s)
         else:
             _unlink(ent, e)
             _link_newest(ent, e, sentinel)
+
+
+@numba.njit(**_JIT)
+def fec_insert(index, ent, free, meta, keys_hi, keys_lo, values):
+    """Inserts fresh fitnesses (count 1) as the most recent entries, in order."""
+    entries = np.empty(keys_hi.shape[0], np.int64)
+    table_insert(index, ent, free, meta, keys_hi, keys_lo, meta[M_CAPACITY], entries)
+    buf = np.empty(1, np.float64)
+    buf_bits = buf.view(np.uint64)
+    for r in range(keys_hi.shape[0]):
+        e = entries[r]
+        if e >= 0:
+            ent[e, E_VALUE] = _as_bits(values[r], buf, buf_bits)
+            ent[e, E_COUNT] = 1
+    return entries
 
 
 @numba.njit(**_JIT)
@@ -908,15 +941,14 @@ def probe_finish(terr, nterr, verr, nverr, task_ids, pair_steps, unique, m, owne
 
 
 @numba.njit(**_JIT)
-def fec_lookup_pairs(index, ent, free, meta, value, count, keys_hi, keys_lo, forget_every,
-                     per_task, pending, budget):
+def fec_lookup_pairs(index, ent, free, meta, keys_hi, keys_lo, forget_every, per_task,
+                     pending, budget):
     """:func:`fec_lookup` of every pair: hits fill ``per_task`` and leave ``pending``.
     Returns ``(misses, saved training steps)``."""
     n = keys_hi.shape[0]
     found = np.empty(n, np.bool_)
     values = np.empty(n, np.float64)
-    fec_lookup(index, ent, free, meta, value, count, keys_hi, keys_lo, forget_every,
-               values, found)
+    fec_lookup(index, ent, free, meta, keys_hi, keys_lo, forget_every, values, found)
     misses = 0
     saved = 0
     for q in range(n):
@@ -962,8 +994,8 @@ def full_plan(keys_hi, keys_lo, pairs, budget, T, with_fec, owner, run, deferred
 
 
 @numba.njit(**_JIT)
-def full_finish(index, ent, free, meta, value, count, forget_every, keys_hi, keys_lo, pairs,
-                owner, deferred, n_def, per_task):
+def full_finish(index, ent, free, meta, forget_every, keys_hi, keys_lo, pairs, owner,
+                deferred, n_def, per_task):
     """Caches the evaluated pairs' fitnesses (in order, count 1), then answers the
     deferred pairs from the cache -- or from their first sighting when an entry was
     already forgotten again. Returns how many deferred pairs the cache did not answer."""
@@ -981,19 +1013,13 @@ def full_finish(index, ent, free, meta, value, count, forget_every, keys_hi, key
             lo[k] = keys_lo[q]
             fit[k] = per_task[q]
             k += 1
-    entries = np.empty(n_done, np.int64)
-    table_insert(index, ent, free, meta, hi, lo, meta[M_CAPACITY], entries)
-    for k in range(n_done):
-        e = entries[k]
-        if e >= 0:
-            value[e] = fit[k]
-            count[e] = 1
+    fec_insert(index, ent, free, meta, hi, lo, fit)
     if n_def == 0:
         return 0
     values = np.empty(n_def, np.float64)
     found = np.empty(n_def, np.bool_)
-    fec_lookup(index, ent, free, meta, value, count, keys_hi[deferred[:n_def]],
-               keys_lo[deferred[:n_def]], forget_every, values, found)
+    fec_lookup(index, ent, free, meta, keys_hi[deferred[:n_def]], keys_lo[deferred[:n_def]],
+               forget_every, values, found)
     unanswered = 0
     for k in range(n_def):
         q = deferred[k]

@@ -164,7 +164,7 @@ class LRUTable:
     payloads in their own arrays indexed by the entry numbers the table returns.
     """
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, entry_words: int | None = None):
         capacity = int(capacity)
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
@@ -175,7 +175,7 @@ class LRUTable:
             raise ValueError(f"capacity {capacity} is too large for a table")
         self.capacity = capacity
         self.index = np.empty(slots, dtype=np.int32)
-        self.entries = _aligned_rows(capacity + 1, _k().ENTRY_WORDS)
+        self.entries = _aligned_rows(capacity + 1, entry_words or _k().ENTRY_WORDS)
         self.free = np.empty(capacity + 1, dtype=np.int64)
         self.meta = np.zeros(_k().META_LEN, dtype=np.int64)
         _k().table_init(self.index, self.entries, self.free, self.meta, capacity)
@@ -260,14 +260,21 @@ class FECCache:
             raise ValueError(f"fec forget_every must be 0 or > 1, got {forget_every}")
         self.cache_size = int(cache_size)
         self.forget_every = int(forget_every)
-        self._table = LRUTable(self.cache_size)
-        self._fitness = np.zeros(self.cache_size + 1, dtype=np.float64)
-        self._count = np.zeros(self.cache_size + 1, dtype=np.int64)
+        self._table = LRUTable(self.cache_size, _k().FEC_ENTRY_WORDS)
         self.misses = 0
 
     def arrays(self) -> tuple[np.ndarray, ...]:
-        """The table's arrays and the per-entry fitness and count, as kernels take them."""
-        return self._table.arrays() + (self._fitness, self._count)
+        """The table's arrays, as kernels take them (entries hold fitness and count)."""
+        return self._table.arrays()
+
+    @property
+    def _fitness(self) -> np.ndarray:
+        """Each entry's fitness (a view)."""
+        return self._table.entries[:, _k().E_VALUE].view(np.float64)
+
+    @property
+    def _count(self) -> np.ndarray:
+        return self._table.entries[:, _k().E_COUNT].view(np.int64)
 
     @property
     def hits(self) -> int:
@@ -296,16 +303,15 @@ class FECCache:
         values = np.zeros(len(hi), dtype=np.float64)
         found = np.zeros(len(hi), dtype=bool)
         t = self._table
-        _k().fec_lookup(t.index, t.entries, t.free, t.meta, self._fitness, self._count,
-                        _u64(hi), _u64(lo), self.forget_every, values, found)
+        _k().fec_lookup(t.index, t.entries, t.free, t.meta, _u64(hi), _u64(lo),
+                        self.forget_every, values, found)
         return values, found
 
     def insert_arrays(self, hi: np.ndarray, lo: np.ndarray, fitness: np.ndarray) -> None:
         """Inserts freshly evaluated fitnesses (count 1) as the most recent entries."""
-        entries = self._table.insert(hi, lo)
-        kept = entries >= 0
-        self._fitness[entries[kept]] = np.asarray(fitness, dtype=np.float64)[kept]
-        self._count[entries[kept]] = 1
+        t = self._table
+        _k().fec_insert(t.index, t.entries, t.free, t.meta, _u64(hi), _u64(lo),
+                        np.ascontiguousarray(fitness, dtype=np.float64))
 
     def contains_arrays(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
         return self._table.find(hi, lo) >= 0
@@ -344,7 +350,7 @@ class FECCache:
 
     def load_arrays(self, arrays) -> None:
         """Restores what :meth:`to_arrays` saved."""
-        self._table = LRUTable(self.cache_size)
+        self._table = LRUTable(self.cache_size, _k().FEC_ENTRY_WORDS)
         hi = np.asarray(arrays["fec_key_hi"], dtype=np.uint64)
         lo = np.asarray(arrays["fec_key_lo"], dtype=np.uint64)
         if len(hi) > self.cache_size:
