@@ -250,9 +250,9 @@ class Search:
         T = len(self.tasks)
         if hurdles is not None:
             self._stage_tasks = stage_tasks(hurdles, T)
-            steps = self._stage_steps = stage_train_examples(hurdles, self._full_steps)
+            self._stage_steps = stage_train_examples(hurdles, self._full_steps)
             # A stage with every training example is the start of the full evaluation.
-            self._stage_is_prefix = steps == 0 or bool((self._full_steps <= steps).all())
+            self._stage_is_prefix = bool((self._stage_steps >= self._full_steps).all())
         self.reset()
 
     # -- state ----------------------------------------------------------------------
@@ -492,8 +492,7 @@ class Search:
         if len(todo):
             run = staged[todo]
             steps = budget[run][:, :k]
-            if self._stage_steps:
-                steps = np.minimum(steps, self._stage_steps)
+            steps = np.minimum(steps, self._stage_steps[:k])
             stage = yield EvalRequest(
                 "stage", children.take(run), np.repeat(np.arange(len(run)), k),
                 np.tile(np.arange(k), len(run)), steps.ravel(), self.eval_seed, ids[run])

@@ -300,9 +300,8 @@ def search_spec_from_proto(proto) -> SearchSpec:
 def parse_hurdles(text: str) -> HurdlesConfig:
     """Parses a text-format ``HurdlesSpec`` (the ``--hurdles`` flag), e.g. ``num_tasks: 2``.
 
-    An empty text is the default first stage: the 75th percentile, the first fifth of the
-    search tasks (at least one) with all their training examples (see
-    :class:`~azero_jax.hurdles.HurdlesConfig`).
+    An empty text is the default first stage: the 75th percentile, every search task
+    trained on the first fifth of its examples (see :class:`~azero_jax.hurdles.HurdlesConfig`).
 
     Example:
         >>> parse_hurdles("num_tasks: 2")

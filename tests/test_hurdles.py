@@ -19,17 +19,16 @@ def test_percentile_of_unique_fitnesses():
 
 
 def test_config_validation_and_the_default_stage():
-    assert stage_tasks(HurdlesConfig(75.0, 0, 0), 10) == 2  # a fifth of the tasks
-    assert stage_tasks(HurdlesConfig(75.0, 0, 0), 3) == 1
+    # The default stage: every task, a fifth of its training examples (at least one).
+    assert stage_tasks(HurdlesConfig(75.0, 0, 0), 10) == 10
+    assert stage_train_examples(HurdlesConfig(75.0, 0, 0), [100, 1000, 3]).tolist() == [20, 200, 1]
     assert stage_tasks(HurdlesConfig(75.0, 10, 0), 10) == 10
+    assert stage_train_examples(HurdlesConfig(75.0, 30, 0), [1000, 20]).tolist() == [30, 20]
+    # Only num_tasks: a prefix of the tasks with all their examples.
     assert stage_tasks(HurdlesConfig(75.0, 0, 3), 2) == 2
+    assert stage_tasks(HurdlesConfig(75.0, 0, 2), 10) == 2
+    assert stage_train_examples(HurdlesConfig(75.0, 0, 2), [1000, 50]).tolist() == [1000, 50]
     assert parse_hurdles("") == HurdlesConfig(75.0, 0, 0)
-    # One task: a fifth of the tasks would be the whole evaluation; a fifth of its examples.
-    assert stage_tasks(HurdlesConfig(75.0, 0, 0), 1) == 1
-    assert stage_train_examples(HurdlesConfig(75.0, 0, 0), [1000]) == 200
-    assert stage_train_examples(HurdlesConfig(75.0, 0, 0), [1000, 1000]) == 0
-    assert stage_train_examples(HurdlesConfig(75.0, 0, 1), [1000]) == 0
-    assert stage_train_examples(HurdlesConfig(75.0, 30, 0), [1000]) == 30
     assert parse_hurdles("num_tasks: 2 percentile: 50") == HurdlesConfig(50.0, 0, 2)
     with pytest.raises(ValueError, match="hurdles"):
         parse_hurdles("num_taskz: 2")
@@ -96,7 +95,7 @@ def test_a_prefix_stage_is_reused_by_the_full_evaluation():
     assert stats.stage_train_steps == 0  # no separate stage run
 
 
-def test_the_default_stage_of_a_single_task_trains_on_a_fifth_of_its_examples():
+def test_the_default_stage_trains_on_a_fifth_of_the_examples():
     fake = FakeEvaluator()
     spec = small_spec(population_size=10, hurdles=parse_hurdles(""),
                       search_tasks=(task_spec(num_tasks=1, num_train=50),))
