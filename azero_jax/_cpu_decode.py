@@ -3,8 +3,9 @@
 A search hands the evaluator :class:`~azero_jax.population.Programs` tensors. This kernel
 turns them into the interpreter's code in one compiled pass -- the same code that
 ``cpu_evaluator._decode`` and ``_layout`` build with numpy from a flat instruction array
-(operand offsets, resolved const-set entries, NO_OPs dropped, the evaluation loop's
-pseudo-ops around the functions) -- because for a search's batches of a hundred children
+(operand offsets, resolved const-set entries, NO_OPs and, given a keep mask of
+:mod:`azero_jax.liveness`, dead instructions dropped, the evaluation loop's pseudo-ops
+around the functions) -- because for a search's batches of a hundred children
 the numpy version cost more than running them. ``tests/test_cpu_evaluator.py`` checks that
 both decoders emit identical code.
 """
@@ -17,6 +18,7 @@ import numba
 import numpy as np
 
 from azero_jax import _cpu_kernels as kernels
+from azero_jax.liveness import KEEP, KEEP_VALID
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 _OP_TRAIN_BEGIN = kernels.OP_TRAIN_BEGIN
@@ -50,9 +52,11 @@ def _emit(code, constants, pos, op, x, y, z, c0, c1):
 
 @numba.njit(**_JIT)
 def _emit_function(op, in1, in2, out, d, f0, f1, f2, size, a, c, code, constants, pos,
-                   types, base, width, F):
+                   types, base, width, F, keep, bit):
     """Emits function ``c`` of program ``a`` at ``pos``; returns the next position, or
-    ``-1 - i`` for an instruction ``i`` that cannot be decoded."""
+    ``-1 - i`` for an instruction ``i`` that cannot be decoded. With a non-empty ``keep``
+    mask only the instructions whose mask has ``bit`` are emitted (every instruction is
+    still checked, so a program decodes or fails alike with and without the mask)."""
     for i in range(size[a, c]):
         o = op[a, c, i]
         if o == 0:
@@ -82,15 +86,20 @@ def _emit_function(op, in1, in2, out, d, f0, f1, f2, size, a, c, code, constants
                 return -1 - i
             z += r * F + k
             c0 = np.float64(f2[a, c, i])
+        if keep.shape[0] and (keep[a, c, i] & bit) == 0:
+            continue
         _emit(code, constants, pos, o, x, y, z, c0, c1)
         pos += 1
     return pos
 
 
 @numba.njit(**_JIT)
-def decode(op, in1, in2, out, d, f0, f1, f2, size, types, limits, S, V, F, code, constants,
-           starts):
+def decode(op, in1, in2, out, d, f0, f1, f2, size, types, limits, S, V, F, keep, code,
+           constants, starts):
     """Decodes every program for feature size F into ``code`` / ``constants``.
+
+    ``keep`` is empty (every instruction but NO_OPs runs) or an ``[N, 3, L]`` mask of
+    :func:`azero_jax.liveness.keep_mask` (the dead instructions are dropped).
 
     Returns the number of instructions written, or ``-1 - a`` for the first program
     ``a`` with an operand outside memory or a const-set index outside [0, F) (the caller
@@ -114,28 +123,29 @@ def decode(op, in1, in2, out, d, f0, f1, f2, size, types, limits, S, V, F, code,
         start = pos
         starts[a] = start
         pos = _emit_function(op, in1, in2, out, d, f0, f1, f2, size, a, 0, code, constants, pos,
-                             types, base, width, F)
+                             types, base, width, F, keep, KEEP)
         if pos < 0:
             return -1 - a
         begin = pos
         pos += 1
         predict = pos
         pos = _emit_function(op, in1, in2, out, d, f0, f1, f2, size, a, 1, code, constants, pos,
-                             types, base, width, F)
+                             types, base, width, F, keep, KEEP)
         writes_v0 = 0
         for i in range(size[a, 1]):
             o = op[a, 1, i]
-            if types[o, 2] == _VECTOR and out[a, 1, i] == 0:
+            if (types[o, 2] == _VECTOR and out[a, 1, i] == 0
+                    and (keep.shape[0] == 0 or (keep[a, 1, i] & KEEP) != 0)):
                 writes_v0 = 1
         train_error = pos
         pos += 1
         pos = _emit_function(op, in1, in2, out, d, f0, f1, f2, size, a, 2, code, constants, pos,
-                             types, base, width, F)
+                             types, base, width, F, keep, KEEP)
         train_next = pos
         load_valid = pos + 1
         valid_predict = pos + 2
         pos = _emit_function(op, in1, in2, out, d, f0, f1, f2, size, a, 1, code, constants,
-                             valid_predict, types, base, width, F)
+                             valid_predict, types, base, width, F, keep, KEEP_VALID)
         valid_error = pos
         epoch_end = pos + 1
         _emit(code, constants, begin, _OP_TRAIN_BEGIN, predict - start, 0, 0, 0.0, 0.0)
