@@ -190,11 +190,8 @@ def _keep(op, in1, in2, out, starts, sizes, types, partial, random, base, limits
             continue
         hub[:] = False
         while True:
-            # The masks of the last pass are those of the fixed point (the pass whose hub
-            # came out unchanged), so every pass starts from clean masks.
-            for c in range(3):
-                for i in range(starts[a, c], starts[a, c] + sizes[a, c]):
-                    keep[i] = 0
+            # A pass's masks grow with the hub: those of the last pass (the fixed point)
+            # include every earlier pass's, so the masks need no reset between passes.
             # Validation: [v0, label] Predict -> the prediction is read -> hub.
             live[:] = hub
             live[read] = True

@@ -110,6 +110,24 @@ def test_what_only_learn_reads_is_dead_in_validation_predict():
     assert valid == [1, 0]  # Learn overwrites nothing of it, but Learn never follows validation
 
 
+def test_what_only_validation_predict_reads_is_live_after_setup():
+    # Validation Predict writes s2 = |s3| for the next validation example; in training
+    # Learn overwrites s2 first. So s3 is live only through validation, and Setup's s3
+    # matters: validation examples 2.. predict 7^2.
+    text = program(setup=["s3 = 7.0"], predict=["s1 = s2 * s2", "s2 = abs(s3)"],
+                   learn=["s2 = abs(s0)"])
+    setup, predict, learn, valid = masks(text)
+    assert setup == [1] and learn == [1]
+    assert predict == [1, 0] and valid == [1, 1]
+    task = az.tasks.unit_test_ones_task(4, 3, 4)
+    results = [cpu_evaluator.evaluate_pairs(
+        [az.parse_algorithm(text)], [task], [0], [0], memory=MEMORY, max_abs_error=1e9,
+        seed=0, algorithm_ids=[0], train_steps=None, valid_steps=None, record_errors=(0, 4),
+        num_threads=1, dead_code_elimination=dce) for dce in (False, True)]
+    _identical(results[1].valid_errors, results[0].valid_errors, "valid_errors")
+    np.testing.assert_array_equal(results[0].valid_errors[0], [0.0, 48.0, 48.0, 48.0])
+
+
 def test_the_harness_kills_v0_and_the_label_before_predict_and_learn():
     # Hand-written writes to s0 / v0 (the randomizer never makes them) never reach a read.
     setup, predict, learn, valid = masks(program(
