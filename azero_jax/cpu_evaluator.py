@@ -255,27 +255,41 @@ def _layout(ins, dat, keep, bounds, writes_v0):
     return code.astype(np.uint32).ravel(), constants.ravel(), starts[:, 0].copy()
 
 
-def _decode_tensors(programs: Programs, memory: MemoryConfig, F: int, keep=None):
-    """``_decode`` for a search's tensors, compiled (``azero_jax._cpu_decode``), dropping
-    the dead instructions of a ``keep`` mask (:func:`azero_jax.liveness.keep_mask`; None:
-    none); None when a program cannot be decoded (the numpy decoder then raises the error
-    that names it)."""
+def _decode_compiled(programs, memory: MemoryConfig, F: int, keep=None):
+    """``_decode``, compiled (``azero_jax._cpu_decode``), of a search's tensors
+    (:class:`~azero_jax.population.Programs`) or of ``(flat, bounds)`` from
+    :func:`_flatten_programs`, dropping the dead instructions of a ``keep`` mask
+    (:mod:`azero_jax.liveness`, shaped like the fields; None: none). Returns None when a
+    program cannot be decoded (the numpy decoder then raises the error that names it)."""
     from azero_jax import _cpu_decode
-    sizes = programs.size.astype(np.int64)
-    bound = int(sizes[:, 0].sum() + 2 * sizes[:, 1].sum() + sizes[:, 2].sum()) + 6 * len(programs)
+    if isinstance(programs, Programs):
+        N, _, L = programs.op.shape
+        fields = [field.reshape(-1) for field in programs.fields()]
+        first = (np.arange(3 * N, dtype=np.int64) * L).reshape(N, 3)
+        sizes = programs.size.astype(np.int64)
+    else:
+        flat, bounds = programs
+        fields = [flat[name] for name in ("op", "in1", "in2", "out", "d", "f0", "f1", "f2")]
+        first = np.ascontiguousarray(bounds[:, :3])
+        sizes = np.diff(bounds, axis=1)
+    A = len(first)
+    bound = int(sizes[:, 0].sum() + 2 * sizes[:, 1].sum() + sizes[:, 2].sum()) + 6 * A
     code = np.empty(4 * bound, dtype=np.uint32)
     constants = np.empty(2 * bound, dtype=np.float64)
-    starts = np.empty(len(programs), dtype=np.int64)
+    starts = np.empty(A, dtype=np.int64)
     limits = np.array([1, memory.num_scalars, memory.num_vectors, memory.num_matrices],
                       dtype=np.int64)
-    if keep is None:
-        keep = np.zeros((0, 3, 0), dtype=np.uint8)
-    n = _cpu_decode.decode(*programs.fields(), programs.size, _OPERAND_TYPES, limits,
-                           memory.num_scalars, memory.num_vectors, F, keep, code, constants,
-                           starts)
+    keep = np.zeros(0, dtype=np.uint8) if keep is None else keep.reshape(-1)
+    n = _cpu_decode.decode(*fields, first, sizes, _OPERAND_TYPES, limits, memory.num_scalars,
+                           memory.num_vectors, F, keep, code, constants, starts)
     if n < 0:
         return None
     return code[:4 * n], constants[:2 * n], starts
+
+
+def _decode_tensors(programs: Programs, memory: MemoryConfig, F: int, keep=None):
+    """:func:`_decode_compiled` of a search's tensors."""
+    return _decode_compiled(programs, memory, F, keep)
 
 
 class _TaskPack:
@@ -401,13 +415,12 @@ def _prepare(algorithms, tasks, algorithm_index, task_index, memory, seed, algor
         if dead_code_elimination:
             keep = liveness.keep_mask_flat(flat, bounds, memory, label_sizes)
     for F, s in slots.items():
-        decoded = _decode_tensors(algorithms, memory, F, keep) if tensors else None
-        if decoded is None:
-            if tensors:  # not decodable: the numpy decoder names the problem
+        decoded = _decode_compiled(algorithms if tensors else (flat, bounds), memory, F, keep)
+        if decoded is None:  # not decodable: the numpy decoder names the problem
+            if tensors:
                 flat, bounds = _flatten_programs(algorithms)
-                tensors = False
-                keep = None  # (it raises before any mask would matter)
-            decoded = _decode(flat, memory, F, algorithms, bounds, keep)
+            _decode(flat, memory, F, algorithms, bounds)
+            raise AssertionError("the compiled decoder refused programs the numpy one took")
         code, constant, starts = decoded
         codes.append(code)
         constants.append(constant)

@@ -381,8 +381,11 @@ def test_the_decoders_drop_the_dead_instructions_alike():
     for F in (1, 4, 16):
         full = cpu_evaluator._decode(flat, memory, F, algorithms, bounds)
         expected = cpu_evaluator._decode(flat, memory, F, algorithms, bounds, keep_flat)
-        got = cpu_evaluator._decode_tensors(programs, memory, F, keep)
-        for a, b in zip(expected, got):
+        for got in (cpu_evaluator._decode_compiled(programs, memory, F, keep),
+                    cpu_evaluator._decode_compiled((flat, bounds), memory, F, keep_flat)):
+            for a, b in zip(expected, got):
+                assert a.dtype == b.dtype and np.array_equal(a, b)
+        for a, b in zip(full, cpu_evaluator._decode_compiled((flat, bounds), memory, F)):
             assert a.dtype == b.dtype and np.array_equal(a, b)
         # Each program: its kept instructions (Predict per context) and the 6 pseudo-ops.
         kept = ((keep & liveness.KEEP) > 0).sum(axis=(1, 2)) + (
