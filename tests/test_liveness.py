@@ -293,16 +293,28 @@ def test_results_are_bit_identical_with_and_without_elimination(F, memory, vecto
     algorithms = _random_algorithms(seed, 250 if F < 16 else 120, memory, to_reserved=0.05)
     tasks = _tasks(F, vector_labels)
     rng = np.random.default_rng(seed)
+    off, train_steps = _compare_with_and_without(algorithms, tasks, mem, seed, rng)
+    # Not vacuous: the programs run, some score, some abort.
+    assert 0.1 < (off.fitness > 0).mean() < 1.0
+    assert (off.train_steps < train_steps).any()
+    if vector_labels:  # tasks of one kind: the multi-class cells alone (not the union)
+        _compare_with_and_without(algorithms, tasks[-1:], mem, seed, rng)
+
+
+def _compare_with_and_without(algorithms, tasks, memory, seed, rng):
+    """Evaluates every pair with and without elimination (both decoders) under several
+    budgets and options; asserts bit-identical results. Returns the last results without
+    elimination and their budgets."""
     A, T = len(algorithms), len(tasks)
     a_idx, t_idx = np.meshgrid(np.arange(A), np.arange(T), indexing="ij")
     a_idx, t_idx = a_idx.ravel(), t_idx.ravel()
     total = np.array([tasks[t].total_train_steps for t in t_idx])
-    # Budgets: the full run, none, a partial epoch, a few epochs' worth.
+    # Budgets: mostly the full run, else anything from none to all epochs.
     train_steps = np.where(rng.random(len(total)) < 0.6, total,
                            rng.integers(0, total + 1))
     for valid_steps, record_errors, max_abs_error in ((None, None, 100.0), (3, (8, 4), 1e30),
                                                       (None, (20, 6), 2.0)):
-        kwargs = dict(memory=mem, max_abs_error=max_abs_error, seed=seed,
+        kwargs = dict(memory=memory, max_abs_error=max_abs_error, seed=seed,
                       algorithm_ids=np.arange(A) + 100, train_steps=train_steps,
                       valid_steps=valid_steps, record_errors=record_errors, num_threads=1)
         off = cpu_evaluator.evaluate_pairs(algorithms, tasks, a_idx, t_idx,
@@ -317,9 +329,7 @@ def test_results_are_bit_identical_with_and_without_elimination(F, memory, vecto
                           "num_train_errors", "num_valid_errors"):
                 if getattr(off, field) is not None:
                     _identical(getattr(on, field), getattr(off, field), field)
-        # Not vacuous: the programs run, some score, some abort.
-        assert 0.1 < (off.fitness > 0).mean() < 1.0
-        assert (off.train_steps < train_steps).any()
+    return off, train_steps
 
 
 def test_random_programs_draw_the_same_numbers_with_and_without_elimination():
