@@ -14,8 +14,9 @@ How it works:
   that cannot be decoded): every operand becomes an offset into one flat float64 memory
   (scalars, then vectors, then row-major matrices) and const-set indices
   ``int(float32(F) * f)`` are resolved, so the interpreter does no address arithmetic and
-  allocates nothing while it runs. NO_OPs are dropped, and each program is laid out with the evaluation loop's pseudo-ops around its
-  components (see :mod:`azero_jax._cpu_kernels`), so a pair runs as one instruction loop.
+  allocates nothing while it runs. NO_OPs are dropped, and each program is laid out with
+  the evaluation loop's pseudo-ops around its components (see
+  :mod:`azero_jax._cpu_kernels`), so a pair runs as one instruction loop.
 * Dead code is dropped too (:mod:`azero_jax.liveness`): instructions whose results never
   reach a prediction, which random programs are full of. Results are bit for bit those
   of running every instruction. ``dead_code_elimination=False`` (or the environment
