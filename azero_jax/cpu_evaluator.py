@@ -9,12 +9,18 @@ default device is a CPU). The op semantics are written once, as scalar loops, in
 
 How it works:
 
-* Programs are decoded once per call and per feature size F (numpy, vectorised): every
-  operand becomes an offset into one flat float64 memory (scalars, then vectors, then
-  row-major matrices) and const-set indices ``int(float32(F) * f)`` are resolved, so the
-  interpreter does no address arithmetic and allocates nothing while it runs. NO_OPs are
-  dropped, and each program is laid out with the evaluation loop's pseudo-ops around its
-  components (see :mod:`azero_jax._cpu_kernels`), so a pair runs as one instruction loop.
+* Programs are decoded once per call and per feature size F (compiled,
+  :mod:`azero_jax._cpu_decode`; ``_decode`` is its numpy twin, which names an instruction
+  that cannot be decoded): every operand becomes an offset into one flat float64 memory
+  (scalars, then vectors, then row-major matrices) and const-set indices
+  ``int(float32(F) * f)`` are resolved, so the interpreter does no address arithmetic and
+  allocates nothing while it runs. NO_OPs are dropped, and each program is laid out with
+  the evaluation loop's pseudo-ops around its components (see
+  :mod:`azero_jax._cpu_kernels`), so a pair runs as one instruction loop.
+* Dead code is dropped too (:mod:`azero_jax.liveness`): instructions whose results never
+  reach a prediction, which random programs are full of. Results are bit for bit those
+  of running every instruction. ``dead_code_elimination=False`` (or the environment
+  variable ``AZERO_JAX_CPU_DCE=0``) runs everything, as the reference does.
 * Pairs are spread over ``num_threads`` Python threads (default: every core this process
   may use) that call a ``nogil`` kernel on dynamically scheduled chunks of pairs.
   ``num_threads=1`` runs in the calling thread. JAX's own thread pool is idle while this
@@ -58,20 +64,27 @@ from azero_jax import ops as ops_lib
 from azero_jax import _cpu_kernels as kernels
 from azero_jax import _cpu_specialize
 from azero_jax import _eigen_order
+from azero_jax import liveness
 from azero_jax.evaluator import MemoryConfig, PairResults
 from azero_jax.population import Programs
 from azero_jax.program import INSTRUCTION_DTYPE, Algorithm, format_instruction
 from azero_jax.tasks import ACCURACY, Task
 
 # Per-op operand types as small integers (0 none, 1 scalar, 2 vector, 3 matrix), from ops.OPS.
-_TYPE_CODE = {None: 0, "S": 1, "V": 2, "M": 3}
-_IN1_TYPE = np.array([_TYPE_CODE[op.in1_type] for op in ops_lib.OPS], dtype=np.int64)
-_IN2_TYPE = np.array([_TYPE_CODE[op.in2_type] for op in ops_lib.OPS], dtype=np.int64)
-_OUT_TYPE = np.array([_TYPE_CODE[op.out_type] for op in ops_lib.OPS], dtype=np.int64)
+_OPERAND_TYPES = liveness.OPERAND_TYPES
+_IN1_TYPE, _IN2_TYPE, _OUT_TYPE = _OPERAND_TYPES.T
+_VECTOR_TYPE = 2
 _RANDOM = np.zeros(ops_lib.NUM_OPS, dtype=bool)
 _RANDOM[list(ops_lib.RANDOM_OPS)] = True
 _CONST = {name: ops_lib.OP_BY_NAME[name].code for name in
           ("SCALAR_CONST_SET_OP", "VECTOR_CONST_SET_OP", "MATRIX_CONST_SET_OP")}
+
+
+def dead_code_elimination_default() -> bool:
+    """Whether dead code is dropped when a caller does not say: yes, unless the environment
+    variable ``AZERO_JAX_CPU_DCE`` is ``0`` (``false``, ``no``, ``off``)."""
+    return os.environ.get("AZERO_JAX_CPU_DCE", "1").strip().lower() not in (
+        "0", "false", "no", "off")
 
 
 def default_num_threads() -> int:
@@ -113,12 +126,13 @@ def _owner(bounds: np.ndarray, row: int) -> int:
     return int(np.searchsorted(bounds[:, 3], row, side="right"))
 
 
-def _decode(flat: np.ndarray, memory: MemoryConfig, F: int, algorithms, bounds):
+def _decode(flat: np.ndarray, memory: MemoryConfig, F: int, algorithms, bounds, keep=None):
     """Decodes programs for feature size F into the kernel's code (see ``_cpu_kernels``).
 
     Every operand becomes a memory offset and const-set indices are resolved; NO_OPs
-    (which do nothing) are dropped; each program is laid out as one sequence with the
-    evaluation loop's pseudo-ops around its components.
+    (which do nothing) are dropped, and so are the dead instructions of a ``keep`` mask
+    (:func:`azero_jax.liveness.keep_mask_flat`; None: none); each program is laid out as
+    one sequence with the evaluation loop's pseudo-ops around its components.
 
     Returns:
       ``ins [L * 4]`` uint32 (op, x, y, z), ``dat [L * 2]`` float64 (constants) and
@@ -175,45 +189,61 @@ def _decode(flat: np.ndarray, memory: MemoryConfig, F: int, algorithms, bounds):
         ins[rows, 3] += entry
         dat[rows, 0] = flat[value_field][rows]
     # Whether an instruction writes v0 (whole, or one entry: the const-set ops).
-    writes_v0 = (_OUT_TYPE[op] == _TYPE_CODE["V"]) & (flat["out"] == 0)
-    return _layout(ins, dat, op, bounds, writes_v0)
+    writes_v0 = (_OUT_TYPE[op] == _VECTOR_TYPE) & (flat["out"] == 0)
+    if keep is None:
+        keep = np.where(op != 0, liveness.KEEP_BOTH, 0).astype(np.uint8)
+    return _layout(ins, dat, keep, bounds, writes_v0)
 
 
-# Segments of a program's code, in order: (component or None, pseudo-op).
+# Segments of a program's code, in order: (part or None, pseudo-op). Parts: Setup,
+# Predict (training), Learn, Predict (validation): the two Predicts may keep different
+# instructions.
 _SEGMENTS = ((0, None), (None, kernels.OP_TRAIN_BEGIN), (1, None), (None, kernels.OP_TRAIN_ERROR),
-             (2, None), (None, kernels.OP_TRAIN_NEXT), (None, kernels.OP_LOAD_VALID), (1, None),
+             (2, None), (None, kernels.OP_TRAIN_NEXT), (None, kernels.OP_LOAD_VALID), (3, None),
              (None, kernels.OP_VALID_ERROR), (None, kernels.OP_EPOCH_END))
 _SEG = {op: s for s, (_, op) in enumerate(_SEGMENTS) if op is not None}
 _TRAIN_PREDICT, _VALID_PREDICT = 2, 7  # the segments the pseudo-ops jump to
+_PARTS = 4
 
 
-def _layout(ins, dat, op, bounds, writes_v0):
-    """Lays decoded instructions out as the kernel's per-program code (vectorised)."""
-    keep = op != 0  # NO_OP
-    kept = np.concatenate([[0], np.cumsum(keep)])[bounds]  # component bounds, NO_OPs gone
-    ins, dat, writes_v0 = ins[keep], dat[keep], writes_v0[keep]
+def _layout(ins, dat, keep, bounds, writes_v0):
+    """Lays the kept decoded instructions out as the kernel's per-program code (vectorised)."""
     A = len(bounds)
-    sizes = kept[:, 1:] - kept[:, :-1]  # [A, 3] Setup, Predict, Learn
+    component = np.repeat(np.tile(np.arange(3), A), np.diff(bounds, axis=1).ravel())
+    owner = np.repeat(np.arange(A), bounds[:, 3] - bounds[:, 0])
+    train = np.flatnonzero(keep & liveness.KEEP)
+    valid = np.flatnonzero(((keep & liveness.KEEP_VALID) != 0) & (component == 1))
+    # The kept rows of each program's 4 parts, in program order: the flat rows are already
+    # sorted by (program, component); the validation Predict goes after each Learn.
+    rows = np.concatenate([train, valid])
+    key = np.concatenate([owner[train] * _PARTS + component[train],
+                          owner[valid] * _PARTS + 3])
+    order = np.argsort(key, kind="stable")
+    rows = rows[order]
+    sizes = np.bincount(key, minlength=_PARTS * A).reshape(A, _PARTS)
+    kept = np.concatenate([[0], np.cumsum(sizes.ravel())])[:-1].reshape(A, _PARTS)
     lengths = np.ones((A, len(_SEGMENTS)), dtype=np.int64)
     source = np.full((A, len(_SEGMENTS)), -1, dtype=np.int64)
-    for s, (component, _) in enumerate(_SEGMENTS):
-        if component is not None:
-            lengths[:, s] = sizes[:, component]
-            source[:, s] = kept[:, component]
+    for s, (part, _) in enumerate(_SEGMENTS):
+        if part is not None:
+            lengths[:, s] = sizes[:, part]
+            source[:, s] = kept[:, part]
     ends = np.cumsum(lengths.ravel())
     starts = (ends - lengths.ravel()).reshape(A, len(_SEGMENTS))
     segment = np.repeat(np.arange(lengths.size), lengths.ravel())
     row = source.ravel()[segment] + np.arange(ends[-1] if A else 0) - starts.ravel()[segment]
     real = source.ravel()[segment] >= 0
     code = np.zeros((len(row), 4), dtype=np.int64)
-    code[real] = ins[row[real]]
+    code[real] = ins[rows[row[real]]]
     constants = np.zeros((len(row), 2), dtype=np.float64)
-    constants[real] = dat[row[real]]
+    constants[real] = dat[rows[row[real]]]
     # Jump targets are offsets from the program's first instruction.
     relative = starts - starts[:, :1]
-    # Whether Predict writes v0 (then the features are copied again before Learn).
-    counts = np.concatenate([[0], np.cumsum(writes_v0)])
-    predict_writes_v0 = counts[kept[:, 2]] > counts[kept[:, 1]]
+    # Whether the training Predict writes v0 (then the features are copied again before
+    # Learn).
+    in_predict = train[component[train] == 1]
+    predict_writes_v0 = np.bincount(owner[in_predict], weights=writes_v0[in_predict],
+                                    minlength=A) > 0
     for pseudo, s in _SEG.items():
         code[starts[:, s], 0] = pseudo
     code[starts[:, _SEG[kernels.OP_TRAIN_ERROR]], 1] = predict_writes_v0
@@ -227,25 +257,41 @@ def _layout(ins, dat, op, bounds, writes_v0):
     return code.astype(np.uint32).ravel(), constants.ravel(), starts[:, 0].copy()
 
 
-_OPERAND_TYPES = np.stack([_IN1_TYPE, _IN2_TYPE, _OUT_TYPE], axis=1)
-
-
-def _decode_tensors(programs: Programs, memory: MemoryConfig, F: int):
-    """``_decode`` for a search's tensors, compiled (``azero_jax._cpu_decode``); None when a
+def _decode_compiled(programs, memory: MemoryConfig, F: int, keep=None):
+    """``_decode``, compiled (``azero_jax._cpu_decode``), of a search's tensors
+    (:class:`~azero_jax.population.Programs`) or of ``(flat, bounds)`` from
+    :func:`_flatten_programs`, dropping the dead instructions of a ``keep`` mask
+    (:mod:`azero_jax.liveness`, shaped like the fields; None: none). Returns None when a
     program cannot be decoded (the numpy decoder then raises the error that names it)."""
     from azero_jax import _cpu_decode
-    sizes = programs.size.astype(np.int64)
-    bound = int(sizes[:, 0].sum() + 2 * sizes[:, 1].sum() + sizes[:, 2].sum()) + 6 * len(programs)
+    if isinstance(programs, Programs):
+        N, _, L = programs.op.shape
+        fields = [field.reshape(-1) for field in programs.fields()]
+        first = (np.arange(3 * N, dtype=np.int64) * L).reshape(N, 3)
+        sizes = programs.size.astype(np.int64)
+    else:
+        flat, bounds = programs
+        fields = [flat[name] for name in ("op", "in1", "in2", "out", "d", "f0", "f1", "f2")]
+        first = np.ascontiguousarray(bounds[:, :3])
+        sizes = np.diff(bounds, axis=1)
+    A = len(first)
+    bound = int(sizes[:, 0].sum() + 2 * sizes[:, 1].sum() + sizes[:, 2].sum()) + 6 * A
     code = np.empty(4 * bound, dtype=np.uint32)
     constants = np.empty(2 * bound, dtype=np.float64)
-    starts = np.empty(len(programs), dtype=np.int64)
+    starts = np.empty(A, dtype=np.int64)
     limits = np.array([1, memory.num_scalars, memory.num_vectors, memory.num_matrices],
                       dtype=np.int64)
-    n = _cpu_decode.decode(*programs.fields(), programs.size, _OPERAND_TYPES, limits,
-                           memory.num_scalars, memory.num_vectors, F, code, constants, starts)
+    keep = np.zeros(0, dtype=np.uint8) if keep is None else keep.reshape(-1)
+    n = _cpu_decode.decode(*fields, first, sizes, _OPERAND_TYPES, limits, memory.num_scalars,
+                           memory.num_vectors, F, keep, code, constants, starts)
     if n < 0:
         return None
     return code[:4 * n], constants[:2 * n], starts
+
+
+def _decode_tensors(programs: Programs, memory: MemoryConfig, F: int, keep=None):
+    """:func:`_decode_compiled` of a search's tensors."""
+    return _decode_compiled(programs, memory, F, keep)
 
 
 class _TaskPack:
@@ -350,7 +396,7 @@ def _pool(num_threads: int) -> concurrent.futures.ThreadPoolExecutor:
 
 
 def _prepare(algorithms, tasks, algorithm_index, task_index, memory, seed, algorithm_ids,
-             train_steps):
+             train_steps, dead_code_elimination):
     pack = _task_pack(tasks)
     S, V, M = memory.num_scalars, memory.num_vectors, memory.num_matrices
     if any(task.label_size for task in tasks) and V < 3:
@@ -361,19 +407,26 @@ def _prepare(algorithms, tasks, algorithm_index, task_index, memory, seed, algor
     codes, constants, progs = [], [], np.empty(len(slots) * A, dtype=np.int64)
     position = 0
     tensors = isinstance(algorithms, Programs)
+    # Liveness does not depend on F: one mask serves every feature size.
+    label_sizes = {task.label_size for task in tasks}
+    keep = None
     if tensors:
         has_random = algorithms.uses_random_ops()
+        if dead_code_elimination:
+            keep = liveness.keep_mask(algorithms, memory, label_sizes)
     else:
         flat, bounds = _flatten_programs(algorithms)
         random_count = np.concatenate([[0], np.cumsum(_RANDOM[flat["op"]])])
         has_random = random_count[bounds[:, 3]] > random_count[bounds[:, 0]]
+        if dead_code_elimination:
+            keep = liveness.keep_mask_flat(flat, bounds, memory, label_sizes)
     for F, s in slots.items():
-        decoded = _decode_tensors(algorithms, memory, F) if tensors else None
-        if decoded is None:
-            if tensors:  # not decodable: the numpy decoder names the problem
+        decoded = _decode_compiled(algorithms if tensors else (flat, bounds), memory, F, keep)
+        if decoded is None:  # not decodable: the numpy decoder names the problem
+            if tensors:
                 flat, bounds = _flatten_programs(algorithms)
-                tensors = False
-            decoded = _decode(flat, memory, F, algorithms, bounds)
+            _decode(flat, memory, F, algorithms, bounds)
+            raise AssertionError("the compiled decoder refused programs the numpy one took")
         code, constant, starts = decoded
         codes.append(code)
         constants.append(constant)
@@ -410,7 +463,8 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
                    task_index, *, memory: MemoryConfig, max_abs_error: float, seed: int,
                    algorithm_ids, train_steps, valid_steps: int | None,
                    record_errors: tuple[int, int] | None,
-                   num_threads: int | None = None) -> PairResults:
+                   num_threads: int | None = None,
+                   dead_code_elimination: bool | None = None) -> PairResults:
     """Evaluates B (algorithm, task) pairs with the reference loop (spec §4), float64.
 
     Arguments are those of :func:`azero_jax.evaluator.evaluate_pairs` (already validated
@@ -419,6 +473,9 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
     Args:
       num_threads: threads to spread the pairs over (default: every core this process may
         use; ``1`` runs in the calling thread, e.g. one island per core).
+      dead_code_elimination: drop the instructions that cannot influence the results
+        (:mod:`azero_jax.liveness`; the results are identical). Default:
+        :func:`dead_code_elimination_default`.
 
     Returns:
       :class:`azero_jax.evaluator.PairResults`.
@@ -426,13 +483,14 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
     results, _ = _evaluate(algorithms, tasks, algorithm_index, task_index, memory=memory,
                            max_abs_error=max_abs_error, seed=seed, algorithm_ids=algorithm_ids,
                            train_steps=train_steps, valid_steps=valid_steps,
-                           record_errors=record_errors, num_threads=num_threads)
+                           record_errors=record_errors, num_threads=num_threads,
+                           dead_code_elimination=dead_code_elimination)
     return results
 
 
 def _evaluate(algorithms, tasks, algorithm_index, task_index, *, memory, max_abs_error, seed,
               algorithm_ids, train_steps, valid_steps, record_errors, num_threads,
-              initial_memory=None):
+              dead_code_elimination=None, initial_memory=None):
     algorithm_index = np.asarray(algorithm_index, dtype=np.int64).reshape(-1)
     task_index = np.asarray(task_index, dtype=np.int64).reshape(-1)
     B = len(algorithm_index)
@@ -450,6 +508,8 @@ def _evaluate(algorithms, tasks, algorithm_index, task_index, *, memory, max_abs
     kt, kv = (0, 0) if record_errors is None else (int(record_errors[0]), int(record_errors[1]))
     if kt < 0 or kv < 0:
         raise ValueError(f"record_errors must be two counts >= 0, got {record_errors}")
+    if dead_code_elimination is None:
+        dead_code_elimination = dead_code_elimination_default()
     valid_limit = np.iinfo(np.int64).max if valid_steps is None else int(valid_steps)
     if valid_limit < 0:
         raise ValueError(f"valid_steps must be >= 0, got {valid_steps}")
@@ -464,7 +524,7 @@ def _evaluate(algorithms, tasks, algorithm_index, task_index, *, memory, max_abs
     if B:
         pack, ins, dat, progs, pairs, mem_size, tmp_size = _prepare(
             algorithms, tasks, algorithm_index, task_index, memory, seed, algorithm_ids,
-            train_steps)
+            train_steps, bool(dead_code_elimination))
         S, V, M = memory.num_scalars, memory.num_vectors, memory.num_matrices
         # Group the pairs by feature size: each group runs the kernels specialised for it.
         pair_f = pack.table[pairs[:, kernels.P_TASK], kernels.T_F]
@@ -549,7 +609,8 @@ def run_debug(algorithm: Algorithm, task: Task, memory: MemoryConfig, *,
     Returns:
       dict with ``fitness``, ``train_steps``, ``results`` (the PairResults) and the final
       memory as ``scalars [S]``, ``vectors [V, F]``, ``matrices [M, F, F]`` (the state when
-      the evaluation ended, including after an early abort).
+      the evaluation ended, including after an early abort; every instruction runs, dead
+      or not, so the memory is the reference's).
 
     Example:
         >>> import azero_jax as az
@@ -575,7 +636,8 @@ def run_debug(algorithm: Algorithm, task: Task, memory: MemoryConfig, *,
                              algorithm_ids=np.array([algorithm_id]),
                              train_steps=None if train_steps is None else np.array([train_steps]),
                              valid_steps=valid_steps, record_errors=record_errors,
-                             num_threads=1, initial_memory=flat)
+                             num_threads=1, dead_code_elimination=False,
+                             initial_memory=flat)
     return dict(fitness=float(results.fitness[0]), train_steps=int(results.train_steps[0]),
                 results=results, scalars=mem[:S].copy(),
                 vectors=mem[S:S + V * F].reshape(V, F).copy(),

@@ -50,6 +50,11 @@ class OpSpec:
         addresses, ``{d}`` the double constant and ``{f0}``..``{f2}`` the float fields.
       data_fields: which data fields the op uses (indices into the data vector).
       cost: the reference's compute-cost units (train budget, §8).
+      partial_write: whether the op writes only part of its output cell (one entry, the
+        const-set ops 57/58), so that the rest of the cell's old value passes through.
+        Every other op overwrites its whole output cell. (No op reads its output cell
+        except through ``in1``/``in2``, and no op has an effect beyond its output cell
+        other than the random ops' draws: dead-code elimination relies on both.)
       random: whether the op draws random numbers.
     """
 
@@ -62,6 +67,7 @@ class OpSpec:
     template: str
     data_fields: tuple[int, ...]
     cost: int
+    partial_write: bool = False
 
     @property
     def random(self) -> bool:
@@ -72,8 +78,10 @@ class OpSpec:
         return self.name[:-3] if self.name.endswith("_OP") else self.name
 
 
-def _op(code, name, kind, in1, in2, out, template, data_fields, cost) -> OpSpec:
-    return OpSpec(code, name, kind, in1, in2, out, template, tuple(data_fields), cost)
+def _op(code, name, kind, in1, in2, out, template, data_fields, cost,
+        partial_write=False) -> OpSpec:
+    return OpSpec(code, name, kind, in1, in2, out, template, tuple(data_fields), cost,
+                  partial_write)
 
 
 S, V, M = SCALAR, VECTOR, MATRIX
@@ -137,8 +145,10 @@ OPS: tuple[OpSpec, ...] = (
     _op(54, "VECTOR_ST_DEV_OP", UNARY, V, None, S, "s{o} = std(v{a})", (), 5585730),
     _op(55, "MATRIX_ST_DEV_OP", UNARY, M, None, S, "s{o} = std(m{a})", (), 10640216),
     _op(56, "SCALAR_CONST_SET_OP", DATA, None, None, S, "s{o} = {d}", (_D,), 3691108),
-    _op(57, "VECTOR_CONST_SET_OP", DATA, None, None, V, "v{o}[{f0}] = {f1}", (_F0, _F1), 3991421),
-    _op(58, "MATRIX_CONST_SET_OP", DATA, None, None, M, "m{o}[{f0}, {f1}] = {f2}", (_F0, _F1, _F2), 3693035),
+    _op(57, "VECTOR_CONST_SET_OP", DATA, None, None, V, "v{o}[{f0}] = {f1}", (_F0, _F1), 3991421,
+        partial_write=True),
+    _op(58, "MATRIX_CONST_SET_OP", DATA, None, None, M, "m{o}[{f0}, {f1}] = {f2}", (_F0, _F1, _F2), 3693035,
+        partial_write=True),
     _op(59, "SCALAR_UNIFORM_SET_OP", DATA, None, None, S, "s{o} = uniform({f0}, {f1})", (_F0, _F1), 26610704),
     _op(60, "VECTOR_UNIFORM_SET_OP", DATA, None, None, V, "v{o} = uniform({f0}, {f1}, n_features)", (_F0, _F1), 57817372),
     _op(61, "MATRIX_UNIFORM_SET_OP", DATA, None, None, M,

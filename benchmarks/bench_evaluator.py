@@ -11,7 +11,9 @@ measured: ``taskset -c 1 python benchmarks/bench_evaluator.py --num_threads=1``.
 Wall-clock rates are the headline. Because a shared machine may be busy, the CPU-time
 rate (steps per second of this process's CPU time, i.e. per busy core) and the load
 average are recorded too. For the CPU backend ``steps_per_s`` times the backend's own
-``evaluate_pairs`` (the evaluation loop, as the reference was timed);
+``evaluate_pairs`` (the evaluation loop, as the reference was timed), with dead-code
+elimination (the default, :mod:`azero_jax.liveness`); ``steps_per_s_no_dce`` (and
+``ratio_no_dce``) the same with every instruction executed, as the reference does;
 ``steps_per_s_api`` goes through ``azero_jax.evaluate_pairs`` (argument checks included).
 
 Usage (from the repository root):
@@ -109,7 +111,7 @@ def run_one(az, np, workload, backend: str, batch_size: int, num_threads: int | 
         return az.evaluate_pairs(algorithms, tasks, a_idx[start:end], t_idx[start:end],
                                  **options)
 
-    def evaluate_direct(start, end):
+    def evaluate_direct(start, end, dead_code_elimination=True):
         # The backend's own entry point, past azero_jax.evaluate_pairs' argument checks
         # (which validate every address in Python): the evaluation loop alone, as the
         # reference was timed.
@@ -118,7 +120,11 @@ def run_one(az, np, workload, backend: str, batch_size: int, num_threads: int | 
         return cpu_evaluator.evaluate_pairs(
             algorithms, tasks, a_idx[start:end], t_idx[start:end], memory=workload.memory,
             max_abs_error=100.0, seed=0, algorithm_ids=np.arange(A), train_steps=steps_req,
-            valid_steps=None, record_errors=None, num_threads=num_threads)
+            valid_steps=None, record_errors=None, num_threads=num_threads,
+            dead_code_elimination=dead_code_elimination)
+
+    def evaluate_direct_no_dce(start, end):
+        return evaluate_direct(start, end, dead_code_elimination=False)
 
     def timed(evaluate):
         best_wall, best_cpu, steps = float("inf"), float("inf"), 0
@@ -136,8 +142,19 @@ def run_one(az, np, workload, backend: str, batch_size: int, num_threads: int | 
     evaluate_api(*batches[0])
     first_call = time.perf_counter() - t0
     api_wall, _, _ = timed(evaluate_api)
+    no_dce = {}
     if backend == "cpu":
         best_wall, best_cpu, steps = timed(evaluate_direct)
+        wall, cpu, steps_no_dce = timed(evaluate_direct_no_dce)
+        if steps_no_dce != steps:  # elimination changes no result, the step counts included
+            raise RuntimeError(f"{workload.name}: {steps} steps with dead-code elimination, "
+                               f"{steps_no_dce} without")
+        no_dce = {
+            "steps_per_s_no_dce": round(steps / wall, 1),
+            "steps_per_cpu_s_no_dce": round(steps / cpu, 1) if cpu > 0 else float("nan"),
+            "ratio_no_dce": round(steps / wall / workload.reference_steps_per_s, 3),
+            "dce_speedup": round(wall / best_wall, 3),
+        }
     else:
         best_wall, best_cpu, steps = timed(evaluate_api)
     batch_steady = api_wall * (batches[0][1] - batches[0][0]) / len(a_idx)
@@ -178,6 +195,8 @@ def run_one(az, np, workload, backend: str, batch_size: int, num_threads: int | 
         "reference_steps_per_s": reference,
         "ratio": round(rate / reference, 3),
         "ratio_cpu_time": round(rate_cpu / reference, 3),
+        "dead_code_elimination": backend == "cpu",
+        **no_dce,
         "repeats": repeats,
         "note": FLAGS.note,
         "command": " ".join(["python", "benchmarks/bench_evaluator.py"] + sys.argv[1:]),
@@ -193,6 +212,11 @@ def _print(record: dict) -> None:
           f"  ratio {record['ratio']:.2f}x (cpu-time {record['ratio_cpu_time']:.2f}x) vs "
           f"reference {record['reference_steps_per_s'] / 1e6:g} M"
           f"  [{record['device']}, {record['cores']} cores, load {record['load_avg_1m']:.1f}]")
+    if "steps_per_s_no_dce" in record:
+        print(f"{'':>3} without dead-code elimination: "
+              f"{record['steps_per_s_no_dce'] / 1e6:8.3f} M steps/s (cpu-time "
+              f"{record['steps_per_cpu_s_no_dce'] / 1e6:.3f})  ratio {record['ratio_no_dce']:.2f}x"
+              f"  (elimination: {record['dce_speedup']:.2f}x)")
 
 
 def main(argv):
