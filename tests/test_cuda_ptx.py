@@ -30,13 +30,15 @@ def test_kernel_compiles_to_ptx_for_sm90(F, memory, dtype):
     ptx = cuda_evaluator.kernel_ptx(F, az.MemoryConfig(*memory), dtype=dtype, cc=(9, 0))
     assert re.search(r"^\.target sm_90\b", ptx, re.M)
     assert len(re.findall(r"^\.(?:visible )?\.entry ", ptx, re.M)) == 1
-    # The pair's memory and scratch are per-thread local memory of the compiled sizes
-    # (the kernel's one depot holds both; libdevice's trig slow path has its own).
+    # The pair's memory is per-thread local memory of the compiled size, in the kernel's
+    # one depot with the scratch (which NVVM may keep in registers when F is small and
+    # every scratch index is a constant; libdevice's trig slow path has its own depot).
     S, V, M = memory
-    floats = S + V * F + M * F * F + F * F + _eigen_order.SCRATCH
+    floats = S + V * F + M * F * F
+    scratch = F * F + _eigen_order.SCRATCH
     width = 4 if dtype == "float32" else 8
     depots = [int(n) for n in re.findall(r"\.local \.align \d+ \.b8\s+\S+\[(\d+)\]", ptx)]
-    assert any(floats * width <= d < floats * width + 256 for d in depots), depots
+    assert any(floats * width <= d <= (floats + scratch) * width + 64 for d in depots), depots
     # One function: the interpreter and the Eigen-order reductions are inlined (no calls
     # but to libdevice/runtime helpers), and float64 mode computes in float64.
     assert "evaluate_pair" not in ptx.split(".entry", 1)[1].split("{", 1)[0]
