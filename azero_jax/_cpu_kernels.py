@@ -5,8 +5,8 @@ The only per-op code of the numba backends is the dispatch chain inside
 §2.3-§2.4). LLVM compiles the chain of ``op ==`` tests into a jump table. It is the one
 statement of op semantics for both numba backends: the CPU calls it per pair from
 :func:`evaluate_chunk`, and :mod:`azero_jax.cuda_evaluator` compiles the same Python
-functions (this module's and :mod:`azero_jax._eigen_order`'s) as CUDA device functions. Instructions arrive pre-decoded by
-:mod:`azero_jax.cpu_evaluator`: ``ins[4 i : 4 i + 4] = (op, x, y, z)`` (uint32) where ``x``,
+functions (this module's and :mod:`azero_jax._eigen_order`'s) as CUDA device functions.
+Instructions arrive pre-decoded by :mod:`azero_jax.cpu_evaluator`: ``ins[4 i : 4 i + 4] = (op, x, y, z)`` (uint32) where ``x``,
 ``y``, ``z`` are offsets into one flat float64 memory ``mem`` (scalars first, then vectors
 of F entries, then row-major F x F matrices), so the interpreter never multiplies an
 address; for the const-set ops ``z`` already points at the entry to write.
