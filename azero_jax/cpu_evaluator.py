@@ -29,11 +29,11 @@ How it works:
 * Compiled kernels are cached on disk (numba ``cache=True``): the first process compiles
   (see ``benchmarks/bench_evaluator.py`` for the time); later processes load machine code.
 
-Random ops draw from numba's per-thread Mersenne Twister (numpy's legacy algorithms),
-re-seeded for every pair from ``(seed, task.index, algorithm_id)`` when the algorithm has
-random ops. A pair's draws therefore do not depend on its batch or thread, but these
-streams differ from the JAX backend's (``jax.random``) and from the C++ reference's:
-algorithms with random ops agree across backends in distribution only. Uniform draws are
+Random ops draw from a counter-based stream per pair (splitmix64, see
+:mod:`azero_jax._cpu_kernels`) keyed by ``(seed, task.index, algorithm_id)``. A pair's
+draws therefore do not depend on its batch or thread, and the cuda backend draws the same
+ones; they differ from the JAX backend's (``jax.random``) and from the C++ reference's:
+algorithms with random ops agree with those in distribution only. Uniform draws are
 ``low + (high - low) * u`` with ``u`` in [0, 1), ``low`` whenever ``low >= high``.
 
 Example:
@@ -361,7 +361,7 @@ def _task_pack(tasks: Sequence[Task]) -> _TaskPack:
 
 
 def _mix(*values) -> np.ndarray:
-    """splitmix64-style hash of int64 arrays into 32-bit seeds (numba's np.random.seed)."""
+    """splitmix64-style hash of int64 arrays into 32-bit seeds (the pairs' stream keys)."""
     with np.errstate(over="ignore"):
         h = np.uint64(0x9E3779B97F4A7C15)
         for value in values:
@@ -488,38 +488,54 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
     return results
 
 
-def _evaluate(algorithms, tasks, algorithm_index, task_index, *, memory, max_abs_error, seed,
-              algorithm_ids, train_steps, valid_steps, record_errors, num_threads,
-              dead_code_elimination=None, initial_memory=None):
+def _normalize(algorithms, tasks, algorithm_index, task_index, algorithm_ids, train_steps,
+               valid_steps, record_errors):
+    """The pair arguments as the kernels take them (shared with the cuda backend).
+
+    Returns:
+      ``(algorithm_index, task_index, algorithm_ids, train_steps, kt, kv, valid_limit)``:
+      int64 arrays, the recorded error counts and the validation step limit.
+    """
     algorithm_index = np.asarray(algorithm_index, dtype=np.int64).reshape(-1)
     task_index = np.asarray(task_index, dtype=np.int64).reshape(-1)
-    B = len(algorithm_index)
     if algorithm_ids is None:
         algorithm_ids = np.arange(len(algorithms), dtype=np.int64)
     algorithm_ids = np.asarray(algorithm_ids, dtype=np.int64).reshape(-1)
     if train_steps is None:
         train_steps = np.array([tasks[t].total_train_steps for t in task_index], dtype=np.int64)
-    train_steps = np.broadcast_to(np.asarray(train_steps, dtype=np.int64), (B,))
+    train_steps = np.broadcast_to(np.asarray(train_steps, dtype=np.int64),
+                                  algorithm_index.shape)
+    kt, kv = (0, 0) if record_errors is None else (int(record_errors[0]), int(record_errors[1]))
+    if kt < 0 or kv < 0:
+        raise ValueError(f"record_errors must be two counts >= 0, got {record_errors}")
+    valid_limit = np.iinfo(np.int64).max if valid_steps is None else int(valid_steps)
+    if valid_limit < 0:
+        raise ValueError(f"valid_steps must be >= 0, got {valid_steps}")
+    return algorithm_index, task_index, algorithm_ids, train_steps, kt, kv, valid_limit
+
+
+def _outputs(B: int, kt: int, kv: int):
+    """Fitness, steps, train errors, their counts, valid errors, their counts (NaN-padded)."""
+    return (np.zeros(B), np.zeros(B, dtype=np.int64), np.full((B, kt), np.nan),
+            np.zeros(B, dtype=np.int64), np.full((B, kv), np.nan), np.zeros(B, dtype=np.int64))
+
+
+def _evaluate(algorithms, tasks, algorithm_index, task_index, *, memory, max_abs_error, seed,
+              algorithm_ids, train_steps, valid_steps, record_errors, num_threads,
+              dead_code_elimination=None, initial_memory=None):
+    algorithm_index, task_index, algorithm_ids, train_steps, kt, kv, valid_limit = _normalize(
+        algorithms, tasks, algorithm_index, task_index, algorithm_ids, train_steps,
+        valid_steps, record_errors)
+    B = len(algorithm_index)
     if num_threads is None:
         num_threads = default_num_threads()
     num_threads = int(num_threads)
     if num_threads < 1:
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-    kt, kv = (0, 0) if record_errors is None else (int(record_errors[0]), int(record_errors[1]))
-    if kt < 0 or kv < 0:
-        raise ValueError(f"record_errors must be two counts >= 0, got {record_errors}")
     if dead_code_elimination is None:
         dead_code_elimination = dead_code_elimination_default()
-    valid_limit = np.iinfo(np.int64).max if valid_steps is None else int(valid_steps)
-    if valid_limit < 0:
-        raise ValueError(f"valid_steps must be >= 0, got {valid_steps}")
 
-    fitness = np.zeros(B, dtype=np.float64)
-    steps = np.zeros(B, dtype=np.int64)
-    terr = np.full((B, kt), np.nan)
-    verr = np.full((B, kv), np.nan)
-    nterr = np.zeros(B, dtype=np.int64)
-    nverr = np.zeros(B, dtype=np.int64)
+    fitness, steps, terr, nterr, verr, nverr = _outputs(B, kt, kv)
     final_memory = None
     if B:
         pack, ins, dat, progs, pairs, mem_size, tmp_size = _prepare(
@@ -532,9 +548,7 @@ def _evaluate(algorithms, tasks, algorithm_index, task_index, *, memory, max_abs
         if len(pack.feature_sizes) > 1:
             order = np.argsort(pair_f, kind="stable")
             pairs, pair_f = pairs[order], pair_f[order]
-            outputs = (np.zeros(B), np.zeros(B, dtype=np.int64), np.full((B, kt), np.nan),
-                       np.zeros(B, dtype=np.int64), np.full((B, kv), np.nan),
-                       np.zeros(B, dtype=np.int64))
+            outputs = _outputs(B, kt, kv)
         else:
             outputs = (fitness, steps, terr, nterr, verr, nverr)
         args = (ins, dat, progs, pack.table, pack.x, pack.y, pack.orders, pairs)

@@ -7,12 +7,16 @@ Two backends implement the reference evaluation loop (spec §4):
 * ``"cpu"`` -- :mod:`azero_jax.cpu_evaluator`, a numba interpreter that runs one pair at a
   time per core at the C++ reference's speed (float64 always).
 
-``"auto"`` takes ``"cpu"`` when JAX's default device is a CPU and ``"jax"`` otherwise.
+* ``"cuda"`` -- :mod:`azero_jax.cuda_evaluator`, the cpu backend's interpreter compiled
+  as a CUDA kernel with numba-cuda (one thread per pair; float32 or float64).
+
+``"auto"`` takes ``"cpu"`` when JAX's default device is a CPU; on a GPU, the faster of
+``"jax"`` and ``"cuda"`` in the committed figures (:mod:`azero_jax.auto_backend`).
 
 Random ops draw from streams keyed by ``(seed, task.index, algorithm_id)``, so a pair's
-result does not depend on the batch it landed in. The two backends use different
-generators: their random streams differ (results of algorithms with random ops agree
-in distribution only).
+result does not depend on the batch it landed in. The cpu and cuda backends draw the same
+counter-based streams; JAX uses ``jax.random`` (results of algorithms with random ops agree
+with it in distribution only).
 
 Example:
     >>> import azero_jax as az
@@ -36,7 +40,7 @@ from azero_jax.errors import ConfigError
 from azero_jax.program import Algorithm, validate_addresses
 from azero_jax.tasks import Task
 
-BACKENDS = ("auto", "jax", "cpu")
+BACKENDS = ("auto", "jax", "cpu", "cuda")
 NEG_TWO_OVER_PI = -0.63661977236758138243
 
 
@@ -110,8 +114,14 @@ def combine_fitnesses(fitnesses, mode: str = "mean", axis: int = -1):
     raise ValueError(f"unknown fitness combination {mode!r}; expected 'mean' or 'median'")
 
 
-def default_backend() -> str:
-    """The backend ``"auto"`` resolves to: ``"cpu"`` when JAX's default device is a CPU."""
+def default_backend(features_size: int | None = None, num_pairs: int | None = None,
+                    dtype: str = "float32") -> str:
+    """The backend ``"auto"`` resolves to.
+
+    ``"cpu"`` when JAX's default device is a CPU. On a GPU, the faster of ``"jax"`` and
+    ``"cuda"`` for this workload shape according to the committed figures
+    (:mod:`azero_jax.auto_backend`; ``"jax"`` without figures), logged once at INFO.
+    """
     import logging
 
     import jax
@@ -121,15 +131,34 @@ def default_backend() -> str:
     level = bridge_logger.level
     bridge_logger.setLevel(max(level, logging.WARNING))
     try:
-        return "cpu" if jax.default_backend() == "cpu" else "jax"
+        if jax.default_backend() == "cpu":
+            return "cpu"
+        device_kind = getattr(jax.devices()[0], "device_kind", "")
     finally:
         bridge_logger.setLevel(level)
+    from azero_jax import auto_backend
+    backend, reason = auto_backend.choose(device_kind, features_size=features_size,
+                                          num_pairs=num_pairs, dtype=dtype,
+                                          cuda_available=_cuda_available())
+    auto_backend.say(reason)
+    return backend
 
 
-def resolve_backend(backend: str) -> str:
+def _cuda_available() -> bool:
+    import importlib.util
+    if importlib.util.find_spec("numba_cuda") is None:
+        return False
+    from azero_jax import cuda_evaluator
+    return cuda_evaluator.available()
+
+
+def resolve_backend(backend: str, features_size: int | None = None,
+                    num_pairs: int | None = None, dtype: str = "float32") -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    return default_backend() if backend == "auto" else backend
+    if backend != "auto":
+        return backend
+    return default_backend(features_size, num_pairs, dtype)
 
 
 def check_tasks_fit_memory(tasks: Sequence[Task], memory: MemoryConfig) -> None:
@@ -177,8 +206,9 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task],
       valid_steps: validation examples to run (default all); the loss is still divided
         by the task's total (as the reference's FEC run does).
       record_errors: ``(K_train, K_valid)`` to record the first per-step errors (FEC).
-      backend: ``"auto"``, ``"jax"`` or ``"cpu"``.
-      dtype: ``"float32"`` or ``"float64"`` (JAX backend; the CPU backend is float64).
+      backend: ``"auto"``, ``"jax"``, ``"cpu"`` or ``"cuda"``.
+      dtype: ``"float32"`` or ``"float64"`` (JAX and CUDA backends; the CPU backend is
+        float64).
       op_sets: optional per-component collections of op codes that the JAX backend
         compiles its switches for (default: the ops the algorithms use). Give the
         search's allowed ops plus the initial algorithms' ops so one compile serves a run.
@@ -213,7 +243,8 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task],
                                   algorithm_index.shape).copy()
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    backend = resolve_backend(backend)
+    backend = resolve_backend(backend, max((t.features_size for t in tasks), default=None),
+                              len(algorithm_index), dtype)
     kwargs = dict(memory=memory, max_abs_error=float(max_abs_error), seed=int(seed),
                   algorithm_ids=algorithm_ids, train_steps=train_steps, valid_steps=valid_steps,
                   record_errors=record_errors, **backend_options)
@@ -221,6 +252,10 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task],
         from azero_jax import jax_evaluator
         return jax_evaluator.evaluate_pairs(algorithms, tasks, algorithm_index, task_index,
                                             dtype=dtype, op_sets=op_sets, **kwargs)
+    if backend == "cuda":
+        from azero_jax import cuda_evaluator
+        return cuda_evaluator.evaluate_pairs(algorithms, tasks, algorithm_index, task_index,
+                                             dtype=dtype, **kwargs)
     from azero_jax import cpu_evaluator
     return cpu_evaluator.evaluate_pairs(algorithms, tasks, algorithm_index, task_index, **kwargs)
 

@@ -39,14 +39,21 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("backend", "cpu", ["cpu", "jax", "both"], "Evaluator backend(s) to time.")
+flags.DEFINE_enum("backend", "cpu", ["cpu", "jax", "cuda", "both"],
+                  "Evaluator backend(s) to time.")
 flags.DEFINE_list("workloads", ["w1", "w2", "w3"], "Workloads to run (w1, w2, w3).")
 flags.DEFINE_list("batch_sizes", ["0"], "Pairs per evaluate_pairs call; 0 = the whole workload.")
 flags.DEFINE_list("num_threads", ["1"], "CPU backend thread counts to time (ignored by jax).")
 flags.DEFINE_integer("repeats", 3, "Timed passes per configuration; the fastest is reported.")
 flags.DEFINE_string("out_dir", os.path.join(_HERE, "results"), "Where evaluator.jsonl goes.")
 flags.DEFINE_string("bench_dir", None, "The shared/bench folder (default ../shared/bench).")
-flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "JAX backend dtype.")
+flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "JAX and CUDA backend dtype.")
+flags.DEFINE_integer("tile", 1, "Repeat the workload's pairs this many times (GPU batch sizes "
+                     "beyond the workload's own pair count).")
+flags.DEFINE_integer("max_pairs", 0, "Pairs timed per configuration (whole batches, at least "
+                     "one); 0 = all.")
+flags.DEFINE_integer("train_steps_limit", 0, "Cap on each pair's training steps (device "
+                     "script's dry run); 0 = the workload's own.")
 flags.DEFINE_bool("cold_cache", False, "Compile the CPU kernels from scratch (fresh caches).")
 flags.DEFINE_bool("write", True, "Append the results to <out_dir>/evaluator.jsonl.")
 flags.DEFINE_string("note", "", "Free text stored with each JSON line.")
@@ -96,8 +103,15 @@ def run_one(az, np, workload, backend: str, batch_size: int, num_threads: int | 
     """Times one configuration; returns the JSON record."""
     A, T = len(workload.algorithms), len(workload.tasks)
     a_idx, t_idx = np.meshgrid(np.arange(A), np.arange(T), indexing="ij")
-    a_idx, t_idx = a_idx.ravel(), t_idx.ravel()
+    a_idx, t_idx = np.tile(a_idx.ravel(), FLAGS.tile), np.tile(t_idx.ravel(), FLAGS.tile)
     batches = _batches(len(a_idx), batch_size)
+    if FLAGS.max_pairs > 0:
+        batches = batches[:max(1, FLAGS.max_pairs // (batches[0][1] - batches[0][0]))]
+    timed_pairs = batches[-1][1]
+    steps_req = np.array([task.total_train_steps for task in workload.tasks],
+                         dtype=np.int64)[t_idx]
+    if FLAGS.train_steps_limit > 0:
+        steps_req = np.minimum(steps_req, FLAGS.train_steps_limit)
     options = dict(memory=workload.memory, max_abs_error=100.0, seed=0,
                    algorithm_ids=np.arange(A), backend=backend)
     if backend == "cpu":
@@ -109,19 +123,18 @@ def run_one(az, np, workload, backend: str, batch_size: int, num_threads: int | 
 
     def evaluate_api(start, end):
         return az.evaluate_pairs(algorithms, tasks, a_idx[start:end], t_idx[start:end],
-                                 **options)
+                                 train_steps=steps_req[start:end], **options)
 
     def evaluate_direct(start, end, dead_code_elimination=True):
         # The backend's own entry point, past azero_jax.evaluate_pairs' argument checks
         # (which validate every address in Python): the evaluation loop alone, as the
         # reference was timed.
         from azero_jax import cpu_evaluator
-        steps_req = np.array([tasks[t].total_train_steps for t in t_idx[start:end]])
         return cpu_evaluator.evaluate_pairs(
             algorithms, tasks, a_idx[start:end], t_idx[start:end], memory=workload.memory,
-            max_abs_error=100.0, seed=0, algorithm_ids=np.arange(A), train_steps=steps_req,
-            valid_steps=None, record_errors=None, num_threads=num_threads,
-            dead_code_elimination=dead_code_elimination)
+            max_abs_error=100.0, seed=0, algorithm_ids=np.arange(A),
+            train_steps=steps_req[start:end], valid_steps=None, record_errors=None,
+            num_threads=num_threads, dead_code_elimination=dead_code_elimination)
 
     def evaluate_direct_no_dce(start, end):
         return evaluate_direct(start, end, dead_code_elimination=False)
@@ -157,9 +170,12 @@ def run_one(az, np, workload, backend: str, batch_size: int, num_threads: int | 
         }
     else:
         best_wall, best_cpu, steps = timed(evaluate_api)
-    batch_steady = api_wall * (batches[0][1] - batches[0][0]) / len(a_idx)
+    batch_steady = api_wall * (batches[0][1] - batches[0][0]) / timed_pairs
     if backend == "cpu":
         device = f"cpu: {_cpu_model()}"
+    elif backend == "cuda":
+        from azero_jax import cuda_evaluator
+        device = f"cuda: {cuda_evaluator.device_name()}"
     else:
         import jax
         dev = jax.devices()[0]
@@ -175,6 +191,10 @@ def run_one(az, np, workload, backend: str, batch_size: int, num_threads: int | 
         "backend": backend,
         "dtype": "float64" if backend == "cpu" else FLAGS.dtype,
         "batch_size": batch_size if batch_size > 0 else len(a_idx),
+        "timed_pairs": timed_pairs,
+        "features_size": int(workload.tasks[0].features_size),
+        "tile": FLAGS.tile,
+        "train_steps_limit": FLAGS.train_steps_limit,
         "num_threads": num_threads if backend == "cpu" else None,
         "device": device,
         "cores": _cores(),
@@ -188,7 +208,7 @@ def run_one(az, np, workload, backend: str, batch_size: int, num_threads: int | 
         "wall_s": round(best_wall, 5),
         "cpu_s": round(best_cpu, 5),
         "train_steps": steps,
-        "algorithms_per_s": round(A / best_wall, 2),
+        "algorithms_per_s": round(timed_pairs / T / best_wall, 2),
         "steps_per_s": round(rate, 1),
         "steps_per_s_api": round(steps / api_wall, 1),
         "steps_per_cpu_s": round(rate_cpu, 1),
@@ -231,6 +251,7 @@ def main(argv):
     import workloads as workloads_lib
     import_s = time.perf_counter() - t0
     backends = ["cpu", "jax"] if FLAGS.backend == "both" else [FLAGS.backend]
+    path = os.path.join(FLAGS.out_dir, "evaluator.jsonl")
     records = []
     print(f"import azero_jax: {import_s:.2f}s")
     for name in FLAGS.workloads:
@@ -244,12 +265,11 @@ def main(argv):
                     record["import_s"] = round(import_s, 3)
                     _print(record)
                     records.append(record)
+                    if FLAGS.write:  # line by line: a run cut short keeps what it measured
+                        os.makedirs(FLAGS.out_dir, exist_ok=True)
+                        with open(path, "a") as f:
+                            f.write(json.dumps(record) + "\n")
     if FLAGS.write and records:
-        os.makedirs(FLAGS.out_dir, exist_ok=True)
-        path = os.path.join(FLAGS.out_dir, "evaluator.jsonl")
-        with open(path, "a") as f:
-            for record in records:
-                f.write(json.dumps(record) + "\n")
         print(f"appended {len(records)} lines to {path}")
 
 

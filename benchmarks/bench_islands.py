@@ -50,7 +50,8 @@ from azero_jax.spec import parse_search_experiment_spec  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("cases", ["processes", "batched"], "Which cases to run.")
-flags.DEFINE_enum("backend", "cpu", ["auto", "cpu", "jax"], "Evaluator backend (batched case).")
+flags.DEFINE_enum("backend", "cpu", ["auto", "cpu", "jax", "cuda"],
+                  "Evaluator backend (batched case).")
 flags.DEFINE_list("islands", ["1", "4", "16", "64"], "Island counts of the batched case.")
 flags.DEFINE_integer("process_islands", 2, "Islands of the processes case.")
 flags.DEFINE_list("workers", ["1", "2"], "Worker processes of the processes case.")
