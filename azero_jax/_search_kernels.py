@@ -134,14 +134,7 @@ def copy_rows(s_op, s_in1, s_in2, s_out, s_d, s_f0, s_f1, s_f2, s_size, src,
                 d_f1[j, c, k] = s_f1[i, c, k]
                 d_f2[j, c, k] = s_f2[i, c, k]
             for k in range(n, L):
-                d_op[j, c, k] = 0
-                d_in1[j, c, k] = 0
-                d_in2[j, c, k] = 0
-                d_out[j, c, k] = 0
-                d_d[j, c, k] = 0.0
-                d_f0[j, c, k] = 0.0
-                d_f1[j, c, k] = 0.0
-                d_f2[j, c, k] = 0.0
+                _clear_entry(d_op, d_in1, d_in2, d_out, d_d, d_f0, d_f1, d_f2, j, c, k)
 
 
 # ----------------------------------------------------------------------------------
@@ -868,16 +861,13 @@ def probe_plan(prog_hi, prog_lo, index, ent, meta, memo_hi, memo_lo, memo_steps,
     """
     n = prog_hi.shape[0]
     T = part_hi.shape[1]
-    sentinel = meta[M_CAPACITY]
-    todo = np.zeros(n, np.bool_)
+    entries = np.empty(n, np.int64)
+    table_find(index, ent, meta, prog_hi, prog_lo, True, entries)
+    todo = entries < 0
     for r in range(n):
-        s = _find_slot(index, ent, prog_hi[r], prog_lo[r])
-        if s < 0:
-            todo[r] = True
+        e = entries[r]
+        if e < 0:
             continue
-        e = np.int64(index[s])
-        _unlink(ent, e)
-        _link_newest(ent, e, sentinel)
         for t in range(T):
             part_hi[r, t] = memo_hi[e, t]
             part_lo[r, t] = memo_lo[e, t]

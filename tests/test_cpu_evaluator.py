@@ -623,3 +623,15 @@ def test_tensor_decoder_emits_the_numpy_decoders_code():
     bad = Programs.from_algorithms([az.parse_algorithm(
         "def Setup():\n  s7 = 0.5\ndef Predict():\ndef Learn():\n")])
     assert cpu_evaluator._decode_tensors(bad, memory, 4) is None
+
+
+def test_specialised_kernels_run_the_pair_body_in_their_loop():
+    """The F-specialised copies write ``evaluate_pair``'s body into ``evaluate_chunk``
+    (a call per pair cost 0.2 us); the rewrite falls back silently to the call, so check
+    that it still applies to today's kernel source."""
+    from azero_jax import _cpu_specialize
+
+    text = _cpu_specialize._source(4)
+    chunk = text[text.index("def evaluate_chunk("):]
+    assert "evaluate_pair(" not in chunk
+    assert "for p in range(first, last):" in chunk and "nverr[p] = nvr" in chunk
