@@ -51,7 +51,9 @@ from azero_jax._eigen_order import PLAIN, PRODUCT, SQUARE
 
 _F_CONST = 0
 
-_JIT = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+# No kernel here allocates, so none needs numba's reference counting (which would cost
+# an atomic increment and decrement of every array argument at every call of a helper).
+_JIT = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False, _nrt=False)
 
 # Layout of a row of the task table built by cpu_evaluator.
 T_F, T_NTRAIN, T_NVALID, T_EPOCHS, T_K, T_ACC, T_XTR, T_YTR, T_XVA, T_YVA, T_ORD = range(11)

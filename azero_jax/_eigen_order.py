@@ -51,7 +51,9 @@ import math
 import numba
 import numpy as np
 
-_JIT = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+# No kernel here allocates, so none needs numba's reference counting (which would cost
+# an atomic increment and decrement of every array argument at every call of a helper).
+_JIT = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False, _nrt=False)
 
 UNROLLING_LIMIT = 110  # EIGEN_UNROLLING_LIMIT
 PACKET = 2  # doubles per SSE2 packet

@@ -22,6 +22,11 @@ import numba
 import numpy as np
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+# Kernels that allocate nothing are compiled without numba's reference counting: otherwise
+# every call increments and decrements each array argument's count atomically (about
+# 10 ns an array), which made a helper taking the eight field tensors cost ~100 ns a call,
+# several times its work. Such a kernel must not create or return arrays.
+_LEAF = dict(_JIT, _nrt=False)
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -89,7 +94,7 @@ def _below(st, n):
     return int(_uniform(st) * n)
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_LEAF)
 def _gauss(st):
     """N(0, 1) by Box-Muller (one normal per two uniforms)."""
     u1 = 1.0 - _uniform(st)  # (0, 1]: log stays finite
@@ -112,29 +117,35 @@ def draws(seed, ident, salt, n, normal):
 # Moving algorithms between tensors.
 
 
-@numba.njit(**_JIT)
+@numba.njit(inline="always", **_JIT)
+def _copy_field(src, i, dst, j, n):
+    for c in range(3):
+        for k in range(n):
+            dst[j, c, k] = src[i, c, k]
+        for k in range(n, dst.shape[2]):
+            dst[j, c, k] = 0
+
+
+@numba.njit(**_LEAF)
 def copy_rows(s_op, s_in1, s_in2, s_out, s_d, s_f0, s_f1, s_f2, s_size, src,
               d_op, d_in1, d_in2, d_out, d_d, d_f0, d_f1, d_f2, d_size, dst):
     """Copies algorithm ``src[r]`` of the source tensors to ``dst[r]`` of the destination
     (which must have room for every function; columns past the source's are zeroed)."""
     n = min(s_op.shape[2], d_op.shape[2])
-    L = d_op.shape[2]
     for r in range(src.shape[0]):
         i = src[r]
         j = dst[r]
         for c in range(3):
             d_size[j, c] = s_size[i, c]
-            for k in range(n):
-                d_op[j, c, k] = s_op[i, c, k]
-                d_in1[j, c, k] = s_in1[i, c, k]
-                d_in2[j, c, k] = s_in2[i, c, k]
-                d_out[j, c, k] = s_out[i, c, k]
-                d_d[j, c, k] = s_d[i, c, k]
-                d_f0[j, c, k] = s_f0[i, c, k]
-                d_f1[j, c, k] = s_f1[i, c, k]
-                d_f2[j, c, k] = s_f2[i, c, k]
-            for k in range(n, L):
-                _clear_entry(d_op, d_in1, d_in2, d_out, d_d, d_f0, d_f1, d_f2, j, c, k)
+        # Field by field: each is a short contiguous run the compiler copies in blocks.
+        _copy_field(s_op, i, d_op, j, n)
+        _copy_field(s_in1, i, d_in1, j, n)
+        _copy_field(s_in2, i, d_in2, j, n)
+        _copy_field(s_out, i, d_out, j, n)
+        _copy_field(s_d, i, d_d, j, n)
+        _copy_field(s_f0, i, d_f0, j, n)
+        _copy_field(s_f1, i, d_f1, j, n)
+        _copy_field(s_f2, i, d_f2, j, n)
 
 
 # ----------------------------------------------------------------------------------
@@ -185,7 +196,7 @@ def _f32(x):
     return x
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_LEAF)
 def _log_scale(x, st):
     """Multiplies ``|x|`` by ``exp(N(0, 1))``, keeping the sign (0 stays 0, as -0)."""
     g = _gauss(st)
@@ -196,7 +207,7 @@ def _log_scale(x, st):
     return -0.0
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_LEAF)
 def _alter_constant(x, st, style, may_flip):
     """The reference's MutateLogScale(OrFlip): flipped w.p. 0.1, else log-scaled; the
     paper's (S3): x U[0.5, 2], then flipped w.p. 0.1 (``mutator.Mutator`` states both)."""
@@ -210,10 +221,15 @@ def _alter_constant(x, st, style, may_flip):
     return _log_scale(x, st)
 
 
-@numba.njit(**_JIT)
-def _write_random(op, in1, in2, out, d, f0, f1, f2, j, c, i, code, info, st):
-    """A fresh random instruction with op ``code`` at ``[j, c, i]`` (§6.4 draw order:
-    data ops out then data; unary in1, out; binary in1, in2, out)."""
+@numba.njit(inline="always", **_JIT)
+def _draw_operands(code, info, st):
+    """The operands of a fresh random instruction with op ``code`` (§6.4 draw order:
+    data ops out then data; unary in1, out; binary in1, in2, out).
+
+    Returns ``(in1, in2, out, d, f0, f1, f2)``. (Drawing into values and storing them
+    apart is several times faster than a helper that takes the eight field tensors and
+    writes them as it draws: numba compiles that one poorly.)
+    """
     kind = info[code, I_KIND]
     a1 = 0
     a2 = 0
@@ -246,6 +262,11 @@ def _write_random(op, in1, in2, out, d, f0, f1, f2, j, c, i, code, info, st):
         else:  # uniform: low and high U[-1, 1) independently
             g0 = _sym(st)
             g1 = _sym(st)
+    return a1, a2, o, dd, g0, g1, g2
+
+
+@numba.njit(**_LEAF)
+def _store(op, in1, in2, out, d, f0, f1, f2, j, c, i, code, a1, a2, o, dd, g0, g1, g2):
     op[j, c, i] = code
     in1[j, c, i] = a1
     in2[j, c, i] = a2
@@ -256,7 +277,14 @@ def _write_random(op, in1, in2, out, d, f0, f1, f2, j, c, i, code, info, st):
     f2[j, c, i] = g2
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_LEAF)
+def _write_random(op, in1, in2, out, d, f0, f1, f2, j, c, i, code, info, st):
+    """A fresh random instruction with op ``code`` at ``[j, c, i]``."""
+    a1, a2, o, dd, g0, g1, g2 = _draw_operands(code, info, st)
+    _store(op, in1, in2, out, d, f0, f1, f2, j, c, i, code, a1, a2, o, dd, g0, g1, g2)
+
+
+@numba.njit(**_LEAF)
 def _alter_data(code, d, f0, f1, f2, j, c, i, st, style):
     if code == _SCALAR_CONST:
         d[j, c, i] = _alter_constant(d[j, c, i], st, style, True)
@@ -290,7 +318,7 @@ def _alter_data(code, d, f0, f1, f2, j, c, i, st, style):
             f1[j, c, i] = low
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_LEAF)
 def _alter_param(op, in1, in2, out, d, f0, f1, f2, j, c, i, info, st, style):
     code = op[j, c, i]
     kind = info[code, I_KIND]
@@ -316,7 +344,7 @@ def _alter_param(op, in1, in2, out, d, f0, f1, f2, j, c, i, info, st, style):
             out[j, c, i] = info[code, I_FIRST_OUT] + _below(st, info[code, I_N_OUT])
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_LEAF)
 def _random_op(op_lists, op_counts, c, st):
     return op_lists[c, _below(st, op_counts[c])]
 
@@ -345,7 +373,7 @@ def _clear_entry(op, in1, in2, out, d, f0, f1, f2, j, c, k):
     f2[j, c, k] = 0.0
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_LEAF)
 def _remove_at(op, in1, in2, out, d, f0, f1, f2, j, c, pos, size):
     """Deletes entry ``pos``; the vacated last entry becomes an all-zero NO_OP (padding)."""
     for k in range(pos, size - 1):
@@ -353,7 +381,7 @@ def _remove_at(op, in1, in2, out, d, f0, f1, f2, j, c, pos, size):
     _clear_entry(op, in1, in2, out, d, f0, f1, f2, j, c, size - 1)
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_LEAF)
 def _insert_random(op, in1, in2, out, d, f0, f1, f2, size, j, c, info, op_lists, op_counts,
                    st):
     """Draws an op and a random instruction, then inserts it at a uniform position in
@@ -373,7 +401,7 @@ def _insert_random(op, in1, in2, out, d, f0, f1, f2, size, j, c, info, op_lists,
     size[j, c] = s + 1
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_LEAF)
 def _randomize_component(op, in1, in2, out, d, f0, f1, f2, size, j, c, info, op_lists,
                          op_counts, st):
     if op_counts[c] == 0:
@@ -497,7 +525,7 @@ def _finish(total, count, lane):
     return _mix(total + (lane ^ np.uint64(count)))
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_LEAF)
 def hash_rows(words, hi, lo):
     """128-bit hashes of the rows of a ``[n, k]`` uint64 array (the lanes of
     :func:`azero_jax.fec.hash_rows`)."""
@@ -550,7 +578,7 @@ def fingerprint_hashes(terr, nterr, verr, nverr, task_ids, finish, hi, lo):
         lo[r] = b
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_LEAF)
 def program_hashes(op, in1, in2, out, d_bits, f0_bits, f1_bits, f2_bits, size, hi, lo):
     """Exact-content keys of programs: sizes and every field, bit for bit."""
     for j in range(op.shape[0]):
@@ -592,13 +620,17 @@ def program_hashes(op, in1, in2, out, d_bits, f0_bits, f1_bits, f2_bits, size, h
 # so visiting an entry (compare its key, relink it, read its value) touches one cache line
 # rather than several arrays' worth: with a cache of 10^5 entries the table outgrows the
 # L2 cache, and these random visits are its whole cost.
-# ``index`` (int32) maps hash slots to entries. The list's sentinel is entry ``capacity``
+# ``index`` (uint64) maps hash slots to entries: the entry number in the high half, the key's
+# low 32 bits in the low half, so probing past other keys and shifting them on deletion
+# read only the index (which fits the L2 cache) and never their entries' rows. The list's sentinel is entry ``capacity``
 # (next[sentinel] = least recent, prev[sentinel] = most recent).
 # meta = [size, capacity, free_top, hits, misses].
 
 M_SIZE, M_CAPACITY, M_FREE_TOP, M_HITS, M_MISSES = 0, 1, 2, 3, 4
 META_LEN = 5
 E_HI, E_LO, E_PREV, E_NEXT = 0, 1, 2, 3
+_EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)  # a free index slot
+_LOW32 = np.uint64(0xFFFFFFFF)
 ENTRY_WORDS = 4
 # The FEC cache's payload: fitness (float64 bits) and sighting count.
 E_VALUE, E_COUNT = 4, 5
@@ -617,9 +649,9 @@ def _as_bits(value, buf, buf_bits):
     return buf_bits[0]
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_LEAF)
 def table_init(index, ent, free, meta, capacity):
-    index[:] = -1
+    index[:] = _EMPTY
     sentinel = capacity
     ent[sentinel, E_PREV] = sentinel
     ent[sentinel, E_NEXT] = sentinel
@@ -637,17 +669,30 @@ def _home(lo, mask):
     return np.int64(lo & np.uint64(mask))
 
 
-@numba.njit(**_JIT)
+@numba.njit(inline="always", **_JIT)
+def _slot_value(e, key_lo):
+    return (np.uint64(e) << np.uint64(32)) | (key_lo & _LOW32)
+
+
+@numba.njit(inline="always", **_JIT)
+def _slot_entry(value):
+    return np.int64(value >> np.uint64(32))
+
+
+@numba.njit(inline="always", **_LEAF)
 def _find_slot(index, ent, key_hi, key_lo):
     """Index slot holding the key, or -1."""
     mask = index.shape[0] - 1
     s = _home(key_lo, mask)
+    tag = key_lo & _LOW32
     while True:
-        e = np.int64(index[s])
-        if e < 0:
+        v = index[s]
+        if v == _EMPTY:
             return -1
-        if ent[e, E_LO] == key_lo and ent[e, E_HI] == key_hi:
-            return s
+        if (v & _LOW32) == tag:
+            e = _slot_entry(v)
+            if ent[e, E_LO] == key_lo and ent[e, E_HI] == key_hi:
+                return s
         s = (s + 1) & mask
 
 
@@ -668,40 +713,40 @@ def _link_newest(ent, e, sentinel):
     ent[sentinel, E_PREV] = e
 
 
-@numba.njit(**_JIT)
-def _delete_slot(index, ent, s):
+@numba.njit(inline="always", **_LEAF)
+def _delete_slot(index, s):
     """Backward-shift deletion keeps every probe chain unbroken without tombstones."""
     mask = index.shape[0] - 1
     i = s
     j = s
     while True:
         j = (j + 1) & mask
-        e = np.int64(index[j])
-        if e < 0:
+        v = index[j]
+        if v == _EMPTY:
             break
-        k = _home(ent[e, E_LO], mask)
-        # Move e back to i unless its home lies cyclically in (i, j].
+        k = _home(v, mask)  # the low half is the key's low bits: its home
+        # Move the key back to i unless its home lies cyclically in (i, j].
         if i <= j:
             stays = i < k <= j
         else:
             stays = k > i or k <= j
         if not stays:
-            index[i] = e
+            index[i] = v
             i = j
-    index[i] = -1
+    index[i] = _EMPTY
 
 
-@numba.njit(**_JIT)
+@numba.njit(inline="always", **_LEAF)
 def _remove_entry(index, ent, free, meta, s):
-    e = np.int64(index[s])
-    _delete_slot(index, ent, s)
+    e = _slot_entry(index[s])
+    _delete_slot(index, s)
     _unlink(ent, e)
     free[meta[M_FREE_TOP]] = e
     meta[M_FREE_TOP] += 1
     meta[M_SIZE] -= 1
 
 
-@numba.njit(**_JIT)
+@numba.njit(inline="always", **_LEAF)
 def _evict_over(index, ent, free, meta, limit):
     sentinel = meta[M_CAPACITY]
     while meta[M_SIZE] > limit:
@@ -710,7 +755,7 @@ def _evict_over(index, ent, free, meta, limit):
         _remove_entry(index, ent, free, meta, s)
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_LEAF)
 def table_insert(index, ent, free, meta, keys_hi, keys_lo, limit, entries):
     """Inserts keys as the most recent (an existing key is refreshed), evicting the least
     recent beyond ``limit`` entries after each insert; ``entries`` gets each key's entry
@@ -720,7 +765,7 @@ def table_insert(index, ent, free, meta, keys_hi, keys_lo, limit, entries):
     for r in range(keys_hi.shape[0]):
         s = _find_slot(index, ent, keys_hi[r], keys_lo[r])
         if s >= 0:
-            e = np.int64(index[s])
+            e = _slot_entry(index[s])
             _unlink(ent, e)
             _link_newest(ent, e, sentinel)
         else:
@@ -731,9 +776,9 @@ def table_insert(index, ent, free, meta, keys_hi, keys_lo, limit, entries):
             ent[e, E_HI] = keys_hi[r]
             ent[e, E_LO] = keys_lo[r]
             s = _home(keys_lo[r], mask)
-            while index[s] >= 0:
+            while index[s] != _EMPTY:
                 s = (s + 1) & mask
-            index[s] = e
+            index[s] = _slot_value(e, keys_lo[r])
             _link_newest(ent, e, sentinel)
             meta[M_SIZE] += 1
         entries[r] = e
@@ -745,7 +790,7 @@ def table_insert(index, ent, free, meta, keys_hi, keys_lo, limit, entries):
                 entries[r] = -1
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_LEAF)
 def table_find(index, ent, meta, keys_hi, keys_lo, refresh, entries):
     """Entry of each key or -1; ``refresh`` moves found keys to the most recent end."""
     sentinel = meta[M_CAPACITY]
@@ -754,7 +799,7 @@ def table_find(index, ent, meta, keys_hi, keys_lo, refresh, entries):
         if s < 0:
             entries[r] = -1
             continue
-        e = np.int64(index[s])
+        e = _slot_entry(index[s])
         entries[r] = e
         if refresh:
             _unlink(ent, e)
@@ -775,7 +820,7 @@ def fec_lookup(index, ent, free, meta, keys_hi, keys_lo, forget_every, out_value
             found[r] = False
             out_values[r] = 0.0
             continue
-        e = np.int64(index[s])
+        e = _slot_entry(index[s])
         found[r] = True
         out_values[r] = _as_float(ent[e, E_VALUE], buf, buf_bits)
         ent[e, E_COUNT] += np.uint64(1)

@@ -174,7 +174,7 @@ class LRUTable:
         if slots > 2**31:
             raise ValueError(f"capacity {capacity} is too large for a table")
         self.capacity = capacity
-        self.index = np.empty(slots, dtype=np.int32)
+        self.index = np.empty(slots, dtype=np.uint64)
         self.entries = _aligned_rows(capacity + 1, entry_words or _k().ENTRY_WORDS)
         self.free = np.empty(capacity + 1, dtype=np.int64)
         self.meta = np.zeros(_k().META_LEN, dtype=np.int64)
