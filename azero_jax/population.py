@@ -108,7 +108,9 @@ class Programs:
         return self.op.shape[2]
 
     def fields(self) -> tuple[np.ndarray, ...]:
-        return tuple(getattr(self, name) for name in FIELDS)
+        """The field tensors in :data:`FIELDS` order (as the kernels take them)."""
+        # Spelled out: a step asks for them dozens of times.
+        return (self.op, self.in1, self.in2, self.out, self.d, self.f0, self.f1, self.f2)
 
     def with_length(self, length: int) -> "Programs":
         """The same algorithms with room for ``length`` instructions (a copy if it grows;
