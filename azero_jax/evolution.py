@@ -353,11 +353,6 @@ class Search:
 
     # -- proposing children -----------------------------------------------------------
 
-    def tournaments(self, ids: np.ndarray) -> np.ndarray:
-        """The parent slot of each child id (see :meth:`BatchMutator.tournaments`)."""
-        return self.mutator.tournaments(self.fitness, ids, self.seed,
-                                        int(self.spec.tournament_size))
-
     def initial_programs(self, ids: np.ndarray) -> Programs:
         if self._initial is not None:
             return self._initial.take(np.zeros(len(ids), dtype=np.int64))
@@ -477,7 +472,6 @@ class Search:
         """First-stage fitness of the staged children (fewer training examples on the
         first k tasks); equivalent children seen recently reuse theirs."""
         n, T = len(children), len(self.tasks)
-        hurdles = self.spec.hurdles
         k = self._stage_tasks
         stats = self.hurdle_stats
         if keys_hi is not None:  # equivalent children (same fingerprints) share a stage

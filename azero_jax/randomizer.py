@@ -164,9 +164,3 @@ class Randomizer:
         # A function with no allowed ops stays NO_OPs, as in the reference.
         return Algorithm(*(self.random_component(c, int(size), rng)
                            for c, size in enumerate(sizes)))
-
-
-def random_algorithms(randomizer: Randomizer, sizes: Sequence[int], count: int,
-                      rng: random_lib.Random) -> list[Algorithm]:
-    """``count`` independent random algorithms (the random-search proposal)."""
-    return [randomizer.random_algorithm(sizes, rng) for _ in range(count)]

@@ -60,7 +60,8 @@ def test_tournament_ties_go_to_the_earliest_draw():
                     evaluate_fn=FakeEvaluator())
     search.fitness[:] = [0.5, 0.9, 0.9, 0.1, 0.9, 0.2]
     ids = np.arange(1000, 3000)
-    winners = search.tournaments(ids)
+    # The kernel make_mutants runs for a step's tournaments.
+    winners = search.mutator.tournaments(search.fitness, ids, search.seed, 4)
     tied_draws = 0
     for ident, winner in zip(ids.tolist(), winners.tolist()):
         # The rule, from the child's own stream: draws with replacement, strictly
