@@ -34,7 +34,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import random as random_lib
 import signal
