@@ -212,3 +212,40 @@ def test_a_search_runs_the_cpu_backend_in_one_thread_by_default(monkeypatch):
     Search(small_spec(population_size=4), memory=MEMORY, seed=1, backend="cpu",
            evaluator_options={"num_threads": 2}).step()
     assert seen and set(seen[:1]) == {1} and seen[-1] == 2
+
+
+def test_the_step_keys_pairs_as_fec_fingerprint_keys_does():
+    """The search hashes fingerprints in compiled code (`_search_kernels.probe_finish`);
+    the keys must be those of the documented function, `fec.fingerprint_keys`."""
+    from azero_jax import fec as fec_lib
+    spec = small_spec(search_tasks=(task_spec(num_tasks=3),), population_size=8,
+                      fec=FECConfig(num_train_examples=5, num_valid_examples=4))
+    probes, lookups = [], []
+
+    class Recording(Search):
+        def run_request(self, request):
+            results = super().run_request(request)
+            if request.kind == "probe":
+                probes.append((request, results))
+            return results
+
+    search = Recording(spec, memory=MEMORY, seed=3, backend="cpu", child_batch_size=8)
+    original = fec_lib._k().fec_lookup_pairs
+
+    def spy(index, ent, free, meta, keys_hi, keys_lo, *rest):
+        lookups.append((keys_hi.copy(), keys_lo.copy()))
+        return original(index, ent, free, meta, keys_hi, keys_lo, *rest)
+
+    import azero_jax._search_kernels as kernels
+    kernels.fec_lookup_pairs = spy
+    try:
+        search.step()  # the initial population: every child is probed
+    finally:
+        kernels.fec_lookup_pairs = original
+    (request, results), = probes
+    assert len(request.algorithm_ids) == 8  # eight distinct random programs
+    tasks = np.asarray(request.task_index)
+    budget = np.array([search.tasks[t].total_train_steps for t in tasks])
+    expected = fec_lib.fingerprint_keys(results, [search.tasks[t].index for t in tasks], budget)
+    (hi, lo), = lookups
+    assert [(int(h) << 64) | int(l) for h, l in zip(hi, lo)] == list(expected)
