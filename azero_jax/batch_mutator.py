@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from azero_jax import ops as ops_lib
-from azero_jax.evaluator import MemoryConfig
+from azero_jax.memory import MemoryConfig
 from azero_jax.mutator import MUTATION_STYLES, MUTATION_TYPES, mutation_settings, mutation_style
 from azero_jax.population import Programs
 

@@ -240,15 +240,11 @@ def search_state(search) -> tuple[dict, dict[str, np.ndarray]]:
     arrays["stage_fitness"] = search.stage_fitness.copy()
     arrays["fully_evaluated"] = search.fully_evaluated.copy()
     arrays["birth"] = search.birth.copy()
-    if search._best is not None:
-        arrays.update(pack_algorithms(search._best[0], "best_ever"))
+    if search.best_ever_programs is not None:
+        arrays.update(pack_algorithms(search.best_ever_programs[0], "best_ever"))
     if search.fec is not None:
         arrays.update(search.fec.to_arrays())
-    memo = search._hurdle_memo
-    order = memo.order()
-    arrays["hurdle_memo_key_hi"] = memo.key_hi[order].copy()
-    arrays["hurdle_memo_key_lo"] = memo.key_lo[order].copy()
-    arrays["hurdle_memo_values"] = search._hurdle_memo_values[order].copy()
+    arrays.update(search.stage_memo.to_arrays())
     best = search.best_ever
     state = {
         "seed": search.seed,
@@ -293,10 +289,8 @@ def load_search_state(search, state: dict, arrays) -> None:
     search.elapsed_before = float(state["elapsed_secs"])
     search.hurdle_stats = HurdleStats(**state["hurdle_stats"])
     if state["best_ever_fitness"] is not None:
-        search._best = (unpack_programs(arrays, "best_ever"), float(state["best_ever_fitness"]))
-    entries = search._hurdle_memo.insert(arrays["hurdle_memo_key_hi"], arrays["hurdle_memo_key_lo"])
-    kept = entries >= 0
-    search._hurdle_memo_values[entries[kept]] = arrays["hurdle_memo_values"][kept]
+        search.restore_best_ever(unpack_programs(arrays, "best_ever"), state["best_ever_fitness"])
+    search.stage_memo.load_arrays(arrays)
     if search.fec is not None and "fec_key_hi" in arrays:
         search.fec.load_arrays(arrays)
 

@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Sequence
 
@@ -37,56 +36,15 @@ import numpy as np
 
 from azero_jax import ops as ops_lib
 from azero_jax.errors import ConfigError
+# The configuration and result types live in leaf modules (the search imports them
+# without the evaluation layer); re-exported here, where they were first defined.
+from azero_jax.memory import MemoryConfig
+from azero_jax.results import PairResults
 from azero_jax.program import Algorithm, validate_addresses
 from azero_jax.tasks import Task
 
 BACKENDS = ("auto", "jax", "cpu", "cuda")
 NEG_TWO_OVER_PI = -0.63661977236758138243
-
-
-@dataclasses.dataclass(frozen=True)
-class MemoryConfig:
-    """Address-space sizes (the reference's compile-time MAX_*_ADDRESSES)."""
-
-    num_scalars: int
-    num_vectors: int
-    num_matrices: int
-
-    def __post_init__(self):
-        for name, minimum in (("num_scalars", 2), ("num_vectors", 1), ("num_matrices", 1)):
-            value = getattr(self, name)
-            if int(value) != value or value < minimum:
-                raise ConfigError(f"{name} must be an integer >= {minimum}, got {value}")
-
-
-@dataclasses.dataclass
-class PairResults:
-    """What an evaluation of B (algorithm, task) pairs returns, per pair.
-
-    Attributes:
-      fitness: ``[B]`` float64 fitness in [0, 1].
-      train_steps: ``[B]`` int64 training steps executed (an aborting step counts).
-      train_errors: ``[B, K_train]`` float64 per-step ``|label - s1|`` of the first
-        training steps (first epoch), NaN beyond ``num_train_errors``; only when recorded.
-      num_train_errors: ``[B]`` how many train errors were recorded.
-      valid_errors: ``[B, K_valid]`` per-example validation errors (RMS: ``|label - s1|``,
-        accuracy: 0/1), NaN beyond ``num_valid_errors``; only when recorded.
-      num_valid_errors: ``[B]``.
-    """
-
-    fitness: np.ndarray
-    train_steps: np.ndarray
-    train_errors: np.ndarray | None = None
-    num_train_errors: np.ndarray | None = None
-    valid_errors: np.ndarray | None = None
-    num_valid_errors: np.ndarray | None = None
-
-    def error_fingerprint(self, i: int) -> tuple[bytes, bytes]:
-        """Exact bytes of pair ``i``'s recorded errors (what FEC hashes)."""
-        train = self.train_errors[i, :self.num_train_errors[i]]
-        valid = self.valid_errors[i, :self.num_valid_errors[i]]
-        # +0.0 and -0.0 hash alike in the reference (libstdc++ std::hash<double>).
-        return ((train + 0.0).tobytes(), (valid + 0.0).tobytes())
 
 
 def flip_and_squash(x):

@@ -55,7 +55,7 @@ one device call; :meth:`Search.step` drives it with the local evaluator.
 
 Example:
     >>> from azero_jax import spec as spec_lib
-    >>> from azero_jax.evaluator import MemoryConfig
+    >>> from azero_jax.memory import MemoryConfig
     >>> from azero_jax.evolution import Search
     >>> s = spec_lib.parse_search_experiment_spec(open("experiments/specs/linear_search.textproto").read())
     >>> search = Search(s.replace(population_size=20, max_train_steps=20000),
@@ -77,7 +77,9 @@ import numpy as np
 from azero_jax import evaluator as evaluator_lib
 from azero_jax import generator as generator_lib
 from azero_jax.batch_mutator import BatchMutator
-from azero_jax.evaluator import MemoryConfig, PairResults, combine_fitnesses
+from azero_jax.evaluator import combine_fitnesses
+from azero_jax.memory import MemoryConfig
+from azero_jax.results import PairResults
 from azero_jax.fec import FEC_SEED, FECCache, LRUTable, hash_row_arrays
 from azero_jax.hurdles import HurdleStats, hurdle_value, stage_tasks, stage_train_examples
 from azero_jax.population import Programs, as_programs
@@ -171,6 +173,36 @@ class _ProbeMemo:
         self.hi = np.zeros((capacity + 1, num_tasks), dtype=np.uint64)
         self.lo = np.zeros((capacity + 1, num_tasks), dtype=np.uint64)
         self.steps = np.zeros(capacity + 1, dtype=np.int64)
+
+
+class _StageMemo:
+    """First-stage (hurdle) fitnesses of recent equivalent children, in LRU order (keyed
+    by their fingerprints, or by their program without FEC)."""
+
+    def __init__(self, capacity: int):
+        self.table = LRUTable(capacity)
+        self.values = np.zeros(capacity + 1, dtype=np.float64)
+
+    def find(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """Each key's stage fitness (refreshed), NaN where absent."""
+        entries = self.table.find(hi, lo, refresh=True)
+        return np.where(entries >= 0, self.values[np.maximum(entries, 0)], np.nan)
+
+    def insert(self, hi: np.ndarray, lo: np.ndarray, values: np.ndarray) -> None:
+        entries = self.table.insert(hi, lo)
+        kept = entries >= 0
+        self.values[entries[kept]] = np.asarray(values)[kept]
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The entries from least to most recent (a checkpoint's arrays)."""
+        order = self.table.order()
+        return {"hurdle_memo_key_hi": self.table.key_hi[order].copy(),
+                "hurdle_memo_key_lo": self.table.key_lo[order].copy(),
+                "hurdle_memo_values": self.values[order].copy()}
+
+    def load_arrays(self, arrays) -> None:
+        self.insert(arrays["hurdle_memo_key_hi"], arrays["hurdle_memo_key_lo"],
+                    arrays["hurdle_memo_values"])
 
 
 class Search:
@@ -283,8 +315,7 @@ class Search:
         self.fec_probe_train_steps = 0
         self.hurdle_stats = HurdleStats()
         # Stage fitness of recent equivalent children (same fingerprints, or same program).
-        self._hurdle_memo = LRUTable(memo_size)
-        self._hurdle_memo_values = np.zeros(memo_size + 1, dtype=np.float64)
+        self.stage_memo = _StageMemo(memo_size)
         self.budget_rejections = 0
         self._best: tuple[Programs, float] | None = None
 
@@ -313,6 +344,14 @@ class Search:
     def algorithms(self, slots) -> list[Algorithm]:
         """The algorithms in ``slots`` (a sequence of slot indices)."""
         return self.programs.algorithms(slots)
+
+    @property
+    def best_ever_programs(self) -> tuple[Programs, float] | None:
+        """:attr:`best_ever` as a one-row tensor batch (what a checkpoint stores)."""
+        return self._best
+
+    def restore_best_ever(self, programs: Programs, fitness: float) -> None:
+        self._best = (programs, float(fitness))
 
     @property
     def best_ever(self) -> tuple[Algorithm, float] | None:
@@ -479,9 +518,8 @@ class Search:
             memo_hi, memo_lo = hash_row_arrays(words)
         else:
             memo_hi, memo_lo = children.take(staged).keys()
-        entries = self._hurdle_memo.find(memo_hi, memo_lo, refresh=True)
-        result = np.where(entries >= 0, self._hurdle_memo_values[np.maximum(entries, 0)], np.nan)
-        todo = np.flatnonzero(entries < 0)
+        result = self.stage_memo.find(memo_hi, memo_lo)
+        todo = np.flatnonzero(np.isnan(result))
         stats.memo_hits += len(staged) - len(todo)
         if len(todo):
             run = staged[todo]
@@ -497,9 +535,7 @@ class Search:
                 np.asarray(stage.fitness, np.float64).reshape(len(run), k),
                 self.spec.fitness_combination_mode), np.float64).reshape(len(run))
             result[todo] = values
-            new = self._hurdle_memo.insert(memo_hi[todo], memo_lo[todo])
-            kept = new >= 0
-            self._hurdle_memo_values[new[kept]] = values[kept]
+            self.stage_memo.insert(memo_hi[todo], memo_lo[todo], values)
         return result
 
     def _full_pairs(self, children: Programs, ids, pairs: np.ndarray, budget, keys_hi, keys_lo,
@@ -626,10 +662,7 @@ class Search:
         kwargs.setdefault("max_batch", size)
         out = jax_evaluator.evaluate_pairs(request.algorithms, self.tasks, a_idx, t_idx,
                                            op_sets=self.op_sets, **kwargs)
-        fields = {name: (None if getattr(out, name) is None else getattr(out, name)[:n])
-                  for name in ("fitness", "train_steps", "train_errors", "num_train_errors",
-                               "valid_errors", "num_valid_errors")}
-        return PairResults(**fields)
+        return out.take(slice(0, n))
 
     def _drive(self, gen):
         try:

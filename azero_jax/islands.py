@@ -34,7 +34,7 @@ ids), so many small populations fill one large batch.
 
 Example:
     >>> from azero_jax import spec as spec_lib, islands
-    >>> from azero_jax.evaluator import MemoryConfig
+    >>> from azero_jax.memory import MemoryConfig
     >>> spec = spec_lib.parse_search_experiment_spec(
     ...     open("experiments/specs/linear_search.textproto").read()).replace(
     ...     population_size=20, max_train_steps=60000)
@@ -66,7 +66,8 @@ from azero_jax import evaluator as evaluator_lib
 from azero_jax import run_checks
 from azero_jax.errors import CheckpointError, ConfigError
 from azero_jax import experiment as experiment_lib
-from azero_jax.evaluator import MemoryConfig, PairResults
+from azero_jax.memory import MemoryConfig
+from azero_jax.results import PairResults
 from azero_jax.evolution import Search, default_child_batch_size
 from azero_jax.population import Programs
 from azero_jax.program import Algorithm, format_algorithm, parse_algorithm
@@ -747,11 +748,7 @@ class IslandGroup:
                          first.valid_steps, first.record_errors)
         results = []
         for lo, hi in spans:
-            results.append(PairResults(**{
-                name: (None if getattr(out, name) is None
-                       else np.asarray(getattr(out, name))[lo:hi])
-                for name in ("fitness", "train_steps", "train_errors", "num_train_errors",
-                             "valid_errors", "num_valid_errors")}))
+            results.append(out.take(slice(lo, hi)))
         return results
 
     def _call(self, algorithms, a_idx, t_idx, steps, ids, seed, valid_steps, record):
@@ -791,10 +788,7 @@ class IslandGroup:
         out = jax_evaluator.evaluate_pairs(algorithms, self.tasks, a_idx, t_idx,
                                            train_steps=steps, op_sets=self.op_sets,
                                            **kwargs, **options)
-        return PairResults(**{name: (None if getattr(out, name) is None else getattr(out, name)[:n])
-                              for name in ("fitness", "train_steps", "train_errors",
-                                           "num_train_errors", "valid_errors",
-                                           "num_valid_errors")})
+        return out.take(slice(0, n))
 
     def drive(self, generators: dict[int, object]) -> dict[int, object]:
         """Drives request generators of many islands together; returns their values.

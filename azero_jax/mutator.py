@@ -28,7 +28,7 @@ see :class:`Mutator` for both, precisely).
 Example:
     >>> import random
     >>> from azero_jax import generator
-    >>> from azero_jax.evaluator import MemoryConfig
+    >>> from azero_jax.memory import MemoryConfig
     >>> from azero_jax.mutator import Mutator
     >>> m = Mutator(([56], [27], [2, 3, 18, 23]), MemoryConfig(4, 3, 1), ["ALTER_PARAM"], 1.0)
     >>> child = m.mutate(generator.linear_model(), random.Random(1))
@@ -45,7 +45,7 @@ from typing import Sequence
 import numpy as np
 
 from azero_jax import ops as ops_lib
-from azero_jax.evaluator import MemoryConfig
+from azero_jax.memory import MemoryConfig
 from azero_jax.program import INSTRUCTION_DTYPE, Algorithm
 from azero_jax.randomizer import Randomizer, _fraction
 

@@ -17,7 +17,7 @@ Draws follow the reference's distributions (not its streams, §11):
 
 Example:
     >>> import random
-    >>> from azero_jax.evaluator import MemoryConfig
+    >>> from azero_jax.memory import MemoryConfig
     >>> from azero_jax.randomizer import Randomizer
     >>> r = Randomizer(([56], [27], [2, 3, 18, 23]), MemoryConfig(4, 3, 1))
     >>> algorithm = r.random_algorithm((5, 1, 4), random.Random(0))
@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from azero_jax import ops as ops_lib
-from azero_jax.evaluator import MemoryConfig
+from azero_jax.memory import MemoryConfig
 from azero_jax.program import INSTRUCTION_DTYPE, Algorithm, noop_component
 
 # Largest float32 below 1: index fractions must stay < 1 after the float32 cast.
