@@ -47,6 +47,33 @@ BACKENDS = ("auto", "jax", "cpu", "cuda")
 NEG_TWO_OVER_PI = -0.63661977236758138243
 
 
+def padded_pairs(algorithm_index, task_index, train_steps, at_least: int = 0):
+    """A pair batch padded for a compiled evaluator, so that each request shape compiles once.
+
+    The size is the next power of two (at least 8) of ``max(n, at_least)``; the padding
+    pairs repeat the first pair with 0 training steps (their results are dropped).
+
+    Returns:
+      ``(algorithm_index, task_index, train_steps, size)``.
+
+    Example:
+        >>> a, t, steps, size = padded_pairs([0, 1, 1], [0, 0, 1], [5, 5, 5], at_least=4)
+        >>> size, a.tolist(), steps.tolist()
+        (8, [0, 1, 1, 0, 0, 0, 0, 0], [5, 5, 5, 0, 0, 0, 0, 0])
+    """
+    algorithm_index = np.asarray(algorithm_index, dtype=np.int64)
+    task_index = np.asarray(task_index, dtype=np.int64)
+    n = len(algorithm_index)
+    size = 8
+    while size < max(n, at_least):
+        size *= 2
+    pad = size - n
+    return (np.concatenate([algorithm_index, np.full(pad, algorithm_index[0])]),
+            np.concatenate([task_index, np.full(pad, task_index[0])]),
+            np.concatenate([np.asarray(train_steps, np.int64), np.zeros(pad, np.int64)]),
+            size)
+
+
 def flip_and_squash(x):
     """``1 - (2/pi) atan(x)`` for finite x >= 0, else 0 (the reference's regression fitness)."""
     x = np.asarray(x, dtype=np.float64)

@@ -77,7 +77,7 @@ import numpy as np
 from azero_jax import evaluator as evaluator_lib
 from azero_jax import generator as generator_lib
 from azero_jax.batch_mutator import BatchMutator
-from azero_jax.evaluator import combine_fitnesses
+from azero_jax.evaluator import combine_fitnesses, padded_pairs
 from azero_jax.memory import MemoryConfig
 from azero_jax.results import PairResults
 from azero_jax.fec import FEC_SEED, FECCache, LRUTable, hash_row_arrays
@@ -650,15 +650,9 @@ class Search:
         from azero_jax import jax_evaluator
         kwargs.setdefault("dtype", "float32")
         n = len(request)
-        size = 8
-        while size < self.child_batch_size * len(self.tasks):
-            size *= 2
-        size = max(size, -(-n // size) * size)
-        pad = size - n
-        a_idx = np.concatenate([request.algorithm_index, np.full(pad, request.algorithm_index[0])])
-        t_idx = np.concatenate([request.task_index, np.full(pad, request.task_index[0])])
-        kwargs["train_steps"] = np.concatenate([np.asarray(request.train_steps, np.int64),
-                                                np.zeros(pad, np.int64)])
+        a_idx, t_idx, kwargs["train_steps"], size = padded_pairs(
+            request.algorithm_index, request.task_index, request.train_steps,
+            at_least=self.child_batch_size * len(self.tasks))
         kwargs.setdefault("max_batch", size)
         out = jax_evaluator.evaluate_pairs(request.algorithms, self.tasks, a_idx, t_idx,
                                            op_sets=self.op_sets, **kwargs)

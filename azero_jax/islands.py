@@ -774,14 +774,9 @@ class IslandGroup:
         # One padded size for a whole step of every island (the usual call) so that each
         # request kind compiles once; larger calls take the next power of two.
         step_pairs = sum(i.search.child_batch_size * len(i.search.tasks) for i in self.islands)
-        size = 8
-        while size < max(n, step_pairs):
-            size *= 2
-        pad = size - n
-        steps = np.concatenate([kwargs.pop("train_steps"), np.zeros(pad, np.int64)])
-        a_idx = np.concatenate([a_idx, np.full(pad, a_idx[0])])
-        t_idx = np.concatenate([t_idx, np.full(pad, t_idx[0])])
-        options.setdefault("max_batch", max(size, 8))
+        a_idx, t_idx, steps, size = evaluator_lib.padded_pairs(
+            a_idx, t_idx, kwargs.pop("train_steps"), at_least=step_pairs)
+        options.setdefault("max_batch", size)
         if not self.config.shard:
             import jax
             options.setdefault("devices", jax.local_devices()[:1])
