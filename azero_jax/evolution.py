@@ -74,10 +74,11 @@ from typing import Callable, Generator, Sequence
 
 import numpy as np
 
+from azero_jax import backend as backend_lib
 from azero_jax import evaluator as evaluator_lib
 from azero_jax import generator as generator_lib
 from azero_jax.batch_mutator import BatchMutator
-from azero_jax.evaluator import combine_fitnesses, padded_pairs
+from azero_jax.evaluator import combine_fitnesses
 from azero_jax.memory import MemoryConfig
 from azero_jax.results import PairResults
 from azero_jax.fec import FEC_SEED, FECCache, LRUTable, hash_row_arrays
@@ -102,7 +103,7 @@ def _k():
 def default_child_batch_size(population_size: int, backend: str) -> int:
     """At most a tenth of the population (regularized evolution stays steady-state);
     large device batches come from many islands evaluated together."""
-    cap = 1024 if backend == "jax" else 256
+    cap = 1024 if backend in ("jax", "cuda") else 256  # device backends take larger steps
     return max(1, min(population_size // 10, cap))
 
 
@@ -273,6 +274,10 @@ class Search:
             self._initial = Programs.from_algorithms([initial])
             initial_algorithms = [initial]
         self.op_sets = evaluator_lib.used_op_sets(initial_algorithms, extra=spec.op_lists)
+        self.evaluator = backend_lib.make_evaluator(
+            self.backend, self.tasks, memory=memory, max_abs_error=float(spec.max_abs_error),
+            op_sets=self.op_sets, options=self.evaluator_options, evaluate_fn=evaluate_fn,
+            pad_to=self.child_batch_size * len(self.tasks))
         self._full_steps = np.array([t.total_train_steps for t in self.tasks], dtype=np.int64)
         self._task_ids = np.array([t.index for t in self.tasks], dtype=np.int64)
         self.max_train_steps = int(spec.max_train_steps)
@@ -621,42 +626,13 @@ class Search:
         return keys_hi, keys_lo
 
     def run_request(self, request: EvalRequest) -> PairResults:
-        """Runs one request with this search's evaluator.
-
-        The library evaluators take the tensors as they are; the search validated its
-        initial algorithms and the mutator draws addresses inside the memory, so the public
-        entry point's per-algorithm checks are skipped.
-        """
-        kwargs = dict(memory=self.memory, max_abs_error=float(self.spec.max_abs_error),
-                      seed=int(request.seed), algorithm_ids=request.algorithm_ids,
-                      train_steps=request.train_steps, valid_steps=request.valid_steps,
-                      record_errors=request.record_errors, **self.evaluator_options)
-        if self.evaluate_fn is not None:
-            return self.evaluate_fn(request.algorithms.algorithms(), self.tasks,
-                                    request.algorithm_index, request.task_index,
-                                    backend=self.backend, op_sets=self.op_sets, **kwargs)
-        args = (request.algorithms, self.tasks, request.algorithm_index, request.task_index)
-        if self.backend == "cpu":
-            from azero_jax import cpu_evaluator
-            return cpu_evaluator.evaluate_pairs(*args, **kwargs)
-        return self._run_jax(request, kwargs)
-
-    def _run_jax(self, request: EvalRequest, kwargs: dict) -> PairResults:
-        """JAX: pads every request to one fixed pair count so each kind compiles once.
-
-        Padding pairs repeat the first pair with 0 training steps; their results are
-        dropped.
-        """
-        from azero_jax import jax_evaluator
-        kwargs.setdefault("dtype", "float32")
-        n = len(request)
-        a_idx, t_idx, kwargs["train_steps"], size = padded_pairs(
-            request.algorithm_index, request.task_index, request.train_steps,
-            at_least=self.child_batch_size * len(self.tasks))
-        kwargs.setdefault("max_batch", size)
-        out = jax_evaluator.evaluate_pairs(request.algorithms, self.tasks, a_idx, t_idx,
-                                           op_sets=self.op_sets, **kwargs)
-        return out.take(slice(0, n))
+        """Runs one request with this search's evaluator (:mod:`azero_jax.backend`); the
+        hook a subclass overrides to observe or replace evaluation."""
+        return self.evaluator.run(
+            request.algorithms, request.algorithm_index, request.task_index,
+            train_steps=request.train_steps, seed=request.seed,
+            algorithm_ids=request.algorithm_ids, valid_steps=request.valid_steps,
+            record_errors=request.record_errors)
 
     def _drive(self, gen):
         try:

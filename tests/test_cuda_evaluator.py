@@ -227,3 +227,23 @@ def test_user_errors():
     empty = az.evaluate_pairs([algorithm], [task], [], [], memory=az.MemoryConfig(4, 3, 1),
                               backend="cuda", dtype="float64")
     assert empty.fitness.shape == (0,)
+
+
+def test_a_search_on_the_cuda_backend_follows_the_cpu_search_exactly():
+    """`Search(backend="cuda")` evaluates with the cuda kernel (it once fell through to the
+    JAX path): float64 gives the cpu search's populations and fitnesses bit for bit."""
+    from azero_jax import backend as backend_lib
+    from azero_jax.evolution import Search
+    from search_helpers import MEMORY, small_spec, task_spec
+    spec = small_spec(search_tasks=(task_spec(num_train=10, num_valid=4, num_tasks=1),),
+                      population_size=6)
+    runs = {}
+    for name, options in (("cpu", {}), ("cuda", {"dtype": "float64"})):
+        search = Search(spec, memory=MEMORY, seed=5, backend=name, child_batch_size=3,
+                        evaluator_options=options)
+        assert search.evaluator.name == name
+        search.run(max_individuals=12)
+        runs[name] = search
+    assert isinstance(runs["cuda"].evaluator, backend_lib.CudaEvaluator)
+    np.testing.assert_array_equal(runs["cuda"].fitness, runs["cpu"].fitness)
+    np.testing.assert_array_equal(runs["cuda"].programs.op, runs["cpu"].programs.op)
