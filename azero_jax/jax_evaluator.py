@@ -2,8 +2,8 @@
 
 Programs are fixed-length instruction tensors. One compiled function serves every
 call with the same static :class:`EvalShape` (memory sizes, per-component op sets and
-padded lengths, task shape, batch size, dtype): a search compiles once per distinct
-evaluation shape and never again (see :data:`COUNTERS`).
+padded lengths, task shape, batch size, dtype, write mode): a search compiles once per
+distinct evaluation shape and never again (see :data:`COUNTERS`).
 
 How a batch runs: ``jax.vmap`` over pairs; per pair a ``lax.while_loop`` over epochs
 wraps a ``lax.while_loop`` over training examples and one over validation examples
@@ -37,12 +37,11 @@ import numpy as np
 from jax import lax
 
 from azero_jax import ops as ops_lib
-from azero_jax.jax_ops import _divide, _product, op_function
 from azero_jax.evaluator import NEG_TWO_OVER_PI, MemoryConfig, PairResults, used_op_sets
+from azero_jax.jax_ops import _divide, _product, op_function
 from azero_jax.population import Programs
 from azero_jax.program import Algorithm, pad_components
 from azero_jax.tasks import ACCURACY, Task
-
 
 
 @dataclasses.dataclass

@@ -82,8 +82,8 @@ def test_every_op_exports_bit_identical_to_the_jax_evaluator(F, dtype):
             # Every instruction gets a key (the switch traces the random ops' branches too).
             instruction_key = keys[min(random_index, num_random - 1)]
             random_index += ops.OPS[code].random
-            mem = step(mem, table[code], np.array([record["in1"], record["in2"], record["out"]],
-                                                   np.int32), data.astype(np_dtype), instruction_key)
+            addresses = np.array([record["in1"], record["in2"], record["out"]], np.int32)
+            mem = step(mem, table[code], addresses, data.astype(np_dtype), instruction_key)
         mem = tuple(np.asarray(m) for m in mem)
 
     for i, code in enumerate(CODES):

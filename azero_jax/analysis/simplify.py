@@ -19,11 +19,12 @@ evaluation loop of spec §4, with memory cells (``s3``, ``v1``, ``m0``...) as va
 * An instruction is *needed* iff the cell it writes is live after it; only needed
   instructions make their inputs live (strong liveness, so self-sustaining dead loops
   such as a weight update that never reaches the prediction are removed too).
-  Const-set ops 57/58 write one entry: the cell's other entries pass through, so they
-  do not kill the cell.
+  The partial writes (``OpSpec.partial_write``: the const-set ops 57/58) write one
+  entry: the cell's other entries pass through, so they do not kill the cell.
 * Before that, Setup instructions that provably change nothing are dropped: Setup runs
   on wiped memory, so e.g. ``v2 = s3 * v0`` with ``s3`` and ``v0`` still zero writes a
-  zero over a zero (:func:`setup_noops`; signed zeros are tracked).
+  zero over a zero (:func:`setup_noops`, from the op table's ``zero`` and
+  ``value_fields`` columns; signed zeros are tracked).
 
 **Random ops** consume random numbers, so removing a dead one would shift the draws of
 every later random op of the stream and change (in distribution only) the fitness. By
