@@ -76,8 +76,6 @@ _IN1_TYPE, _IN2_TYPE, _OUT_TYPE = _OPERAND_TYPES.T
 _VECTOR_TYPE = 2
 _RANDOM = np.zeros(ops_lib.NUM_OPS, dtype=bool)
 _RANDOM[list(ops_lib.RANDOM_OPS)] = True
-_CONST = {name: ops_lib.OP_BY_NAME[name].code for name in
-          ("SCALAR_CONST_SET_OP", "VECTOR_CONST_SET_OP", "MATRIX_CONST_SET_OP")}
 
 
 def dead_code_elimination_default() -> bool:
@@ -168,15 +166,16 @@ def _decode(flat: np.ndarray, memory: MemoryConfig, F: int, algorithms, bounds, 
     dat[:, 0] = flat["f0"]
     dat[:, 1] = flat["f1"]
 
-    is_scalar_const = op == _CONST["SCALAR_CONST_SET_OP"]
+    is_scalar_const = op == ops_lib.Op.SCALAR_CONST_SET_OP
     dat[is_scalar_const, 0] = flat["d"][is_scalar_const]
-    for name, index_fields, value_field in (("VECTOR_CONST_SET_OP", ("f0",), "f1"),
-                                            ("MATRIX_CONST_SET_OP", ("f0", "f1"), "f2")):
-        rows = np.nonzero(op == _CONST[name])[0]
+    # The partial writes (const-set ops 57/58): their index fractions become the written
+    # entry's offset, their one value field the constant.
+    for spec in (spec for spec in ops_lib.OPS if spec.index_fields):
+        rows = np.nonzero(op == spec.code)[0]
         if not len(rows):
             continue
         entry = np.zeros(len(rows), dtype=np.int64)
-        for field in index_fields:
+        for field in spec.index_fields:
             index = _const_index(flat[field][rows], F)
             bad = (index < 0) | (index >= F)
             if bad.any():
@@ -187,6 +186,7 @@ def _decode(flat: np.ndarray, memory: MemoryConfig, F: int, algorithms, bounds, 
                                  f"[0, 1) for F={F}")
             entry = entry * F + index
         ins[rows, 3] += entry
+        (value_field,) = spec.value_fields
         dat[rows, 0] = flat[value_field][rows]
     # Whether an instruction writes v0 (whole, or one entry: the const-set ops).
     writes_v0 = (_OUT_TYPE[op] == _VECTOR_TYPE) & (flat["out"] == 0)

@@ -68,16 +68,7 @@ class Constant:
 
 def _value_fields(op: int) -> tuple[str, ...]:
     """The data fields of an op that hold constants (const-set indices are not constants)."""
-    name = ops_lib.OPS[op].name
-    if name == "SCALAR_CONST_SET_OP":
-        return ("d",)
-    if name == "VECTOR_CONST_SET_OP":
-        return ("f1",)
-    if name == "MATRIX_CONST_SET_OP":
-        return ("f2",)
-    if ops_lib.OPS[op].random:
-        return ("f0", "f1")
-    return ()
+    return ops_lib.OPS[op].value_fields
 
 
 def algorithm_constants(algorithm: Algorithm) -> list[Constant]:

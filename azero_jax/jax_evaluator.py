@@ -2,8 +2,8 @@
 
 Programs are fixed-length instruction tensors. One compiled function serves every
 call with the same static :class:`EvalShape` (memory sizes, per-component op sets and
-padded lengths, task shape, batch size, dtype): a search compiles once per distinct
-evaluation shape and never again (see :data:`TRACE_COUNTS`).
+padded lengths, task shape, batch size, dtype, write mode): a search compiles once per
+distinct evaluation shape and never again (see :data:`COUNTERS`).
 
 How a batch runs: ``jax.vmap`` over pairs; per pair a ``lax.while_loop`` over epochs
 wraps a ``lax.while_loop`` over training examples and one over validation examples
@@ -28,7 +28,8 @@ import collections
 import contextlib
 import dataclasses
 import functools
-from typing import Sequence
+import os
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -36,16 +37,45 @@ import numpy as np
 from jax import lax
 
 from azero_jax import ops as ops_lib
-from azero_jax._eigen_order import PACKET, PLAIN, PRODUCT, SQUARE, UNROLLING_LIMIT
 from azero_jax.evaluator import NEG_TWO_OVER_PI, MemoryConfig, PairResults, used_op_sets
+from azero_jax.jax_ops import _divide, _product, op_function
 from azero_jax.population import Programs
 from azero_jax.program import Algorithm, pad_components
 from azero_jax.tasks import ACCURACY, Task
 
-# How many times each static shape has been traced (a retrace would show up here).
-TRACE_COUNTS: collections.Counter = collections.Counter()
-# Sharded calls made, and over how many devices the last one ran.
-SHARD_STATS = {"calls": 0, "devices": 1}
+
+@dataclasses.dataclass
+class Counters:
+    """What the evaluator has done in this process, for tests and benchmarks to read.
+
+    Attributes:
+      traces: how many times each static :class:`EvalShape` has been traced (a compiled
+        evaluator that retraced would count twice).
+      sharded_calls: device calls that sharded a batch over several devices.
+      shard_devices: over how many devices the last sharded call ran.
+    """
+
+    traces: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    sharded_calls: int = 0
+    shard_devices: int = 1
+
+    def total_traces(self) -> int:
+        return sum(self.traces.values())
+
+
+# The process's counters: tracing happens once per shape and process (jit's cache is
+# process-wide), so the count that proves it is process-wide too.
+COUNTERS = Counters()
+
+
+def __getattr__(name: str):
+    # The counters' former module-level names, read-only views for existing callers.
+    if name == "TRACE_COUNTS":
+        return COUNTERS.traces
+    if name == "SHARD_STATS":
+        return {"calls": COUNTERS.sharded_calls, "devices": COUNTERS.shard_devices}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _KIND_CODE = {None: 0, "S": 1, "V": 2, "M": 3}
 # A component function is unrolled (one fused graph per example) when its length times
@@ -56,8 +86,21 @@ _KIND_CODE = {None: 0, "S": 1, "V": 2, "M": 3}
 # (not yet measured on a GPU). AZERO_UNROLL_BUDGET overrides both.
 _UNROLL_BUDGET = {"cpu": 64, "accelerator": 512}
 # How an instruction writes its result: "scatter" (one row, in place) or "select" (a masked
-# rewrite of the whole typed memory). Scatter measured 2-12x faster on CPU; GPU untested.
-_WRITE_MODE = __import__("os").environ.get("AZERO_WRITE_MODE", "scatter")
+# rewrite of the whole typed memory), from AZERO_WRITE_MODE, read at each call into the
+# static shape. Scatter measured 2-12x faster on CPU; GPU untested.
+WRITE_MODES = ("scatter", "select")
+
+
+def write_mode() -> str:
+    """The write mode AZERO_WRITE_MODE selects (default ``"scatter"``).
+
+    Raises:
+      ValueError: for another value.
+    """
+    mode = os.environ.get("AZERO_WRITE_MODE", "scatter").strip().lower() or "scatter"
+    if mode not in WRITE_MODES:
+        raise ValueError(f"AZERO_WRITE_MODE must be one of {WRITE_MODES}, got {mode!r}")
+    return mode
 
 
 def bucket_length(n: int) -> int:
@@ -97,6 +140,7 @@ class EvalShape:
     record: tuple[int, int]
     dtype: str
     return_memory: bool = False
+    write_mode: str = "scatter"
 
 
 def x64_context(dtype: str):
@@ -109,254 +153,33 @@ def x64_context(dtype: str):
     return enable(True)
 
 
-# ----------------------------------------------------------------------------------
-# Op semantics. Each function takes the operands and returns one typed result.
-
-
-class _Args:
-    """Operands of one instruction (only the fields the component needs are set)."""
-
-    __slots__ = ("sa", "sb", "va", "vb", "ma", "mb", "vo", "mo", "data", "key", "F", "dt")
-
-    _DYNAMIC = ("sa", "sb", "va", "vb", "ma", "mb", "vo", "mo", "data", "key")
-
-    def __init__(self, **kwargs):
-        for name in self.__slots__:
-            setattr(self, name, kwargs.get(name))
-
-
-jax.tree_util.register_pytree_node(
-    _Args,
-    lambda a: (tuple(getattr(a, n) for n in _Args._DYNAMIC), (a.F, a.dt)),
-    lambda aux, children: _Args(**dict(zip(_Args._DYNAMIC, children)), F=aux[0], dt=aux[1]))
-
-
-def _one(dt, cond):
-    return jnp.where(cond, jnp.ones((), dt), jnp.zeros((), dt))
-
-
-# Reductions add in the reference's order (Eigen 3.4 with SSE2; the rules are in
-# azero_jax/_eigen_order.py, which the CPU kernels use): F is static here, so the trees
-# are spelled out with static slices and the long loops are fori_loops. XLA keeps the
-# association of floating-point additions as written.
-
-
-def _product(a, b):
-    """``a * b`` rounded to the dtype before any addition uses it.
-
-    XLA's CPU and GPU compilers contract a product feeding an addition into one fused
-    multiply-add (rounded once); the reference's SSE2 build rounds the product. copysign
-    of the product with itself is the identity, but the compilers do not fuse through it.
-    """
-    p = a * b
-    return jnp.copysign(p, p)
-
-
-def _halving(items):
-    """``tree(first half) + tree(second half)``, the first half being ``len // 2``."""
-    if len(items) == 1:
-        return items[0]
-    half = len(items) // 2
-    return _halving(items[:half]) + _halving(items[half:])
-
-
-def _left_to_right(xs):
-    """``((xs[0] + xs[1]) + xs[2]) + ...`` over the leading axis."""
-    if xs.shape[0] <= 16:
-        total = xs[0]
-        for k in range(1, xs.shape[0]):
-            total = total + xs[k]
-        return total
-    return lax.fori_loop(1, xs.shape[0], lambda k, total: total + xs[k], xs[0])
-
-
-def _in_order(terms, cost, contiguous=True):
-    """Sum over the last axis as Eigen adds ``n`` terms each costing ``cost`` to read."""
-    n = terms.shape[-1]
-    lead = terms.shape[:-1]
-    expression_cost = n * cost + (n - 1)
-    if not contiguous:  # strided terms: not vectorised
-        if expression_cost <= UNROLLING_LIMIT:
-            return _halving([terms[..., k] for k in range(n)])
-        return _left_to_right(jnp.moveaxis(terms, -1, 0))
-    packets = n // PACKET
-    if packets == 0:
-        return terms[..., 0]
-    whole = terms[..., :packets * PACKET].reshape(lead + (packets, PACKET))
-    if expression_cost > UNROLLING_LIMIT * PACKET:
-        # Two packet accumulators taking alternate packets, then added.
-        pairs = packets // 2
-        blocks = whole[..., :2 * pairs, :].reshape(lead + (pairs, 2, PACKET))
-        acc = _left_to_right(jnp.moveaxis(blocks, -3, 0))
-        acc = acc[..., 0, :] + acc[..., 1, :]
-        if packets % 2:
-            acc = acc + whole[..., 2 * pairs, :]
-    else:
-        acc = _halving([whole[..., p, :] for p in range(packets)])
-    total = acc[..., 0] + acc[..., 1]
-    if n % PACKET:
-        total = total + terms[..., n - 1]
-    return total
-
-
-def _divide(x, n: int):
-    """``x / n`` as a true division.
-
-    XLA replaces a division by a constant (or by a broadcast scalar) with a multiplication
-    by its reciprocal, which rounds differently unless n is a power of two. The divisor
-    here is n for every entry but depends on the entry (n + 1 where x is NaN, where the
-    quotient is NaN anyway), so it is neither.
-    """
-    return x / jnp.where(x != x, jnp.asarray(n + 1, x.dtype), jnp.asarray(n, x.dtype))
-
-
-def _mean(x):
-    return _divide(_in_order(x, PLAIN), x.shape[-1])
-
-
-def _norm(x, contiguous=True):
-    return jnp.sqrt(_in_order(_product(x, x), SQUARE, contiguous))
-
-
-def _std(x):
-    """One-pass population std over the last axis: ``sqrt(E[x^2] - E[x]^2)``."""
-    n = x.shape[-1]
-    mean = _divide(_in_order(x, PLAIN), n)
-    return jnp.sqrt(_divide(_in_order(_product(x, x), PRODUCT), n) - _product(mean, mean))
-
-
-def _matvec(m, x):
-    """``M @ x``: row dot products for F < 8, Eigen's row-major GEMV kernel for F >= 8."""
-    F = x.shape[0]
-    if F < 8:
-        return _in_order(_product(m, x[None, :]), PRODUCT)
-    packets = F // PACKET
-    products = _product(m[:, :packets * PACKET], x[:packets * PACKET])
-    products = products.reshape(F, packets, PACKET)
-    acc = _left_to_right(jnp.moveaxis(products, 1, 0))  # one packet accumulator per row
-    total = acc[:, 0] + acc[:, 1]
-    if F % PACKET:
-        total = total + _product(m[:, F - 1], x[F - 1])
-    # Eigen adds the row's sum to a zeroed destination: -0.0 becomes +0.0. (A literal
-    # "0 + total" would be simplified away by XLA.)
-    return jnp.where(total == 0, jnp.zeros((), total.dtype), total)
-
-
-def _matmul(a, b):
-    """``A @ B``: a tree per entry for F < 8, left to right (GEMM) for F >= 8."""
-    F = a.shape[0]
-    products = _product(a[:, None, :], b.T[None, :, :])  # [row, column, k]
-    if F < 8:
-        return _in_order(products, PRODUCT, contiguous=False)
-    total = _left_to_right(jnp.moveaxis(products, -1, 0))
-    return jnp.where(total == 0, jnp.zeros((), total.dtype), total)
-
-
-def _const_index(fraction, F):
-    index = (jnp.float32(F) * fraction.astype(jnp.float32)).astype(jnp.int32)
-    return jnp.clip(index, 0, F - 1)
-
-
-def _uniform(a: _Args, shape):
-    low, high = a.data[1], a.data[2]
-    draw = jax.random.uniform(a.key, shape, a.dt, minval=low, maxval=high)
-    return jnp.where(low < high, draw, jnp.broadcast_to(low, shape))
-
-
-def _gaussian(a: _Args, shape):
-    return a.data[1] + a.data[2] * jax.random.normal(a.key, shape, a.dt)
-
-
-_OP_IMPLS = {
-    1: lambda a: a.sa + a.sb,
-    2: lambda a: a.sa - a.sb,
-    3: lambda a: a.sa * a.sb,
-    4: lambda a: a.sa / a.sb,
-    5: lambda a: jnp.abs(a.sa),
-    6: lambda a: 1 / a.sa,
-    7: lambda a: jnp.sin(a.sa),
-    8: lambda a: jnp.cos(a.sa),
-    9: lambda a: jnp.tan(a.sa),
-    10: lambda a: jnp.arcsin(a.sa),
-    11: lambda a: jnp.arccos(a.sa),
-    12: lambda a: jnp.arctan(a.sa),
-    13: lambda a: jnp.exp(a.sa),
-    14: lambda a: jnp.log(a.sa),
-    15: lambda a: _one(a.dt, a.sa >= 0),
-    16: lambda a: _one(a.dt, a.va > 0),
-    17: lambda a: _one(a.dt, a.ma > 0),
-    18: lambda a: a.sa * a.vb,
-    19: lambda a: jnp.broadcast_to(a.sa, (a.F,)),
-    20: lambda a: 1 / a.va,
-    21: lambda a: _norm(a.va),
-    22: lambda a: jnp.abs(a.va),
-    23: lambda a: a.va + a.vb,
-    24: lambda a: a.va - a.vb,
-    25: lambda a: a.va * a.vb,
-    26: lambda a: a.va / a.vb,
-    27: lambda a: _in_order(_product(a.va, a.vb), PRODUCT),
-    28: lambda a: a.va[:, None] * a.vb[None, :],
-    29: lambda a: a.sa * a.mb,
-    30: lambda a: 1 / a.ma,
-    31: lambda a: _matvec(a.ma, a.vb),
-    32: lambda a: jnp.broadcast_to(a.va[:, None], (a.F, a.F)),
-    33: lambda a: jnp.broadcast_to(a.va[None, :], (a.F, a.F)),
-    34: lambda a: _norm(a.ma.reshape(-1)),
-    35: lambda a: _norm(a.ma.T, contiguous=False),  # a column of the row-major matrix
-    36: lambda a: _norm(a.ma),
-    37: lambda a: a.ma.T,
-    38: lambda a: jnp.abs(a.ma),
-    39: lambda a: a.ma + a.mb,
-    40: lambda a: a.ma - a.mb,
-    41: lambda a: a.ma * a.mb,
-    42: lambda a: a.ma / a.mb,
-    43: lambda a: _matmul(a.ma, a.mb),
-    44: lambda a: jnp.where(a.sb < a.sa, a.sb, a.sa),
-    45: lambda a: jnp.where(a.vb < a.va, a.vb, a.va),
-    46: lambda a: jnp.where(a.ma < a.mb, a.ma, a.mb),
-    47: lambda a: jnp.where(a.sa < a.sb, a.sb, a.sa),
-    48: lambda a: jnp.where(a.va < a.vb, a.vb, a.va),
-    49: lambda a: jnp.where(a.ma > a.mb, a.ma, a.mb),
-    50: lambda a: _mean(a.va),
-    51: lambda a: _mean(a.ma.reshape(-1)),
-    52: lambda a: _mean(a.ma),
-    53: lambda a: _std(a.ma),
-    54: lambda a: _std(a.va),
-    55: lambda a: _std(a.ma.reshape(-1)),
-    56: lambda a: a.data[0],
-    57: lambda a: a.vo.at[_const_index(a.data[1], a.F)].set(a.data[2]),
-    58: lambda a: a.mo.at[_const_index(a.data[1], a.F), _const_index(a.data[2], a.F)].set(a.data[3]),
-    59: lambda a: _uniform(a, ()),
-    60: lambda a: _uniform(a, (a.F,)),
-    61: lambda a: _uniform(a, (a.F, a.F)),
-    62: lambda a: _gaussian(a, ()),
-    63: lambda a: _gaussian(a, (a.F,)),
-    64: lambda a: _gaussian(a, (a.F, a.F)),
-}
-assert sorted(_OP_IMPLS) == list(range(1, ops_lib.NUM_OPS))
-
-
 def _unroll_budget() -> int:
-    override = __import__("os").environ.get("AZERO_UNROLL_BUDGET")
+    override = os.environ.get("AZERO_UNROLL_BUDGET")
     if override:
         return int(override)
     return _UNROLL_BUDGET["cpu" if jax.default_backend() == "cpu" else "accelerator"]
 
 
 class _ComponentExec:
-    """Executes one component function whose ops come from a fixed (static) op set."""
+    """Executes one component function whose ops come from a fixed (static) op set.
 
-    def __init__(self, op_set: Sequence[int], features_size: int, memory: MemoryConfig, dt):
+    Each op's branch is its expression template (``OpSpec.jax``) compiled by
+    :func:`azero_jax.jax_ops.op_function`: the same expressions exported code runs.
+    """
+
+    def __init__(self, op_set: Sequence[int], features_size: int, memory: MemoryConfig, dt,
+                 write_mode: str = "scatter"):
         self.codes = tuple(sorted(set(op_set) | {ops_lib.NO_OP}))
         self.F = features_size
         self.dt = dt
         self.memory = memory
+        self.write_mode = write_mode
         specs = [ops_lib.OPS[c] for c in self.codes]
         reads = {(t, slot) for s in specs for t, slot in ((s.in1_type, "a"), (s.in2_type, "b")) if t}
         self.reads = reads
-        self.reads_vo = 57 in self.codes
-        self.reads_mo = 58 in self.codes
-        self.random = any(ops_lib.OPS[c].random for c in self.codes)
+        # The partial writes (const-set ops) read the old value of their output cell.
+        self.reads_old = {s.out_type for s in specs if s.partial_write}
+        self.random = any(s.random for s in specs)
         self.kind_table = np.array([_KIND_CODE[s.out_type] for s in specs], np.int32)
         self.by_type = {}
         for type_ in ("S", "V", "M"):
@@ -368,6 +191,24 @@ class _ComponentExec:
                         local[i] = typed.index(c)
                 self.by_type[type_] = (typed, local)
 
+    def _branch(self, code: int):
+        """Op ``code`` as a function of the instruction's operands (a dict, see ``step``)."""
+        spec = ops_lib.OPS[code]
+        fn = op_function(code, self.F, self.dt)
+
+        def branch(operands):
+            data = operands["data"]
+            kwargs = dict(d=data[0], f0=data[1], f1=data[2], f2=data[3], key=operands["key"])
+            if spec.in1_type:
+                kwargs["a"] = operands[spec.in1_type + "a"]
+            if spec.in2_type:
+                kwargs["b"] = operands[spec.in2_type + "b"]
+            if spec.partial_write:
+                kwargs["o"] = operands[spec.out_type + "o"]
+            return fn(**kwargs).astype(self.dt)
+
+        return branch
+
     def branch_table(self) -> np.ndarray:
         """Maps op code -> branch index in this component (-1 for ops outside the set)."""
         table = np.full(ops_lib.NUM_OPS, -1, np.int32)
@@ -378,26 +219,22 @@ class _ComponentExec:
     def step(self, mem, branch, addr, data, key):
         s, v, m = mem
         in1, in2, out = addr[0], addr[1], addr[2]
-        args = _Args(data=data, key=key, F=self.F, dt=self.dt)
-        for (type_, slot) in self.reads:
-            index = in1 if slot == "a" else in2
-            source = {"S": s, "V": v, "M": m}[type_]
-            setattr(args, type_.lower() + slot, source[index])
-        if self.reads_vo:
-            args.vo = v[out]
-        if self.reads_mo:
-            args.mo = m[out]
-        kind = jnp.asarray(self.kind_table)[branch]
         memories = {"S": s, "V": v, "M": m}
+        # Operands are read once per instruction, only those the component's ops read.
+        operands = {"data": data, "key": key}
+        for (type_, slot) in self.reads:
+            operands[type_ + slot] = memories[type_][in1 if slot == "a" else in2]
+        for type_ in self.reads_old:
+            operands[type_ + "o"] = memories[type_][out]
+        kind = jnp.asarray(self.kind_table)[branch]
         for type_, (typed, local) in self.by_type.items():
-            fns = [functools.partial(lambda code, a: _OP_IMPLS[code](a).astype(self.dt), c)
-                   for c in typed]
+            fns = [self._branch(c) for c in typed]
             if len(fns) == 1:
-                result = fns[0](args)
+                result = fns[0](operands)
             else:
-                result = lax.switch(jnp.asarray(local)[branch], fns, args)
+                result = lax.switch(jnp.asarray(local)[branch], fns, operands)
             target = memories[type_]
-            if _WRITE_MODE == "scatter":
+            if self.write_mode == "scatter":
                 writes = kind == _KIND_CODE[type_]
                 memories[type_] = target.at[out].set(jnp.where(writes, result, target[out]))
             else:
@@ -432,6 +269,43 @@ class _ComponentExec:
 # The per-pair evaluation loop (spec §4), vmapped over the batch.
 
 
+class _TrainCarry(NamedTuple):
+    """The training loop's state within one epoch."""
+
+    step: jax.Array  # index of the next example of the epoch
+    mem: tuple  # (scalars, vectors, matrices)
+    aborted: jax.Array  # the last step's error was NaN or too large
+    steps: jax.Array  # training steps run so far (all epochs; an aborting step counts)
+    errors: jax.Array  # recorded first-epoch training errors
+    num_errors: jax.Array
+
+
+class _ValidCarry(NamedTuple):
+    """The validation loop's state."""
+
+    step: jax.Array
+    mem: tuple
+    loss: jax.Array  # summed squared error (or 0/1 error)
+    failed: jax.Array  # an error was NaN or too large
+    errors: jax.Array  # recorded first-epoch validation errors
+    num_errors: jax.Array
+
+
+class _EpochCarry(NamedTuple):
+    """The epoch loop's state."""
+
+    epoch: jax.Array
+    remaining: jax.Array  # training steps still allowed by the budget
+    done: jax.Array  # training aborted
+    mem: tuple
+    best: jax.Array  # best validation fitness so far
+    steps: jax.Array
+    train_errors: jax.Array
+    num_train_errors: jax.Array
+    valid_errors: jax.Array
+    num_valid_errors: jax.Array
+
+
 def _build(shape: EvalShape):
     dt = jnp.float64 if shape.dtype == "float64" else jnp.float32
     F, n_train, n_valid, E = shape.features_size, shape.num_train, shape.num_valid, shape.num_epochs
@@ -440,7 +314,8 @@ def _build(shape: EvalShape):
     K = shape.label_size
     rec_train, rec_valid = shape.record
     valid_steps = shape.valid_steps
-    setup_x, predict_x, learn_x = (_ComponentExec(shape.op_sets[c], F, shape.memory, dt)
+    setup_x, predict_x, learn_x = (_ComponentExec(shape.op_sets[c], F, shape.memory, dt,
+                                                  shape.write_mode)
                                    for c in range(3))
 
     def sigmoid(x):
@@ -467,7 +342,7 @@ def _build(shape: EvalShape):
 
     def pair_fn(progs, tslot, task_index, alg_id, train_req, is_acc, task_data, base_key,
                 max_abs_error):
-        TRACE_COUNTS[shape] += 1
+        COUNTERS.traces[shape] += 1
         x_train, y_train, x_valid, y_valid, orders = task_data
         (sb, sa, sd), (pb, pa, pd), (lb, la, ld) = progs
         pair_key = jax.random.fold_in(jax.random.fold_in(base_key, task_index), alg_id)
@@ -483,12 +358,11 @@ def _build(shape: EvalShape):
             return predict_x.run(mem, pb, pa, pd, key)
 
         def train_epoch(carry, epoch, steps_this_epoch):
-            def cond(c):
-                i, _, aborted, *_ = c
-                return (i < steps_this_epoch) & ~aborted
+            def cond(c: _TrainCarry):
+                return (c.step < steps_this_epoch) & ~c.aborted
 
-            def body(c):
-                i, mem, aborted, steps, errs, n_errs = c
+            def body(c: _TrainCarry):
+                i, mem, errs, n_errs = c.step, c.mem, c.errors, c.num_errors
                 example = orders[tslot, epoch, i]
                 x = x_train[tslot, example]
                 y = y_train[tslot, example]
@@ -512,19 +386,18 @@ def _build(shape: EvalShape):
                                       jax.random.fold_in(learn_key, t))
                 mem = jax.tree_util.tree_map(lambda new, old: jnp.where(bad, old, new),
                                              learned, mem)
-                return (i + 1, mem, bad, steps + 1, errs, n_errs)
+                return _TrainCarry(i + 1, mem, bad, c.steps + 1, errs, n_errs)
 
             return lax.while_loop(cond, body, carry)
 
         def validate(mem, epoch, errs, n_errs):
             count = min(valid_steps, n_valid)
 
-            def cond(c):
-                j, _, _, failed, *_ = c
-                return (j < count) & ~failed
+            def cond(c: _ValidCarry):
+                return (c.step < count) & ~c.failed
 
-            def body(c):
-                j, mem, loss, failed, errs, n_errs = c
+            def body(c: _ValidCarry):
+                j, mem, loss, errs, n_errs = c.step, c.mem, c.loss, c.errors, c.num_errors
                 x, y = x_valid[tslot, j], y_valid[tslot, j]
                 mem = predict(mem, x, jax.random.fold_in(valid_key, epoch * n_valid + j))
                 s, v, _ = mem
@@ -545,9 +418,10 @@ def _build(shape: EvalShape):
                     errs = jnp.where(record & (jnp.arange(rec_valid) == j), error, errs)
                     n_errs = n_errs + record.astype(jnp.int32)
                 loss = jnp.where(bad, loss, loss + increment)
-                return (j + 1, mem, loss, failed | bad, errs, n_errs)
+                return _ValidCarry(j + 1, mem, loss, c.failed | bad, errs, n_errs)
 
-            init = (jnp.int32(0), mem, jnp.zeros((), dt), jnp.zeros((), bool), errs, n_errs)
+            init = _ValidCarry(jnp.int32(0), mem, jnp.zeros((), dt), jnp.zeros((), bool), errs,
+                               n_errs)
             _, mem, loss, failed, errs, n_errs = lax.while_loop(cond, body, init)
             # As the reference rounds them: a true division, no fused multiply-add.
             mean_loss = _divide(loss, n_valid)
@@ -560,35 +434,38 @@ def _build(shape: EvalShape):
                 fitness = jnp.where(failed, 0.0, jnp.where(is_acc, 1 - mean_loss, squashed))
             return mem, fitness.astype(dt), errs, n_errs
 
-        def epoch_cond(c):
-            epoch, remaining, done = c[0], c[1], c[2]
-            return (epoch < E) & (remaining > 0) & ~done
+        def epoch_cond(c: _EpochCarry):
+            return (c.epoch < E) & (c.remaining > 0) & ~c.done
 
-        def epoch_body(c):
-            epoch, remaining, done, mem, best, steps, terr, nterr, verr, nverr = c
-            k = jnp.minimum(n_train, remaining)
-            i, mem, aborted, steps, terr, nterr = train_epoch(
-                (jnp.int32(0), mem, jnp.zeros((), bool), steps, terr, nterr), epoch, k)
-            mem_v, fitness, verr_v, nverr_v = validate(mem, epoch, verr, nverr)
-            keep = ~aborted
-            mem = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), mem_v, mem)
-            best = jnp.where(keep, jnp.maximum(best, fitness), best)
-            verr = jnp.where(keep, verr_v, verr)
-            nverr = jnp.where(keep, nverr_v, nverr)
-            return (epoch + 1, remaining - n_train, aborted, mem, best, steps, terr, nterr,
-                    verr, nverr)
+        def epoch_body(c: _EpochCarry):
+            k = jnp.minimum(n_train, c.remaining)
+            trained = train_epoch(
+                _TrainCarry(jnp.int32(0), c.mem, jnp.zeros((), bool), c.steps, c.train_errors,
+                            c.num_train_errors), c.epoch, k)
+            mem_v, fitness, verr_v, nverr_v = validate(trained.mem, c.epoch, c.valid_errors,
+                                                       c.num_valid_errors)
+            keep = ~trained.aborted
+            mem = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), mem_v, trained.mem)
+            return _EpochCarry(
+                epoch=c.epoch + 1, remaining=c.remaining - n_train, done=trained.aborted,
+                mem=mem, best=jnp.where(keep, jnp.maximum(c.best, fitness), c.best),
+                steps=trained.steps, train_errors=trained.errors,
+                num_train_errors=trained.num_errors,
+                valid_errors=jnp.where(keep, verr_v, c.valid_errors),
+                num_valid_errors=jnp.where(keep, nverr_v, c.num_valid_errors))
 
-        init = (jnp.int32(0), total.astype(jnp.int32), jnp.zeros((), bool), mem,
-                jnp.zeros((), dt), jnp.int32(0), jnp.full((max(rec_train, 1),), jnp.nan, dt),
-                jnp.int32(0), jnp.full((max(rec_valid, 1),), jnp.nan, dt), jnp.int32(0))
-        (_, _, _, mem, best, steps, terr, nterr, verr, nverr) = lax.while_loop(
-            epoch_cond, epoch_body, init)
-        out = {"fitness": best, "train_steps": steps}
+        init = _EpochCarry(
+            epoch=jnp.int32(0), remaining=total.astype(jnp.int32), done=jnp.zeros((), bool),
+            mem=mem, best=jnp.zeros((), dt), steps=jnp.int32(0),
+            train_errors=jnp.full((max(rec_train, 1),), jnp.nan, dt), num_train_errors=jnp.int32(0),
+            valid_errors=jnp.full((max(rec_valid, 1),), jnp.nan, dt), num_valid_errors=jnp.int32(0))
+        final = lax.while_loop(epoch_cond, epoch_body, init)
+        out = {"fitness": final.best, "train_steps": final.steps}
         if rec_train or rec_valid:
-            out.update(train_errors=terr, num_train_errors=nterr, valid_errors=verr,
-                       num_valid_errors=nverr)
+            out.update(train_errors=final.train_errors, num_train_errors=final.num_train_errors,
+                       valid_errors=final.valid_errors, num_valid_errors=final.num_valid_errors)
         if shape.return_memory:
-            out.update(scalars=mem[0], vectors=mem[1], matrices=mem[2])
+            out.update(scalars=final.mem[0], vectors=final.mem[1], matrices=final.mem[2])
         return out
 
     batched = jax.vmap(pair_fn, in_axes=(0, 0, 0, 0, 0, 0, None, None, None))
@@ -698,6 +575,7 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
     if len(devices) > 1:
         max_batch = -(-max_batch // len(devices)) * len(devices)
     record = tuple(int(k) for k in record_errors) if record_errors else (0, 0)
+    mode = write_mode()
 
     fitness = np.zeros(B, np.float64)
     steps = np.zeros(B, np.int64)
@@ -730,7 +608,8 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
                 size = bucket_batch(len(chunk), max_batch)
                 size = -(-size // len(devices)) * len(devices)
                 shape = EvalShape(F, n_train, n_valid, E, label_size, len(group_tasks), memory,
-                                  sets, lengths, size, vsteps, record, dtype, return_memory)
+                                  sets, lengths, size, vsteps, record, dtype, return_memory,
+                                  mode)
                 fn = compiled_evaluator(shape)
                 # Pad the chunk with copies of its first pair that do no training.
                 padded = np.concatenate([chunk, np.full(size - len(chunk), chunk[0])])
@@ -748,8 +627,8 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task], algor
                     np.minimum(req, 2**31 - 1).astype(np.int32), is_acc_task[slots]))
                 out = fn(*per_pair, task_data, base_key, limit)
                 if len(devices) > 1:
-                    SHARD_STATS["calls"] += 1
-                    SHARD_STATS["devices"] = len(out["fitness"].sharding.device_set)
+                    COUNTERS.sharded_calls += 1
+                    COUNTERS.shard_devices = len(out["fitness"].sharding.device_set)
                 out = jax.device_get(out)
                 n = len(chunk)
                 fitness[chunk] = out["fitness"][:n]

@@ -2,8 +2,10 @@
 
 * ``tests/`` is put on ``sys.path`` so tests ``import oracle`` (the independent NumPy
   interpreter of ``tests/oracle.py``).
-* :func:`backend_or_skip` imports an evaluator backend or skips the test with the
-  import error as the reason (the backends are optional while they are written).
+* :func:`require_backend` imports an evaluator backend. Both backends are core
+  dependencies, so a backend that does not import fails the tests that use it: it is
+  never skipped (only the optional extras -- Ray, scikit-learn, numba-cuda -- are, by
+  the tests that need them).
 * :class:`ProgramGenerator` makes random algorithms (any op mix, random lengths,
   edge-value constants) reproducibly from a seed; tests draw from it.
 * The larger sweeps are marked ``slow`` (pyproject's default ``-m 'not gpu and not
@@ -12,7 +14,6 @@
 
 from __future__ import annotations
 
-import functools
 import importlib
 import os
 import sys
@@ -29,30 +30,23 @@ from azero_jax import program as program_lib  # noqa: E402
 BACKENDS = ("jax", "cpu")
 
 
-@functools.lru_cache(maxsize=None)
-def _backend_import_error(name: str) -> str | None:
-    module = {"jax": "azero_jax.jax_evaluator", "cpu": "azero_jax.cpu_evaluator"}[name]
-    try:
-        mod = importlib.import_module(module)
-    except Exception as error:  # noqa: BLE001 -- any import failure means "not ready"
-        return f"backend {name!r}: {module} does not import ({type(error).__name__}: {error})"
-    if not hasattr(mod, "evaluate_pairs"):
-        return f"backend {name!r}: {module} has no evaluate_pairs yet"
-    return None
+BACKEND_MODULES = {"jax": "azero_jax.jax_evaluator", "cpu": "azero_jax.cpu_evaluator"}
 
 
-def backend_or_skip(name: str) -> str:
-    """Returns ``name`` if its module imports, else skips the calling test with the reason."""
-    reason = _backend_import_error(name)
-    if reason is not None:
-        pytest.skip(reason)
+def require_backend(name: str) -> str:
+    """Imports backend ``name``'s module and returns ``name``.
+
+    A broken import raises (the test fails with the import error): a regression in a
+    backend must not turn the semantics suite into skipped tests.
+    """
+    importlib.import_module(BACKEND_MODULES[name])
     return name
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """Each test using it runs once per backend ('jax' float64, 'cpu'), skipping a missing one."""
-    return backend_or_skip(request.param)
+    """Each test using it runs once per backend ('jax' float64, 'cpu')."""
+    return require_backend(request.param)
 
 
 def backend_kwargs(backend: str) -> dict:

@@ -1,6 +1,8 @@
 """Behaviour of the batched JAX evaluator that the oracle tests do not cover:
 compile-once, batch independence, grouping, padding, input errors."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -36,13 +38,32 @@ def test_no_retrace_across_generations(linear_tasks):
     rng = np.random.default_rng(0)
     base = generator.pad(generator.linear_model(0.01), 3, 3, 6)
     _pairs([base] * 5, linear_tasks)
-    traces = sum(jax_evaluator.TRACE_COUNTS.values())
+    traces = jax_evaluator.COUNTERS.total_traces()
     for generation in range(4):
         # Different algorithms and learning rates, same lengths and batch bucket.
         algorithms = [generator.pad(generator.linear_model(float(lr)), 3, 3, 6)
                       for lr in rng.uniform(0.001, 0.1, size=5)]
         _pairs(algorithms, linear_tasks)
-    assert sum(jax_evaluator.TRACE_COUNTS.values()) == traces
+    assert jax_evaluator.COUNTERS.total_traces() == traces
+    # The counter does count: the first call of a new shape (another batch bucket) traces.
+    _pairs([base] * 9, linear_tasks)
+    assert jax_evaluator.COUNTERS.total_traces() == traces + 1
+
+
+def test_write_mode_is_part_of_the_compile_key(linear_tasks, monkeypatch):
+    algorithms = [generator.pad(generator.linear_model(0.02), 2, 2, 5)] * 3
+    monkeypatch.setenv("AZERO_WRITE_MODE", "scatter")
+    scatter = _pairs(algorithms, linear_tasks)
+    before = set(jax_evaluator.COUNTERS.traces)
+    monkeypatch.setenv("AZERO_WRITE_MODE", "select")
+    select = _pairs(algorithms, linear_tasks)
+    (shape,) = set(jax_evaluator.COUNTERS.traces) - before  # compiled anew, not reused
+    assert shape.write_mode == "select"
+    assert dataclasses.replace(shape, write_mode="scatter") in before
+    np.testing.assert_array_equal(select.fitness, scatter.fitness)
+    monkeypatch.setenv("AZERO_WRITE_MODE", "gather")
+    with pytest.raises(ValueError, match="AZERO_WRITE_MODE must be one of"):
+        _pairs(algorithms, linear_tasks)
 
 
 def test_program_outgrowing_bucket_moves_to_next(linear_tasks):

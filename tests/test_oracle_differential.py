@@ -49,7 +49,7 @@ import numpy as np
 import pytest
 
 import oracle
-from conftest import NON_RANDOM_OPS, ProgramGenerator, backend_kwargs, backend_or_skip
+from conftest import NON_RANDOM_OPS, ProgramGenerator, backend_kwargs, require_backend
 
 import azero_jax as az
 from azero_jax import generator as generator_lib
@@ -286,7 +286,7 @@ FULL_SWEEP_BACKENDS = ["cpu", "jax"]
 def test_random_algorithms_match_oracle(backend_name):
     """All 59 non-random ops in every component, six F (one JAX compile per F: a 59-op
     switch compiles in seconds because long component functions run as a scan)."""
-    backend = backend_or_skip(backend_name)
+    backend = require_backend(backend_name)
     total = 0
     chaotic = []
     failures = []
@@ -451,7 +451,7 @@ def _run_cases(backend, F, cases, op_sets):
 @pytest.mark.parametrize("backend_name", FULL_SWEEP_BACKENDS)
 @pytest.mark.parametrize("F", [1, 4])
 def test_every_op_alone(backend_name, F):
-    backend = backend_or_skip(backend_name)
+    backend = require_backend(backend_name)
     failures = _run_cases(backend, F, op_alone_cases(F), OP_SETS)
     assert not failures, (f"{len(failures)} single-op cases disagree with the oracle "
                           f"(first 8; Setup = crafted edge values, see crafted_setup):\n"
@@ -461,7 +461,7 @@ def test_every_op_alone(backend_name, F):
 @pytest.mark.parametrize("backend_name", FULL_SWEEP_BACKENDS)
 def test_deterministic_random_ops(backend_name):
     """uniform(lo, hi) with lo > hi or lo == hi is lo; gaussian(mu, 0) is mu (both backends)."""
-    backend = backend_or_skip(backend_name)
+    backend = require_backend(backend_name)
     cases = op_alone_cases(4, ops=tuple(sorted(oracle.RANDOM_OPS)))
     op_sets = (frozenset(range(56, 59)), frozenset(oracle.RANDOM_OPS | {0, 1, 25, 27, 31}),
                frozenset({0}))
@@ -513,7 +513,7 @@ def Learn():
 
 @pytest.mark.parametrize("backend_name", ["jax", "cpu"])
 def test_programs_writing_reserved_cells(backend_name):
-    backend = backend_or_skip(backend_name)
+    backend = require_backend(backend_name)
     F, memory = 4, (8, 9, 3)
     tasks = group_tasks(F, epochs=2)
     algorithms = [az.parse_algorithm(text) for text in RESERVED_PROGRAMS.values()]
@@ -612,7 +612,7 @@ def test_pooled_sweep_matches_oracle(backend_name):
     On a loaded 2-core CPU each JAX compile here took 2-5 minutes (~25 ops per switch),
     so it is ``slow``; ``test_core_ops_match_oracle`` is the default JAX run, and the CPU
     backend's default run is the full sweep above plus ``test_every_op_alone``."""
-    backend = backend_or_skip(backend_name)
+    backend = require_backend(backend_name)
     total, chaotic, failures, op_failures, op_pairs = 0, [], [], [], 0
     for g in range(len(POOLED_GROUPS)):
         data = pooled_group(g)
@@ -676,7 +676,7 @@ def test_pooled_sweep_covers_every_op():
 @pytest.mark.parametrize("backend_name", ["jax", "cpu"])
 def test_large_sweep(backend_name):
     """5x the default sweep with longer programs (about 10 000 pairs)."""
-    backend = backend_or_skip(backend_name)
+    backend = require_backend(backend_name)
     total, chaotic, failures = 0, 0, []
     for F, memory, count in GROUPS:
         gen = ProgramGenerator(np.random.default_rng(F + 99), edge_probability=0.15)
@@ -727,7 +727,7 @@ def multiclass_tasks(F: int = 4, K: int = 3) -> list[Task]:
 def test_vector_label_tasks_match_oracle(backend_name):
     """Random programs (and a softmax regression) on 3-class tasks: v1 hidden in Predict,
     one-hot in Learn, truncating softmax of v2 in training, argmax accuracy."""
-    backend = backend_or_skip(backend_name)
+    backend = require_backend(backend_name)
     memory = (5, 5, 2)
     gen = ProgramGenerator(np.random.default_rng(3), edge_probability=0.05)
     ops = tuple(tuple(sorted(s)) for s in MULTICLASS_OPS)
@@ -767,7 +767,7 @@ CORE_OP_SETS = (frozenset({0, 56, 57, 58}),
 
 @pytest.mark.parametrize("backend_name", ["jax", "cpu"])
 def test_core_ops_match_oracle(backend_name):
-    backend = backend_or_skip(backend_name)
+    backend = require_backend(backend_name)
     F, memory, epochs = 4, (8, 9, 3), 2
     gen = ProgramGenerator(np.random.default_rng(44), edge_probability=0.1)
     setup_ops, predict_ops, learn_ops = (tuple(sorted(s)) for s in CORE_OP_SETS)
@@ -832,7 +832,7 @@ KNOWN_BUG_BACKENDS = {"jax": SUBNORMAL_BUG}
     pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_BUG_BACKENDS[name], strict=True))
     if name in KNOWN_BUG_BACKENDS else name for name in ("jax", "cpu")])
 def test_known_backend_bugs(backend_name):
-    backend = backend_or_skip(backend_name)
+    backend = require_backend(backend_name)
     algorithms = [az.parse_algorithm(text) for text in BUG_REPRODUCTIONS.values()]
     task = op_task(1)
     results = az.evaluate_pairs(algorithms, [task], np.arange(len(algorithms)),
@@ -848,7 +848,7 @@ def test_known_backend_bugs(backend_name):
 def test_fec_probe_runs_match_oracle(backend_name):
     """Short fingerprint runs (§7): 10 training steps, 5 of 10 validation examples (the
     loss still divided by 10), errors recorded; random algorithms of all ops."""
-    backend = backend_or_skip(backend_name)
+    backend = require_backend(backend_name)
     F, memory, count = 8, (5, 9, 2), 150
     data = sweep(F, memory, 190)
     a_index, t_index = data.algorithm_index[:2 * count], data.task_index[:2 * count]

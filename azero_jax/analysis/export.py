@@ -17,13 +17,13 @@ an :class:`ExportedAlgorithm` whose ``init(key)``, ``predict`` and ``learn`` are
 given feature size (any F >= 1). :func:`run_task` runs the reference evaluation loop
 (spec §4: epochs, early termination, validation with memory carried) with them.
 
-Random ops draw from ``key`` (split once per random instruction); they match the
-interpreters in distribution only. Everything else matches the interpreters' arithmetic
-except the reductions: the exported code keeps them readable (``jnp.sum``, ``jnp.dot``,
-XLA's order, products possibly fused into multiply-adds), while the evaluators follow
-the reference's Eigen summation order (``azero_jax/_eigen_order.py``). Results can
-differ in the last bits, and chaotic programs more; e.g. the std of a constant vector
-is exactly 0 in the evaluators (F = 2, 4, 8, 16, 32) but may be a tiny residue or NaN here.
+Each instruction is its op's JAX expression template (``OpSpec.jax`` in
+:mod:`azero_jax.ops`), the one the JAX evaluator compiles into its branches, and the
+exported module starts with the helpers those expressions call (the source of
+:mod:`azero_jax.jax_ops`: reductions added in the reference's Eigen order, products
+rounded before they are added). So every op computes bit for bit what the JAX evaluator
+computes (``tests/test_export_parity.py``). Random ops draw from ``key`` (split once per
+random instruction), not from the evaluators' streams: they match in distribution only.
 
 Multi-class tasks (labels ``[n, K]``, our convention): before Predict ``v1`` is zeroed,
 before Learn ``v1`` is the one-hot label padded to F (``s0`` is not touched), the
@@ -55,32 +55,6 @@ from azero_jax.program import Algorithm
 
 _RMS, _ACC = "rms_error", "accuracy"
 
-# jax.numpy expression of every non-data op; {a}, {b} are the input cells, F the feature size.
-_EXPR = {
-    1: "{a} + {b}", 2: "{a} - {b}", 3: "{a} * {b}", 4: "{a} / {b}",
-    5: "jnp.abs({a})", 6: "1.0 / {a}", 7: "jnp.sin({a})", 8: "jnp.cos({a})",
-    9: "jnp.tan({a})", 10: "jnp.arcsin({a})", 11: "jnp.arccos({a})", 12: "jnp.arctan({a})",
-    13: "jnp.exp({a})", 14: "jnp.log({a})",
-    15: "jnp.where({a} >= 0, 1.0, 0.0).astype({a}.dtype)",
-    16: "jnp.where({a} > 0, 1.0, 0.0).astype({a}.dtype)",
-    17: "jnp.where({a} > 0, 1.0, 0.0).astype({a}.dtype)",
-    18: "{a} * {b}", 19: "{a} * jnp.ones((F,), {a}.dtype)", 20: "1.0 / {a}",
-    21: "jnp.sqrt(jnp.sum({a} * {a}))", 22: "jnp.abs({a})",
-    23: "{a} + {b}", 24: "{a} - {b}", 25: "{a} * {b}", 26: "{a} / {b}",
-    27: "jnp.dot({a}, {b})", 28: "jnp.outer({a}, {b})", 29: "{a} * {b}", 30: "1.0 / {a}",
-    31: "jnp.dot({a}, {b})", 32: "jnp.broadcast_to({a}[:, None], (F, F))",
-    33: "jnp.broadcast_to({a}[None, :], (F, F))", 34: "jnp.sqrt(jnp.sum({a} * {a}))",
-    35: "jnp.sqrt(jnp.sum({a} * {a}, axis=0))", 36: "jnp.sqrt(jnp.sum({a} * {a}, axis=1))",
-    37: "{a}.T", 38: "jnp.abs({a})", 39: "{a} + {b}", 40: "{a} - {b}", 41: "{a} * {b}",
-    42: "{a} / {b}", 43: "jnp.matmul({a}, {b})",
-    44: "jnp.where({b} < {a}, {b}, {a})", 45: "jnp.where({b} < {a}, {b}, {a})",
-    46: "jnp.where({a} < {b}, {a}, {b})", 47: "jnp.where({a} < {b}, {b}, {a})",
-    48: "jnp.where({a} < {b}, {b}, {a})", 49: "jnp.where({a} > {b}, {a}, {b})",
-    50: "jnp.sum({a}) / F", 51: "jnp.sum({a}) / (F * F)", 52: "jnp.sum({a}, axis=1) / F",
-    53: "jnp.sqrt(jnp.sum({a} * {a}, axis=1) / F - (jnp.sum({a}, axis=1) / F) ** 2)",
-    54: "jnp.sqrt(jnp.dot({a}, {a}) / F - (jnp.sum({a}) / F) ** 2)",
-    55: "jnp.sqrt(jnp.sum({a} * {a}) / (F * F) - (jnp.sum({a}) / (F * F)) ** 2)",
-}
 _SHAPE = {"S": "()", "V": "(F,)", "M": "(F, F)"}
 
 
@@ -98,44 +72,27 @@ def _f32(x) -> float:
     return float(np.float32(x))
 
 
-def _const_index(fraction, features_size: str) -> str:
-    # index = (int)((float)F * f) in float32, truncation toward zero (spec §2.4 item 9).
-    return f"_index({features_size}, {_num(_f32(fraction))})"
-
-
 def _cell(type_: str, address: int) -> str:
     return f"{type_.lower()}{int(address)}"
 
 
 def _instruction_line(record, random_index: int | None) -> str | None:
-    """One line of Python for an instruction (None for NO_OP)."""
-    code = int(record["op"])
-    spec = ops_lib.OPS[code]
+    """One line of Python for an instruction (None for NO_OP): the op's JAX expression
+    template (``OpSpec.jax``, which the JAX evaluator compiles too) over the instruction's
+    cells and constants."""
+    spec = ops_lib.OPS[int(record["op"])]
     if spec.kind == ops_lib.NOOP:
         return None
     out = _cell(spec.out_type, record["out"])
-    if code in _EXPR:
-        a = _cell(spec.in1_type, record["in1"])
-        b = _cell(spec.in2_type, record["in2"]) if spec.in2_type else ""
-        return f"{out} = {_EXPR[code].format(a=a, b=b)}"
-    f0, f1, f2 = _f32(record["f0"]), _f32(record["f1"]), _f32(record["f2"])
-    shape = _SHAPE[spec.out_type]
-    if code == 56:
-        return f"{out} = jnp.asarray({_num(record['d'])}, dtype)"
-    if code == 57:
-        return f"{out} = {out}.at[{_const_index(f0, 'F')}].set({_num(f1)})"
-    if code == 58:
-        return (f"{out} = {out}.at[{_const_index(f0, 'F')}, {_const_index(f1, 'F')}]"
-                f".set({_num(f2)})")
-    key = f"keys[{random_index}]"
-    if code in (59, 60, 61):
-        if not f0 < f1:  # Abseil returns `low` when low >= high, consuming nothing.
-            return f"{out} = jnp.full({shape}, {_num(f0)}, dtype)"
-        return (f"{out} = jax.random.uniform({key}, {shape}, dtype, "
-                f"minval={_num(f0)}, maxval={_num(f1)})")
-    if code in (62, 63, 64):
-        return f"{out} = {_num(f0)} + {_num(f1)} * jax.random.normal({key}, {shape}, dtype)"
-    raise AssertionError(f"unhandled op {spec.name}")  # pragma: no cover
+    operands = {"o": out, "d": _num(record["d"]),
+                **{name: _num(_f32(record[name])) for name in ("f0", "f1", "f2")}}
+    if spec.in1_type:
+        operands["a"] = _cell(spec.in1_type, record["in1"])
+    if spec.in2_type:
+        operands["b"] = _cell(spec.in2_type, record["in2"])
+    if spec.random:
+        operands["key"] = f"keys[{random_index}]"
+    return f"{out} = {spec.jax_expression(**operands)}"
 
 
 def touched_cells(algorithm: Algorithm) -> set[tuple[str, int]]:
@@ -190,9 +147,11 @@ def export_source(algorithm: Algorithm, eval_type: str = _RMS, num_classes: int 
     Example:
         >>> from azero_jax import generator
         >>> source = export_source(generator.linear_model())
-        >>> [line.strip() for line in source.splitlines() if "jnp.dot" in line]
-        ['s1 = jnp.dot(v1, v0)']
+        >>> [line.strip() for line in source.splitlines() if "_dot(v" in line]
+        ['s1 = _dot(v1, v0)']
     """
+    from azero_jax import jax_ops
+
     eval_type = _check_eval_type(eval_type, num_classes)
     cells = state_cells(algorithm, num_classes)
     unpack = [f"    {c} = state[{c!r}]" for c in cells]
@@ -209,10 +168,10 @@ def export_source(algorithm: Algorithm, eval_type: str = _RMS, num_classes: int 
         "import jax",
         "import jax.numpy as jnp",
         "",
+        "# The helpers of azero_jax.jax_ops, which the ops' expressions call.",
+        jax_ops.helpers_source(),
         "",
-        "def _index(F, fraction):",
-        "    import numpy as np",
-        "    return int(np.float32(F) * np.float32(fraction))",
+        "# The algorithm.",
         "",
         "",
         "def init(key, features_size, dtype=jnp.float32):",

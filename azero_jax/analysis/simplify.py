@@ -19,11 +19,12 @@ evaluation loop of spec §4, with memory cells (``s3``, ``v1``, ``m0``...) as va
 * An instruction is *needed* iff the cell it writes is live after it; only needed
   instructions make their inputs live (strong liveness, so self-sustaining dead loops
   such as a weight update that never reaches the prediction are removed too).
-  Const-set ops 57/58 write one entry: the cell's other entries pass through, so they
-  do not kill the cell.
+  The partial writes (``OpSpec.partial_write``: the const-set ops 57/58) write one
+  entry: the cell's other entries pass through, so they do not kill the cell.
 * Before that, Setup instructions that provably change nothing are dropped: Setup runs
   on wiped memory, so e.g. ``v2 = s3 * v0`` with ``s3`` and ``v0`` still zero writes a
-  zero over a zero (:func:`setup_noops`; signed zeros are tracked).
+  zero over a zero (:func:`setup_noops`, from the op table's ``zero`` and
+  ``value_fields`` columns; signed zeros are tracked).
 
 **Random ops** consume random numbers, so removing a dead one would shift the draws of
 every later random op of the stream and change (in distribution only) the fitness. By
@@ -72,7 +73,7 @@ from azero_jax import ops as ops_lib
 from azero_jax.program import COMPONENTS, Algorithm, as_component, noop_component
 
 Cell = tuple[str, int]
-PARTIAL_WRITE_OPS = frozenset({57, 58})  # VECTOR_CONST_SET_OP, MATRIX_CONST_SET_OP
+PARTIAL_WRITE_OPS = frozenset(op.code for op in ops_lib.OPS if op.partial_write)
 RANDOM_MODES = ("keep", "remove")
 
 
@@ -111,10 +112,6 @@ def _backward(component, live_out: frozenset, keep_random: bool):
     return frozenset(live), needed
 
 
-# Ops whose result is exactly +0 (every entry) when all their inputs are +0.
-_ZERO_PRESERVING = frozenset({1, 2, 3, 5, 7, 9, 10, 12, 16, 17, 18, 19, 21, 22, 23, 24, 25, 27,
-                              28, 29, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 43, 44, 45,
-                              46, 47, 48, 49, 50, 51, 52, 53, 54, 55})
 
 
 def _is_positive_zero(x) -> bool:
@@ -137,23 +134,21 @@ def setup_noops(setup) -> np.ndarray:
         return cell not in written
 
     for i, record in enumerate(setup):
-        code = int(record["op"])
+        spec = ops_lib.OPS[int(record["op"])]
         out = _write(record)
         if out is None:
             continue
-        if code in _ZERO_PRESERVING:
+        if spec.zero:
             result_zero = all(is_zero(c) for c in _reads(record))
-        elif code == 56:
-            result_zero = _is_positive_zero(record["d"])
-        elif code == 57:
-            result_zero = _is_positive_zero(np.float32(record["f1"]))
-        elif code == 58:
-            result_zero = _is_positive_zero(np.float32(record["f2"]))
-        else:
+        elif spec.random or not spec.value_fields:
             result_zero = False
+        else:  # a const-set op: its one value field is the value written
+            (field,) = spec.value_fields
+            value = record[field] if field == "d" else np.float32(record[field])
+            result_zero = _is_positive_zero(value)
         if result_zero and is_zero(out):
             mask[i] = True
-        elif result_zero and code not in PARTIAL_WRITE_OPS:
+        elif result_zero and not spec.partial_write:
             written.discard(out)
         else:
             written.add(out)
