@@ -68,15 +68,6 @@ class Counters:
 COUNTERS = Counters()
 
 
-def __getattr__(name: str):
-    # The counters' former module-level names, read-only views for existing callers.
-    if name == "TRACE_COUNTS":
-        return COUNTERS.traces
-    if name == "SHARD_STATS":
-        return {"calls": COUNTERS.sharded_calls, "devices": COUNTERS.shard_devices}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 _KIND_CODE = {None: 0, "S": 1, "V": 2, "M": 3}
 # A component function is unrolled (one fused graph per example) when its length times
 # its number of branches is at most this; otherwise it runs as a lax.scan over

@@ -171,7 +171,7 @@ def test_hand_coded_initial_population_is_not_mutated():
 def test_jax_backend_compiles_once_per_kind_and_matches_cpu():
     from azero_jax import jax_evaluator
     spec = small_spec(fec=FECConfig(10, 10), population_size=16)
-    before = dict(jax_evaluator.TRACE_COUNTS)
+    before = dict(jax_evaluator.COUNTERS.traces)
     # float64 on both: in float32 a chaotic child may land in another FEC class.
     on_jax = Search(spec, memory=MEMORY, seed=12, backend="jax", child_batch_size=8,
                     evaluator_options={"dtype": "float64"})
@@ -179,7 +179,7 @@ def test_jax_backend_compiles_once_per_kind_and_matches_cpu():
     for _ in range(5):
         on_jax.step()
         on_cpu.step()
-    new = {k: v - before.get(k, 0) for k, v in jax_evaluator.TRACE_COUNTS.items()
+    new = {k: v - before.get(k, 0) for k, v in jax_evaluator.COUNTERS.traces.items()
            if v != before.get(k, 0)}
     assert len(new) <= 2 and set(new.values()) == {1}  # probe and full: one trace each
     assert np.allclose(on_jax.fitness, on_cpu.fitness, atol=1e-9)

@@ -48,7 +48,8 @@ SHARDING_SCRIPT = textwrap.dedent("""
         group.step()
         out[str(shard)] = np.concatenate([i.search.fitness for i in group.islands]).tolist()
         out["calls_" + str(shard)] = dict(group.calls)
-    out["stats"] = jax_evaluator.SHARD_STATS
+    out["stats"] = {"calls": jax_evaluator.COUNTERS.sharded_calls,
+                    "devices": jax_evaluator.COUNTERS.shard_devices}
     print(json.dumps(out))
 """)
 

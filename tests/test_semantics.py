@@ -1,7 +1,7 @@
 """The deterministic acceptance checks of spec §13 (items 1-12, 15, 19), on both backends.
 
 Every backend-level check runs once per backend (``backend`` fixture: 'jax' in float64
-and 'cpu'); a backend whose module does not import is skipped with the reason.
+and 'cpu'); a backend whose module does not import fails (both are required).
 Items about the final memory (5, 6, 7, 9) are checked on the oracle's memory and, for
 the backends, through their exact consequences: the recorded per-step errors
 ``|label - s1|`` reveal ``s1`` at every training and validation step.
