@@ -75,7 +75,6 @@ TASK_TYPES = (
 )
 
 
-
 def _config_default(config, name: str):
     """The default of a dataclass field (a default owned by a leaf config module)."""
     return next(f.default for f in dataclasses.fields(config) if f.name == name)
