@@ -38,6 +38,8 @@ import dataclasses
 
 import numpy as np
 
+from azero_jax import spec_protos
+
 
 @dataclasses.dataclass(frozen=True)
 class HurdlesConfig:
@@ -50,9 +52,9 @@ class HurdlesConfig:
         0, the default stage: every task, the first fifth of its training examples.
     """
 
-    percentile: float = 75.0
-    num_train_examples: int = 0
-    num_tasks: int = 0
+    percentile: float = spec_protos.default("HurdlesSpec", "percentile")
+    num_train_examples: int = spec_protos.default("HurdlesSpec", "num_train_examples")
+    num_tasks: int = spec_protos.default("HurdlesSpec", "num_tasks")
 
     def __post_init__(self):
         if not 0.0 <= float(self.percentile) <= 100.0:

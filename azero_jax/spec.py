@@ -39,6 +39,16 @@ from azero_jax.tasks import TaskSpec
 from azero_jax.train_budget import TrainBudgetConfig
 
 
+def _default(field: str):
+    """A ``SearchExperimentSpec`` default, written once in :mod:`azero_jax.spec_protos`."""
+    return spec_protos.default("SearchExperimentSpec", field)
+
+
+def _fitness_mode(name: str) -> str:
+    """``MEAN_FITNESS_COMBINATION`` -> ``"mean"`` (the :class:`SearchSpec` spelling)."""
+    return name.split("_")[0].lower()
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchSpec:
     """A ``SearchExperimentSpec`` (reference defaults; ``hurdles`` and ``mutation_style``
@@ -58,25 +68,25 @@ class SearchSpec:
     setup_ops: tuple[int, ...] = ()
     predict_ops: tuple[int, ...] = ()
     learn_ops: tuple[int, ...] = ()
-    setup_size_init: int = 0
-    predict_size_init: int = 0
-    learn_size_init: int = 0
+    setup_size_init: int = _default("setup_size_init")
+    predict_size_init: int = _default("predict_size_init")
+    learn_size_init: int = _default("learn_size_init")
     train_budget: TrainBudgetConfig | None = None
-    max_abs_error: float = 100.0
+    max_abs_error: float = _default("max_abs_error")
     fec: FECConfig | None = None
-    fitness_combination_mode: str = "mean"
-    initial_population: str = "NO_OP_ALGORITHM"
-    max_train_steps: int = 80_000_000_000
-    mutate_prob: float = 0.9
-    mutate_setup_size_min: int = 0
-    mutate_setup_size_max: int = 0
-    mutate_predict_size_min: int = 0
-    mutate_predict_size_max: int = 0
-    mutate_learn_size_min: int = 0
-    mutate_learn_size_max: int = 0
-    progress_every: int = 10000
+    fitness_combination_mode: str = _fitness_mode(_default("fitness_combination_mode"))
+    initial_population: str = _default("initial_population")
+    max_train_steps: int = _default("max_train_steps")
+    mutate_prob: float = _default("mutate_prob")
+    mutate_setup_size_min: int = _default("mutate_setup_size_min")
+    mutate_setup_size_max: int = _default("mutate_setup_size_max")
+    mutate_predict_size_min: int = _default("mutate_predict_size_min")
+    mutate_predict_size_max: int = _default("mutate_predict_size_max")
+    mutate_learn_size_min: int = _default("mutate_learn_size_min")
+    mutate_learn_size_max: int = _default("mutate_learn_size_max")
+    progress_every: int = _default("progress_every")
     hurdles: HurdlesConfig | None = None
-    mutation_style: str = "REFERENCE"
+    mutation_style: str = _default("mutation_style")
 
     def __post_init__(self):
         if not self.search_tasks:
@@ -151,12 +161,6 @@ def _parse(text: str, message, what: str):
         raise SpecError(f"{what}: cannot parse the text-format proto: {detail}") from None
 
 
-def _is_repeated(field) -> bool:
-    if hasattr(field, "is_repeated"):  # protobuf >= 5.28 (label was removed in 7)
-        return bool(field.is_repeated)
-    return field.label == field.LABEL_REPEATED
-
-
 def _message_value(value):
     """A sub-message (or repeated field) as plain Python values."""
     if hasattr(value, "ListFields"):
@@ -166,7 +170,7 @@ def _message_value(value):
             return tuple(float(x) for x in value.elements)
         out = {}
         for field in value.DESCRIPTOR.fields:
-            if _is_repeated(field):
+            if spec_protos.is_repeated(field):
                 items = getattr(value, field.name)
                 if len(items):
                     out[field.name] = tuple(_message_value(x) for x in items)
@@ -282,7 +286,7 @@ def search_spec_from_proto(proto) -> SearchSpec:
         train_budget=budget,
         max_abs_error=float(proto.max_abs_error),
         fec=fec,
-        fitness_combination_mode=mode.split("_")[0].lower(),
+        fitness_combination_mode=_fitness_mode(mode),
         initial_population=spec_protos.HardcodedAlgorithmID.Name(proto.initial_population),
         max_train_steps=int(proto.max_train_steps),
         mutate_prob=float(proto.mutate_prob),

@@ -13,6 +13,13 @@ extensions use field numbers >= 1000, far from the reference's:
   (default, the reference's mutations) or ``PAPER`` (the paper's S3 rules; see
   :class:`azero_jax.mutator.Mutator`).
 
+Each field's default is written once. :data:`MESSAGES` holds the defaults of the messages
+whose Python configs are built here (``SearchExperimentSpec`` -> ``spec.SearchSpec``,
+``TrainBudgetSpec``, ``HurdlesSpec``), and those configs read them with :func:`default`.
+``FECSpec`` and ``TaskSpec.num_train_epochs`` read theirs from their configs
+(:class:`azero_jax.fec.FECConfig`, :class:`azero_jax.tasks.TaskSpec`), leaf modules that
+must not import protobuf.
+
 Example:
     >>> from google.protobuf import text_format
     >>> from azero_jax import spec_protos
@@ -24,8 +31,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+
 from azero_jax import ops as ops_lib
 from azero_jax import protos  # defines automl_zero.ScalarLabelDataset / FeatureVector
+from azero_jax.fec import FECConfig
+from azero_jax.tasks import TaskSpec as _TaskConfig
 
 FILE = "automl_zero/azero_jax_experiment.proto"
 PACKAGE = "automl_zero"
@@ -63,6 +74,12 @@ TASK_TYPES = (
     ("scalar_affine_regression_task", 1000, "ScalarAffineRegressionTaskSpec"),  # ours
 )
 
+
+def _config_default(config, name: str):
+    """The default of a dataclass field (a default owned by a leaf config module)."""
+    return next(f.default for f in dataclasses.fields(config) if f.name == name)
+
+
 MESSAGES = {
     "ScalarLinearRegressionTaskSpec": [],
     "Scalar2LayerNNRegressionTaskSpec": [],
@@ -93,7 +110,8 @@ MESSAGES = {
     "TaskSpec": [
         ("features_size", 13, "int32"),
         ("num_train_examples", 1, "int32"),
-        ("num_train_epochs", 21, "int32", "optional", None, 1),
+        ("num_train_epochs", 21, "int32", "optional", None,
+         _config_default(_TaskConfig, "num_train_epochs")),
         ("num_valid_examples", 2, "int32"),
         ("num_tasks", 3, "int32"),
         ("data_seeds", 4, "uint32", "repeated"),
@@ -107,8 +125,9 @@ MESSAGES = {
     "FECSpec": [
         ("num_train_examples", 2, "int64"),
         ("num_valid_examples", 3, "int64"),
-        ("cache_size", 4, "int64", "optional", None, 100000),
-        ("forget_every", 1, "int64", "optional", None, 100),
+        ("cache_size", 4, "int64", "optional", None, _config_default(FECConfig, "cache_size")),
+        ("forget_every", 1, "int64", "optional", None,
+         _config_default(FECConfig, "forget_every")),
     ],
     "TrainBudgetSpec": [
         ("train_budget_baseline", 1, "HardcodedAlgorithmID", "optional", None,
@@ -169,3 +188,29 @@ FitnessCombinationMode = _CLASSES["FitnessCombinationMode"]
 HardcodedAlgorithmID = _CLASSES["HardcodedAlgorithmID"]
 MutationType = _CLASSES["MutationType"]
 MutationStyle = _CLASSES["MutationStyle"]
+
+
+def is_repeated(field) -> bool:
+    """Whether a field descriptor is ``repeated``."""
+    if hasattr(field, "is_repeated"):  # protobuf >= 5.28 (label was removed in 7)
+        return bool(field.is_repeated)
+    return field.label == field.LABEL_REPEATED
+
+
+def default(message: str, field: str):
+    """The default of ``message.field``: an enum value by name, ``()`` for a repeated
+    field, ``None`` for a sub-message, else the value (0, 0.0 or "" where the table
+    gives none).
+
+    Example:
+        >>> default("TrainBudgetSpec", "train_budget_baseline")
+        'NEURAL_NET_ALGORITHM'
+        >>> default("SearchExperimentSpec", "mutate_prob")
+        0.9
+    """
+    descriptor = _CLASSES[message].DESCRIPTOR.fields_by_name[field]
+    if is_repeated(descriptor):
+        return ()
+    if descriptor.enum_type is not None:
+        return descriptor.enum_type.values_by_number[descriptor.default_value].name
+    return descriptor.default_value

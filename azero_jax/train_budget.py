@@ -23,14 +23,16 @@ import dataclasses
 import numpy as np
 
 from azero_jax import ops as ops_lib
+from azero_jax import spec_protos
 from azero_jax.program import Algorithm
 
 @dataclasses.dataclass(frozen=True)
 class TrainBudgetConfig:
     """The reference's ``TrainBudgetSpec``: baseline kind and threshold factor."""
 
-    baseline: str = "NEURAL_NET_ALGORITHM"
-    threshold_factor: float = 2.0
+    baseline: str = spec_protos.default("TrainBudgetSpec", "train_budget_baseline")
+    threshold_factor: float = spec_protos.default("TrainBudgetSpec",
+                                                  "train_budget_threshold_factor")
 
     def __post_init__(self):
         if not self.threshold_factor > 0:
@@ -57,14 +59,15 @@ class TrainBudget:
 
     Args:
       baseline: the baseline algorithm, already padded as the search generator pads it.
-      threshold_factor: allowed multiple of the baseline's cost (reference default 2.0).
+      threshold_factor: allowed multiple of the baseline's cost (reference default 2.0);
+        checked by :class:`TrainBudgetConfig`.
     """
 
-    def __init__(self, baseline: Algorithm, threshold_factor: float = 2.0):
-        if not threshold_factor > 0:
-            raise ValueError(f"train_budget_threshold_factor must be > 0, got {threshold_factor}")
+    def __init__(self, baseline: Algorithm,
+                 threshold_factor: float = TrainBudgetConfig.threshold_factor):
         self.baseline = baseline
-        self.threshold_factor = float(threshold_factor)
+        self.threshold_factor = float(
+            TrainBudgetConfig(threshold_factor=threshold_factor).threshold_factor)
         self.baseline_setup, self.baseline_train = algorithm_costs(baseline)
 
     def train_steps(self, algorithm: Algorithm, steps: int) -> int:

@@ -102,3 +102,17 @@ def test_default_flags_are_the_demo():
     assert config.randomize_task_seeds and config.sufficient_fitness == 0.9999
     assert config.search.population_size == 1000 and config.backend == "auto"
     assert len(config.final_tasks) == 1 and config.final_tasks[0].num_tasks == 100
+
+
+def test_hurdles_flag_is_the_spec_parser():
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import run_search_experiment as binary
+    from absl import flags
+    from azero_jax.spec import parse_hurdles
+    for text in ("num_tasks: 1 percentile: 50", ""):
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["run_search_experiment", f"--hurdles={text}"])
+        assert binary.config_from_flags().hurdles == parse_hurdles(text)
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["run_search_experiment"])
+    assert binary.config_from_flags().hurdles is None
