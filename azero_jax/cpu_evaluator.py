@@ -65,7 +65,8 @@ from azero_jax import _cpu_kernels as kernels
 from azero_jax import _cpu_specialize
 from azero_jax import _eigen_order
 from azero_jax import liveness
-from azero_jax.evaluator import MemoryConfig, PairResults
+from azero_jax.memory import MemoryConfig
+from azero_jax.results import PairResults
 from azero_jax.population import Programs
 from azero_jax.program import INSTRUCTION_DTYPE, Algorithm, format_instruction
 from azero_jax.tasks import ACCURACY, Task

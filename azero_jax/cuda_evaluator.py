@@ -82,7 +82,8 @@ from azero_jax import _cpu_kernels
 from azero_jax import _cpu_specialize
 from azero_jax import _eigen_order
 from azero_jax.errors import ConfigError
-from azero_jax.evaluator import MemoryConfig, PairResults
+from azero_jax.memory import MemoryConfig
+from azero_jax.results import PairResults
 
 try:  # a module global: the simulator swaps this name for its per-thread context
     from numba import cuda

@@ -34,19 +34,16 @@ from typing import Sequence
 
 import numpy as np
 
-from azero_jax import ops as ops_lib
 from azero_jax.errors import ConfigError
 # The configuration and result types live in leaf modules (the search imports them
 # without the evaluation layer); re-exported here, where they were first defined.
 from azero_jax.memory import MemoryConfig
-from azero_jax.results import PairResults
+from azero_jax.population import used_op_sets
+from azero_jax.results import NEG_TWO_OVER_PI, PairResults, flip_and_squash
 from azero_jax.program import Algorithm, validate_addresses
 from azero_jax.tasks import Task
 
 BACKENDS = ("auto", "jax", "cpu", "cuda")
-NEG_TWO_OVER_PI = -0.63661977236758138243
-
-
 def padded_pairs(algorithm_index, task_index, train_steps, at_least: int = 0):
     """A pair batch padded for a compiled evaluator, so that each request shape compiles once.
 
@@ -72,14 +69,6 @@ def padded_pairs(algorithm_index, task_index, train_steps, at_least: int = 0):
             np.concatenate([task_index, np.full(pad, task_index[0])]),
             np.concatenate([np.asarray(train_steps, np.int64), np.zeros(pad, np.int64)]),
             size)
-
-
-def flip_and_squash(x):
-    """``1 - (2/pi) atan(x)`` for finite x >= 0, else 0 (the reference's regression fitness)."""
-    x = np.asarray(x, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        out = 1.0 + NEG_TWO_OVER_PI * np.arctan(x)
-    return np.where(np.isfinite(x), out, 0.0)[()]
 
 
 def combine_fitnesses(fitnesses, mode: str = "mean", axis: int = -1):
@@ -268,18 +257,10 @@ def evaluate(algorithms: Sequence[Algorithm] | Algorithm, tasks: Sequence[Task] 
     return results.fitness.reshape(len(algorithms), len(tasks))
 
 
-def used_op_sets(algorithms: Sequence[Algorithm], extra=None) -> tuple[frozenset[int], ...]:
-    """Per-component op codes used by ``algorithms`` (plus ``extra`` per component)."""
-    from azero_jax.population import Programs
-    sets = [set(), set(), set()]
-    if isinstance(algorithms, Programs):
-        for c, used in enumerate(algorithms.op_sets()):
-            sets[c].update(used)
-        algorithms = ()
-    for algorithm in algorithms:
-        for c, component in enumerate(algorithm.components):
-            sets[c].update(int(op) for op in np.unique(component["op"]))
-    if extra is not None:
-        for c in range(3):
-            sets[c].update(ops_lib.op_codes(extra[c]))
-    return tuple(frozenset(s | {ops_lib.NO_OP}) for s in sets)
+__all__ = [
+    # Defined here: the backend-independent entry points.
+    "BACKENDS", "check_tasks_fit_memory", "combine_fitnesses", "default_backend", "evaluate",
+    "evaluate_pairs", "padded_pairs", "resolve_backend",
+    # Re-exported from the leaf modules that define them.
+    "MemoryConfig", "NEG_TWO_OVER_PI", "PairResults", "flip_and_squash", "used_op_sets",
+]

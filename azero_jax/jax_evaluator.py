@@ -37,9 +37,10 @@ import numpy as np
 from jax import lax
 
 from azero_jax import ops as ops_lib
-from azero_jax.evaluator import NEG_TWO_OVER_PI, MemoryConfig, PairResults, used_op_sets
+from azero_jax.memory import MemoryConfig
+from azero_jax.results import NEG_TWO_OVER_PI, PairResults
 from azero_jax.jax_ops import _divide, _product, op_function
-from azero_jax.population import Programs
+from azero_jax.population import Programs, used_op_sets
 from azero_jax.program import Algorithm, pad_components
 from azero_jax.tasks import ACCURACY, Task
 

@@ -243,3 +243,19 @@ def as_programs(algorithms) -> Programs:
     if isinstance(algorithms, Programs):
         return algorithms
     return Programs.from_algorithms(list(algorithms))
+
+
+def used_op_sets(algorithms: Sequence[Algorithm], extra=None) -> tuple[frozenset[int], ...]:
+    """Per-component op codes used by ``algorithms`` (plus ``extra`` per component)."""
+    sets = [set(), set(), set()]
+    if isinstance(algorithms, Programs):
+        for c, used in enumerate(algorithms.op_sets()):
+            sets[c].update(used)
+        algorithms = ()
+    for algorithm in algorithms:
+        for c, component in enumerate(algorithm.components):
+            sets[c].update(int(op) for op in np.unique(component["op"]))
+    if extra is not None:
+        for c in range(3):
+            sets[c].update(ops_lib.op_codes(extra[c]))
+    return tuple(frozenset(s | {ops_lib.NO_OP}) for s in sets)

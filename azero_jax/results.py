@@ -7,6 +7,16 @@ import dataclasses
 
 import numpy as np
 
+NEG_TWO_OVER_PI = -0.63661977236758138243
+
+
+def flip_and_squash(x):
+    """``1 - (2/pi) atan(x)`` for finite x >= 0, else 0 (the reference's regression fitness)."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        out = 1.0 + NEG_TWO_OVER_PI * np.arctan(x)
+    return np.where(np.isfinite(x), out, 0.0)[()]
+
 
 @dataclasses.dataclass
 class PairResults:
