@@ -114,8 +114,8 @@ def _worker_main(worker: int, payload: dict, conn) -> None:
 
 
 def run_processes(spec, config: IslandsConfig, specs, *, seed, checkpoint_dir, max_individuals,
-                   progress_fn, should_stop, memory, backend, child_batch_size, random_search,
-                   evaluator_options, eval_seed, rank_tasks, rank_seed) -> IslandsResult:
+                  progress_fn, should_stop, memory, backend, child_batch_size, random_search,
+                  evaluator_options, eval_seed, rank_tasks, rank_seed) -> IslandsResult:
     """Runs the islands in spawned worker processes (``parallel="processes"``).
 
     The arguments are :func:`~azero_jax.islands.run.run_islands`'s, with ``specs`` its

@@ -63,12 +63,12 @@ def run_islands(spec: SearchSpec, config: IslandsConfig, *, memory: MemoryConfig
     if config.parallel == "ray":
         from azero_jax.islands import ray_actors
         return ray_actors.run_ray(spec, config, specs, seed=seed, checkpoint_dir=checkpoint_dir,
-                                   max_individuals=max_individuals, progress_fn=progress_fn,
-                                   should_stop=should_stop, **common)
+                                  max_individuals=max_individuals, progress_fn=progress_fn,
+                                  should_stop=should_stop, **common)
     if config.parallel == "processes":
         return run_processes(spec, config, specs, seed=seed, checkpoint_dir=checkpoint_dir,
-                              max_individuals=max_individuals, progress_fn=progress_fn,
-                              should_stop=should_stop, **common)
+                             max_individuals=max_individuals, progress_fn=progress_fn,
+                             should_stop=should_stop, **common)
     server = open_server(seed, checkpoint_dir)
     server.register(0)
     group = IslandGroup(spec, specs, config, server=server, evaluate_fn=evaluate_fn,
