@@ -24,7 +24,8 @@ without it a local Ray instance is started.
 
 Example:
     >>> from azero_jax import islands  # doctest: +SKIP
-    >>> config = islands.IslandsConfig(num_islands=8, parallel="ray", num_workers=2)
+    >>> config = islands.IslandsConfig(  # doctest: +SKIP
+    ...     num_islands=8, parallel="ray", num_workers=2)
     >>> result = islands.run_islands(spec, config, memory=memory)  # doctest: +SKIP
 """
 
