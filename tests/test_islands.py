@@ -12,6 +12,7 @@ from azero_jax import islands
 from azero_jax.evaluator import MemoryConfig
 from azero_jax.islands import (IslandGroup, IslandsConfig, MigrationServer, island_specs,
                                parse_islands_config, run_islands)
+from azero_jax.islands.result import result_from_candidates
 from azero_jax.spec import parse_search_experiment_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -361,7 +362,7 @@ def test_the_experiment_candidate_is_exactly_the_best_individual():
         g.step()
     best_island = max(g.islands, key=lambda i: (i.search.candidate().fitness, -i.index))
     want = best_island.search.candidate().algorithm
-    got = islands._result(json.loads(json.dumps(g.candidates())), 1.0, {}, 0, {}).algorithm
+    got = result_from_candidates(json.loads(json.dumps(g.candidates())), 1.0, {}, 0, {}).algorithm
     assert [c.tobytes() for c in got.components] == [c.tobytes() for c in want.components]
     constants = np.concatenate([c["d"] for c in want.components])
     assert any(float(f"{x:g}") != x for x in constants if np.isfinite(x))  # text would round
@@ -418,10 +419,11 @@ def test_ray_server_actor_and_worker_view_speak_exchange_many():
     ``exchange_many`` and comes back packed with sources (Ray itself is an extra)."""
     from types import SimpleNamespace
 
-    from azero_jax import generator, ray_islands
-    actor = ray_islands.MigrationServerActor(seed=1)
+    from azero_jax import generator
+    from azero_jax.islands import ray_actors
+    actor = ray_actors.MigrationServerActor(seed=1)
     handle = SimpleNamespace(exchange_many=SimpleNamespace(remote=actor.exchange_many))
-    view = ray_islands._ActorServer(SimpleNamespace(get=lambda value: value), handle)
+    view = ray_actors._ActorServer(SimpleNamespace(get=lambda value: value), handle)
     view.exchange_many([(0, islands.pack([generator.linear_model(0.1)] * 2, [0.5, 0.25]))])
     answer, = view.exchange_many([(1, islands.pack([generator.linear_model(0.2)] * 2))])
     assert islands.packed_sources(answer).tolist() == [0, 0]

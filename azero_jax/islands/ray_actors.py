@@ -1,12 +1,13 @@
 """Islands across machines on Ray: worker actors holding many islands, a migration server.
 
 ``--parallel=ray`` (or ``IslandsConfig(parallel="ray")``) runs the islands of
-:mod:`azero_jax.islands` on a Ray cluster:
+:mod:`azero_jax.islands` on a Ray cluster (:func:`run_ray`, which
+:func:`~azero_jax.islands.run.run_islands` calls):
 
 * one :class:`IslandWorker` actor per core (CPU: the per-core backend on one thread, as
   ``--parallel=processes``) or per GPU (JAX backend, the batched islands fill the
   device), each holding ``W / num_workers`` islands in an
-  :class:`~azero_jax.islands.IslandGroup`;
+  :class:`~azero_jax.islands.group.IslandGroup`;
 * one :class:`MigrationServerActor` that keeps every island's latest upload, answers
   exchanges, collects progress and carries the stop request.
 
@@ -17,12 +18,14 @@ by Ray, reloads its island checkpoints, registers again with the server (restart
 counted there) and rejoins migration; the server keeps serving meanwhile.
 
 Ray is an optional extra (``pip install 'azero_jax[ray]'``); it is imported only here,
-lazily. Connect to a running cluster with ``ray_address`` (``--ray_address``, e.g.
-``ray://head:10001`` or ``auto``); without it a local Ray instance is started.
+lazily (and this module only when a run asks for Ray). Connect to a running cluster
+with ``ray_address`` (``--ray_address``, e.g. ``ray://head:10001`` or ``auto``);
+without it a local Ray instance is started.
 
 Example:
     >>> from azero_jax import islands  # doctest: +SKIP
-    >>> config = islands.IslandsConfig(num_islands=8, parallel="ray", num_workers=2)
+    >>> config = islands.IslandsConfig(  # doctest: +SKIP
+    ...     num_islands=8, parallel="ray", num_workers=2)
     >>> result = islands.run_islands(spec, config, memory=memory)  # doctest: +SKIP
 """
 
@@ -33,7 +36,11 @@ import os
 import tempfile
 import time
 
-from azero_jax import islands as islands_lib
+from azero_jax.islands.group import IslandGroup
+from azero_jax.islands.migration import open_server, save_server
+from azero_jax.islands.processes import split_islands, write_pids
+from azero_jax.islands.progress import Progress
+from azero_jax.islands.result import result_from_candidates
 
 
 def require_ray():
@@ -51,7 +58,7 @@ class MigrationServerActor:
 
     def __init__(self, seed: int, checkpoint_dir: str | None = None,
                  checkpoint_every_secs: float = 30.0):
-        self.server = islands_lib.open_server(seed, checkpoint_dir)
+        self.server = open_server(seed, checkpoint_dir)
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every_secs = float(checkpoint_every_secs)
         self.last_save = time.monotonic()
@@ -59,7 +66,7 @@ class MigrationServerActor:
         self.stop = False
 
     def save(self) -> None:
-        islands_lib.save_server(self.server, self.checkpoint_dir)
+        save_server(self.server, self.checkpoint_dir)
         self.last_save = time.monotonic()
 
     def exchange_many(self, uploads):
@@ -100,7 +107,7 @@ class _ActorServer:
 
 
 class IslandWorker:
-    """Many islands in one actor (an :class:`~azero_jax.islands.IslandGroup`)."""
+    """Many islands in one actor (an :class:`~azero_jax.islands.group.IslandGroup`)."""
 
     def __init__(self, worker: int, payload: dict, server):
         import ray
@@ -108,7 +115,7 @@ class IslandWorker:
         self.worker = worker
         self.server = server
         self.restart_count = ray.get(server.register.remote(worker))
-        self.group = islands_lib.IslandGroup(
+        self.group = IslandGroup(
             payload["spec"], payload["islands"], payload["config"], memory=payload["memory"],
             backend=payload["backend"], child_batch_size=payload["child_batch_size"],
             random_search=payload["random_search"],
@@ -175,7 +182,7 @@ def run_ray(spec, config, specs, *, seed, checkpoint_dir, max_individuals, progr
             # all but one core to the evaluator's threads.
             num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         num_workers = max(1, min(num_workers, len(specs)))
-        groups = islands_lib.split_islands(specs, num_workers)
+        groups = split_islands(specs, num_workers)
         cpus = 1  # every CPU actor takes one core and evaluates on one thread
         options = dict(evaluator_options or {})
         if not use_gpu and backend in ("cpu", "auto"):
@@ -198,9 +205,9 @@ def run_ray(spec, config, specs, *, seed, checkpoint_dir, max_individuals, progr
         workers = [worker_cls.remote(k, dict(payload, islands=groups[k]), server)
                    for k in range(num_workers)]
         pids = ray.get([w.pid.remote() for w in workers])
-        islands_lib._write_pids(checkpoint_dir, {k: pid for k, pid in enumerate(pids)})
+        write_pids(checkpoint_dir, {k: pid for k, pid in enumerate(pids)})
         futures = {w.run.remote(): k for k, w in enumerate(workers)}
-        progress = islands_lib._Progress(spec.progress_every, progress_fn, config.num_islands)
+        progress = Progress(spec.progress_every, progress_fn, config.num_islands)
         results = {}
         stopping = False
         while len(results) < num_workers:
@@ -226,7 +233,8 @@ def run_ray(spec, config, specs, *, seed, checkpoint_dir, max_individuals, progr
             calls.update(worker_calls)
         for actor in workers + [server]:
             ray.kill(actor)
-        return islands_lib._result(candidates, progress.elapsed(), stats, stats["restarts"], calls)
+        return result_from_candidates(candidates, progress.elapsed(), stats, stats["restarts"],
+                                      calls)
     finally:
         if started:
             ray.shutdown()
