@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from azero_jax import backend as backend_lib
 from azero_jax import checkpoint as checkpoint_lib
 from azero_jax import evaluator as evaluator_lib
 from azero_jax import experiment as experiment_lib
@@ -70,6 +71,7 @@ class IslandGroup:
         self.backend = evaluator_lib.resolve_backend(backend) if evaluate_fn is None else backend
         self.evaluate_fn = evaluate_fn
         self.evaluator_options = dict(evaluator_options or {})
+        self._backend = None
         self.server = server
         self.checkpoint_dir = checkpoint_dir
         self.eval_seed = int(eval_seed)
@@ -158,38 +160,26 @@ class IslandGroup:
         return results
 
     def _call(self, algorithms, a_idx, t_idx, steps, ids, seed, valid_steps, record):
-        kwargs = dict(memory=self.memory, max_abs_error=self.max_abs_error, seed=seed,
-                      algorithm_ids=ids, train_steps=steps, valid_steps=valid_steps,
-                      record_errors=record)
-        if self.evaluate_fn is not None:
-            return self.evaluate_fn(algorithms.algorithms(), self.tasks, a_idx, t_idx,
-                                    backend=self.backend,
-                                    op_sets=self.op_sets, **kwargs, **self.evaluator_options)
-        if self.backend == "cpu":
-            from azero_jax import cpu_evaluator
-            return cpu_evaluator.evaluate_pairs(algorithms, self.tasks, a_idx, t_idx, **kwargs,
-                                                **self.evaluator_options)
-        return self._call_jax(algorithms, a_idx, t_idx, kwargs)
+        return self._evaluator().run(algorithms, a_idx, t_idx, train_steps=steps, seed=seed,
+                                     algorithm_ids=ids, valid_steps=valid_steps,
+                                     record_errors=record)
 
-    def _call_jax(self, algorithms, a_idx, t_idx, kwargs):
-        """Pads to a fixed power of two (few compiles); shards over local devices if asked."""
-        from azero_jax import jax_evaluator
-        options = dict(self.evaluator_options)
-        options.setdefault("dtype", "float32")
-        n = len(a_idx)
-        # One padded size for a whole step of every island (the usual call) so that each
-        # request kind compiles once; larger calls take the next power of two.
-        step_pairs = sum(i.search.child_batch_size * len(i.search.tasks) for i in self.islands)
-        a_idx, t_idx, steps, size = evaluator_lib.padded_pairs(
-            a_idx, t_idx, kwargs.pop("train_steps"), at_least=step_pairs)
-        options.setdefault("max_batch", size)
-        if not self.config.shard:
-            import jax
-            options.setdefault("devices", jax.local_devices()[:1])
-        out = jax_evaluator.evaluate_pairs(algorithms, self.tasks, a_idx, t_idx,
-                                           train_steps=steps, op_sets=self.op_sets,
-                                           **kwargs, **options)
-        return out.take(slice(0, n))
+    def _evaluator(self):
+        """The group's backend (:mod:`azero_jax.backend`), made on first use. JAX pads every
+        call to at least one step of every island (each request kind compiles once) and
+        runs on one device unless ``config.shard``."""
+        if self._backend is None:
+            options = dict(self.evaluator_options)
+            if self.evaluate_fn is None and self.backend == "jax" and not self.config.shard:
+                import jax
+                options.setdefault("devices", jax.local_devices()[:1])
+            step_pairs = sum(i.search.child_batch_size * len(i.search.tasks)
+                             for i in self.islands)
+            self._backend = backend_lib.make_evaluator(
+                self.backend, self.tasks, memory=self.memory, max_abs_error=self.max_abs_error,
+                op_sets=self.op_sets, options=options, evaluate_fn=self.evaluate_fn,
+                pad_to=step_pairs)
+        return self._backend
 
     def drive(self, generators: dict[int, object]) -> dict[int, object]:
         """Drives request generators of many islands together; returns their values.
