@@ -47,7 +47,7 @@ flags.DEFINE_float("sufficient_fitness", None, "Stop once the best select fitnes
 flags.DEFINE_integer("max_scalar_addresses", None, "Scalar memory size (demo 4, else 20).")
 flags.DEFINE_integer("max_vector_addresses", None, "Vector memory size (demo 3, else 20).")
 flags.DEFINE_integer("max_matrix_addresses", None, "Matrix memory size (demo 1, else 20).")
-flags.DEFINE_enum("backend", "auto", ["auto", "cpu", "jax"], "Evaluator backend.")
+flags.DEFINE_enum("backend", "auto", ["auto", "cpu", "jax", "cuda"], "Evaluator backend.")
 flags.DEFINE_integer("child_batch_size", None, "Children per step (1 = the reference's loop).")
 flags.DEFINE_boolean("random_search", False, "Random search instead of evolution (the paper's "
                      "Figure 4 baseline): a random initial population of the spec's sizes, fresh "
@@ -143,6 +143,30 @@ def config_from_flags() -> experiment.ExperimentConfig:
         metrics_log=FLAGS.metrics_log, max_individuals=FLAGS.max_individuals)
 
 
+ISLAND_FLAGS = ("num_islands", "migration_interval", "migration_fraction", "parallel",
+                "ray_address")
+
+
+def islands_config_from_flags() -> islands.IslandsConfig | None:
+    """The islands config the flags ask for (``--islands_config`` plus the island flags
+    that override it), or None when no island flag is given (one population)."""
+    overrides = {name: getattr(FLAGS, name) for name in ISLAND_FLAGS
+                 if getattr(FLAGS, name) is not None}
+    path = FLAGS.islands_config
+    if path is None and not overrides:
+        return None
+    if path and not os.path.isfile(path):
+        raise ConfigError(f"--islands_config={path}: " +
+                          ("is a folder, expected a JSON file" if os.path.isdir(path)
+                           else "no such file"))
+    try:
+        if path:
+            return islands.load_islands_config(path, **overrides)
+        return islands.IslandsConfig(**overrides)
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"--islands_config / island flags: {error}") from None
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -153,9 +177,11 @@ def main(argv):
     except ValueError as error:  # a value the spec's own classes refuse
         raise ConfigError(str(error)) from None
     log = lambda line: print(line, flush=True)  # noqa: E731
-    ran = islands.run_from_flags(FLAGS, config, log=log)
-    if ran is None:
+    islands_config = islands_config_from_flags()
+    if islands_config is None:
         experiment.run_experiments(config, log=log)
+    else:
+        islands.run_experiments(config, islands_config, log=log)
 
 
 if __name__ == "__main__":

@@ -66,8 +66,7 @@ Example:
 from azero_jax.islands.config import (PARALLEL_MODES, IslandsConfig, assign_task_sets,
                                       load_islands_config, parse_islands_config,
                                       spread_population_sizes)
-from azero_jax.islands.experiments import (FLAG_NAMES, islands_config_from_flags,
-                                           run_experiments, run_from_flags)
+from azero_jax.islands.experiments import run_experiments
 from azero_jax.islands.group import IslandGroup
 from azero_jax.islands.island import (Island, IslandSpec, checkpoint_path,
                                       checkpointed_individuals, island_specs)
@@ -83,9 +82,9 @@ from azero_jax.islands.run import run_islands
 __all__ = ["IslandsConfig", "IslandSpec", "Island", "IslandGroup", "IslandsResult",
            "MigrationServer", "run_islands", "run_experiments", "load_islands_config",
            "parse_islands_config", "spread_population_sizes", "assign_task_sets",
-           "format_progress", "islands_config_from_flags", "run_from_flags",
+           "format_progress",
            # The other public names the single module ``azero_jax.islands`` had.
-           "PARALLEL_MODES", "FLAG_NAMES", "SERVER_CHECKPOINT", "island_specs",
+           "PARALLEL_MODES", "SERVER_CHECKPOINT", "island_specs",
            "checkpoint_path", "checkpointed_individuals", "open_server", "save_server",
            "pack", "unpack", "packed_fitness", "packed_sources", "with_sources",
            "concat_packed", "take_packed", "split_islands", "progress_record"]

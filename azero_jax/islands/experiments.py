@@ -1,9 +1,8 @@
 """The experiments loop with islands, and the binary's island flags.
 
-Holds :func:`run_experiments` (the reference's experiments loop where each experiment is
-a run of islands, with its own resumable ``islands_run.json``) and the flag glue that
-``experiments/run_search_experiment.py`` calls (:func:`run_from_flags`,
-:func:`islands_config_from_flags`, :data:`FLAG_NAMES`).
+Holds :func:`run_experiments`: the reference's experiments loop where each experiment is
+a run of islands, with its own resumable ``islands_run.json``. The search binary turns
+its island flags into an :class:`~azero_jax.islands.config.IslandsConfig` and calls it.
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ from typing import Callable
 
 from azero_jax import checkpoint as checkpoint_lib
 from azero_jax import run_checks
-from azero_jax.errors import CheckpointError, ConfigError
-from azero_jax.islands.config import IslandsConfig, load_islands_config
+from azero_jax.errors import CheckpointError
+from azero_jax.islands.config import IslandsConfig
 from azero_jax.islands.island import checkpointed_individuals
 from azero_jax.islands.progress import format_progress
 from azero_jax.islands.run import run_islands
@@ -251,37 +250,3 @@ def _selected_algorithm(state: dict) -> Algorithm | None:
     if state.get("best_text") is not None:  # a run file written before exact algorithms
         return parse_algorithm(state["best_text"])
     return None
-
-
-def islands_config_from_flags(path: str | None, **overrides) -> IslandsConfig:
-    """The binary's flags (``--islands_config`` plus overrides) as an :class:`IslandsConfig`."""
-    if path:
-        return load_islands_config(path, **overrides)
-    return IslandsConfig(**{k: v for k, v in overrides.items() if v is not None})
-
-
-FLAG_NAMES = ("num_islands", "migration_interval", "migration_fraction", "parallel",
-              "ray_address", "islands_config")
-
-
-def run_from_flags(flag_values, config, log: Callable[[str], None] = print) -> dict | None:
-    """What ``run_search_experiment`` calls: runs islands if any island flag is set.
-
-    Returns the JSON summary, or None when no island flag (``--num_islands``,
-    ``--migration_interval``, ``--migration_fraction``, ``--parallel``, ``--ray_address``,
-    ``--islands_config``) was given (the caller then runs the single-population loop).
-    Raises ValueError (one line, naming the flag or key) for a bad islands config.
-    """
-    values = {name: getattr(flag_values, name, None) for name in FLAG_NAMES}
-    if all(v is None for v in values.values()):
-        return None
-    path = values.pop("islands_config")
-    if path and not os.path.isfile(path):
-        raise ConfigError(f"--islands_config={path}: " +
-                          ("is a folder, expected a JSON file" if os.path.isdir(path)
-                           else "no such file"))
-    try:
-        islands = islands_config_from_flags(path, **values)
-    except (ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"--islands_config / island flags: {error}") from None
-    return run_experiments(config, islands, log=log)
