@@ -121,3 +121,47 @@ def test_every_evaluated_program_is_pinned(method):
         assert algorithm.learn[:2].tobytes() == reference.learn[:2].tobytes()
     assert not np.isnan(search.observed).any()
     assert not figure4_lib.TASK_TYPES["linear_backprop_fixed2"].paper
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process table in /proc")
+def test_sigterm_stops_the_workers_with_the_run(tmp_path):
+    """A stopped run leaves no worker computing experiments nobody will collect."""
+    import signal
+    import subprocess
+    import time
+    command = [sys.executable, os.path.join(ROOT, "experiments", "paper", "figure4.py"),
+               "--task_type=linear_backprop", "--budget=400000", "--num_workers=1",
+               "--evals_per_experiment=40", "--population_size=20",
+               "--num_train_examples=20", f"--results_dir={tmp_path}"]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+    for line in run.stdout:  # the first finished experiment: the worker is up
+        if line.startswith("linear_backprop: RS"):
+            break
+    workers = _children(run.pid)
+    assert workers
+    run.send_signal(signal.SIGTERM)
+    run.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{pid}") for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}")]
+    assert not alive, f"workers outlived the run: {alive}"
+    data = json.load(open(tmp_path / figure4.RESULTS_NAME))
+    assert data["task_types"]["linear_backprop"]["experiments"]["rs"]  # kept what finished

@@ -19,7 +19,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import math
-import multiprocessing
 import os
 import sys
 
@@ -173,8 +172,7 @@ def _results(jobs, num_workers: int):
         return
     if not jobs:
         return
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as pool:
+    with paper_common.worker_pool(num_workers) as pool:
         futures = [pool.submit(_job, *job) for job in jobs]
         for future in concurrent.futures.as_completed(futures):
             yield future.result()

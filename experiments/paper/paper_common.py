@@ -11,11 +11,14 @@ and an additive JSON results file.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import json
 import math
+import multiprocessing
 import os
+import signal
 import tempfile
 
 Z95 = 1.959963984540054
@@ -92,3 +95,25 @@ def locked_json(path: str, empty: dict):
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the results from others
         os.replace(tmp, path)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def worker_pool(num_workers: int):
+    """A pool of ``num_workers`` spawned processes that a stop shuts down with the run.
+
+    SIGTERM (like Ctrl-C) ends the run: queued jobs are cancelled and the running ones
+    finish, so no worker outlives it computing experiments nobody collects (their
+    results are lost; a stopped run loses only its unfinished experiments).
+    """
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    pool = concurrent.futures.ProcessPoolExecutor(
+        num_workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        signal.signal(signal.SIGTERM, previous)

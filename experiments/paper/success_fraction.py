@@ -33,7 +33,6 @@ import concurrent.futures
 import dataclasses
 import json
 import math
-import multiprocessing
 import os
 import re
 import sys
@@ -274,8 +273,7 @@ def _results(setup, jobs, num_workers):
         return
     if not jobs:
         return
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as pool:
+    with paper_common.worker_pool(num_workers) as pool:
         futures = {pool.submit(run_one, setup, name, seed): name for name, seed in jobs}
         for future in concurrent.futures.as_completed(futures):
             yield futures[future], future.result()
