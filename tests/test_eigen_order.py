@@ -157,17 +157,17 @@ def test_cpu_specialised_kernels_match_eigen(F):
 def _jax_ops(F):
     """A jitted function computing every reduction op's JAX implementation."""
     import jax
-    from azero_jax import jax_evaluator as je
+    from azero_jax import jax_ops
 
     def run(v, w, m, m2):
-        def op(code, **operands):
-            return je._OP_IMPLS[code](je._Args(F=F, dt=v.dtype, **operands))
+        def op(code, **operands):  # the expression the JAX evaluator compiles for the op
+            return jax_ops.op_function(code, F, v.dtype)(**operands)
         return {
-            "norm": op(21, va=v), "dot": op(27, va=v, vb=w), "mean": op(50, va=v),
-            "std": op(54, va=v), "mnorm": op(34, ma=m), "mmean": op(51, ma=m),
-            "mstd": op(55, ma=m), "rowmean": op(52, ma=m), "rownorm": op(36, ma=m),
-            "colnorm": op(35, ma=m), "rowstd": op(53, ma=m), "matvec": op(31, ma=m, vb=v),
-            "matmul": op(43, ma=m, mb=m2),
+            "norm": op(21, a=v), "dot": op(27, a=v, b=w), "mean": op(50, a=v),
+            "std": op(54, a=v), "mnorm": op(34, a=m), "mmean": op(51, a=m),
+            "mstd": op(55, a=m), "rowmean": op(52, a=m), "rownorm": op(36, a=m),
+            "colnorm": op(35, a=m), "rowstd": op(53, a=m), "matvec": op(31, a=m, b=v),
+            "matmul": op(43, a=m, b=m2),
         }
     return jax.jit(run)
 
@@ -226,8 +226,9 @@ def _std_of_constants_cpu(F, constants):
 def _std_of_constants_jax(F, constants):
     import jax
     from azero_jax import jax_evaluator as je
+    from azero_jax import jax_ops
     with je.x64_context("float64"):
-        std = jax.jit(jax.vmap(lambda v: je._OP_IMPLS[54](je._Args(F=F, dt=v.dtype, va=v))))
+        std = jax.jit(jax.vmap(lambda v: jax_ops.op_function(54, F, v.dtype)(a=v)))
         return np.asarray(std(np.repeat(np.asarray(constants)[:, None], F, axis=1)))
 
 
