@@ -107,14 +107,6 @@ def default_child_batch_size(population_size: int, backend: str) -> int:
     return max(1, min(population_size // 10, cap))
 
 
-def _sorted_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(values, return_inverse=True)`` of a non-decreasing array, without the sort."""
-    starts = np.empty(len(values), dtype=bool)
-    starts[:1] = True
-    np.not_equal(values[1:], values[:-1], out=starts[1:])
-    return values[starts], np.cumsum(starts) - 1
-
-
 def _subset(programs: Programs, rows: np.ndarray) -> Programs:
     """``programs.take(rows)``, or the batch itself when ``rows`` are all of it in order."""
     if len(rows) == len(programs) and (not len(rows) or rows[-1] == len(rows) - 1):
