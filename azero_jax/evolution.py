@@ -74,6 +74,7 @@ from typing import Callable, Generator, Sequence
 
 import numpy as np
 
+from azero_jax import allocator
 from azero_jax import backend as backend_lib
 from azero_jax import evaluator as evaluator_lib
 from azero_jax import generator as generator_lib
@@ -224,6 +225,7 @@ class Search:
                  evaluate_fn: Callable | None = None,
                  progress_fn: Callable[[dict], None] | None = None,
                  evaluator_options: dict | None = None):
+        allocator.keep_freed_memory()  # steps re-allocate the same temporaries
         self.spec = spec
         self.memory = memory
         self.seed = int(seed)

@@ -10,7 +10,7 @@ import sys
 import azero_jax
 
 LAYERS = (
-    ("core", "ops program memory results tasks generator errors"),
+    ("core", "ops program memory results tasks generator errors allocator"),
     ("population", "population"),
     ("backends", "evaluator backend cpu_evaluator _cpu_kernels _cpu_decode _cpu_specialize "
                  "_eigen_order liveness jax_evaluator jax_ops cuda_evaluator auto_backend "
