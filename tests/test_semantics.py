@@ -235,6 +235,20 @@ def test_item12_combine_fitnesses():
     assert az.combine_fitnesses([0.4, 0.2, 0.6, 0.8], "median") == 0.6  # upper median
 
 
+def test_mean_fitness_sums_tasks_in_order_as_the_reference():
+    """evaluator.cc CombineFitnesses: ``combined += fitness`` over the tasks in order, then
+    ``/ size``. NumPy's mean sums 8 or more values pairwise and rounds differently."""
+    rng = np.random.default_rng(5)
+    per_task = rng.random((2000, 10))
+    expected = np.zeros(2000)
+    for t in range(10):
+        expected = expected + per_task[:, t]
+    expected = expected / 10
+    assert (per_task.mean(axis=1) != expected).any()  # the case this test is about
+    np.testing.assert_array_equal(az.combine_fitnesses(per_task, "mean"), expected)
+    np.testing.assert_array_equal(az.combine_fitnesses(per_task.T, "mean", axis=0), expected)
+
+
 # ----------------------------------------------------------------------------------
 # §13 items 2-11 on both backends.
 
