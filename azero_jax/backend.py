@@ -38,7 +38,7 @@ import numpy as np
 
 from azero_jax.evaluator import padded_pairs, resolve_backend
 from azero_jax.memory import MemoryConfig
-from azero_jax.population import Programs
+from azero_jax.population import ProgramRows, Programs
 from azero_jax.results import PairResults
 
 
@@ -54,6 +54,8 @@ class Evaluator:
     """
 
     name = ""
+    # Whether the backend decodes :class:`ProgramRows` in place (the others get a copy).
+    reads_rows = False
 
     def __init__(self, tasks: Sequence, *, memory: MemoryConfig, max_abs_error: float,
                  op_sets=None, options: dict | None = None):
@@ -68,7 +70,10 @@ class Evaluator:
             record_errors: tuple[int, int] | None = None) -> PairResults:
         """Evaluates pair ``k`` = (``algorithms[algorithm_index[k]]``,
         ``tasks[task_index[k]]``) for ``train_steps[k]`` steps (see
-        :func:`azero_jax.evaluator.evaluate_pairs` for the arguments)."""
+        :func:`azero_jax.evaluator.evaluate_pairs` for the arguments; ``algorithms`` may
+        be :class:`~azero_jax.population.ProgramRows`)."""
+        if isinstance(algorithms, ProgramRows) and not self.reads_rows:
+            algorithms = algorithms.materialize()
         return self._run(
             algorithms, np.asarray(algorithm_index, np.int64), np.asarray(task_index, np.int64),
             dict(memory=self.memory, max_abs_error=self.max_abs_error, seed=int(seed),
@@ -82,6 +87,7 @@ class Evaluator:
 
 class CpuEvaluator(Evaluator):
     name = "cpu"
+    reads_rows = True
 
     def _run(self, algorithms, algorithm_index, task_index, kwargs):
         from azero_jax import cpu_evaluator

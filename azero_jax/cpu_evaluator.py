@@ -67,7 +67,7 @@ from azero_jax import _eigen_order
 from azero_jax import liveness
 from azero_jax.memory import MemoryConfig
 from azero_jax.results import PairResults
-from azero_jax.population import Programs
+from azero_jax.population import ProgramRows, Programs
 from azero_jax.program import INSTRUCTION_DTYPE, Algorithm, format_instruction
 from azero_jax.tasks import ACCURACY, Task
 
@@ -258,18 +258,16 @@ def _layout(ins, dat, keep, bounds, writes_v0):
     return code.astype(np.uint32).ravel(), constants.ravel(), starts[:, 0].copy()
 
 
-def _decode_compiled(programs, memory: MemoryConfig, F: int, keep=None):
+def _decode_compiled(programs, memory: MemoryConfig, F: int, keep=None, rows=None):
     """``_decode``, compiled (``azero_jax._cpu_decode``), of a search's tensors
-    (:class:`~azero_jax.population.Programs`) or of ``(flat, bounds)`` from
-    :func:`_flatten_programs`, dropping the dead instructions of a ``keep`` mask
-    (:mod:`azero_jax.liveness`, shaped like the fields; None: none). Returns None when a
-    program cannot be decoded (the numpy decoder then raises the error that names it)."""
+    (:class:`~azero_jax.population.Programs`; only ``rows`` if given) or of ``(flat,
+    bounds)`` from :func:`_flatten_programs`, dropping the dead instructions of a ``keep``
+    mask (:mod:`azero_jax.liveness`, shaped like the fields; None: none). Returns None when
+    a program cannot be decoded (the numpy decoder then raises the error that names it)."""
     from azero_jax import _cpu_decode
     if isinstance(programs, Programs):
-        N, _, L = programs.op.shape
         fields = [field.reshape(-1) for field in programs.fields()]
-        first = (np.arange(3 * N, dtype=np.int64) * L).reshape(N, 3)
-        sizes = programs.size.astype(np.int64)
+        first, sizes = programs.offsets(rows)
     else:
         flat, bounds = programs
         fields = [flat[name] for name in ("op", "in1", "in2", "out", "d", "f0", "f1", "f2")]
@@ -404,6 +402,9 @@ def _prepare(algorithms, tasks, algorithm_index, task_index, memory, seed, algor
         raise ValueError(f"num_vectors={V}: vector-label tasks need v1 (labels) and v2 "
                          "(predictions), i.e. num_vectors >= 3")
     A = len(algorithms)
+    rows = None  # a search's request: rows of its children's tensors, decoded in place
+    if isinstance(algorithms, ProgramRows):
+        algorithms, rows = algorithms.programs, algorithms.rows
     slots = {F: s for s, F in enumerate(pack.feature_sizes)}
     codes, constants, progs = [], [], np.empty(len(slots) * A, dtype=np.int64)
     position = 0
@@ -412,9 +413,9 @@ def _prepare(algorithms, tasks, algorithm_index, task_index, memory, seed, algor
     label_sizes = {task.label_size for task in tasks}
     keep = None
     if tensors:
-        has_random = algorithms.uses_random_ops()
+        has_random = algorithms.uses_random_ops(rows)
         if dead_code_elimination:
-            keep = liveness.keep_mask(algorithms, memory, label_sizes)
+            keep = liveness.keep_mask(algorithms, memory, label_sizes, rows)
     else:
         flat, bounds = _flatten_programs(algorithms)
         random_count = np.concatenate([[0], np.cumsum(_RANDOM[flat["op"]])])
@@ -422,9 +423,12 @@ def _prepare(algorithms, tasks, algorithm_index, task_index, memory, seed, algor
         if dead_code_elimination:
             keep = liveness.keep_mask_flat(flat, bounds, memory, label_sizes)
     for F, s in slots.items():
-        decoded = _decode_compiled(algorithms if tensors else (flat, bounds), memory, F, keep)
+        decoded = _decode_compiled(algorithms if tensors else (flat, bounds), memory, F, keep,
+                                   rows)
         if decoded is None:  # not decodable: the numpy decoder names the problem
             if tensors:
+                if rows is not None:
+                    algorithms = algorithms.take(rows)
                 flat, bounds = _flatten_programs(algorithms)
             _decode(flat, memory, F, algorithms, bounds)
             raise AssertionError("the compiled decoder refused programs the numpy one took")

@@ -81,17 +81,13 @@ def combine_fitnesses(fitnesses, mode: str = "mean", axis: int = -1):
     values = np.asarray(fitnesses, dtype=np.float64)
     mode = str(mode).lower().replace("_fitness_combination", "")
     if mode == "mean":
-        # Summed in task order, then divided, as the reference's loop: NumPy's pairwise
-        # summation rounds differently from 8 tasks on (a quarter of 10-task means
-        # differed in the last bit).
-        values = np.moveaxis(values, axis, -1)
-        n = values.shape[-1]
+        # Summed in task order (a running sum: cumsum), then divided, as the reference's
+        # loop: NumPy's sum and mean are pairwise and round differently from 8 tasks on (a
+        # quarter of 10-task means differed in the last bit).
+        n = values.shape[axis]
         if n == 0:
-            return values.mean(axis=-1)
-        total = values[..., 0].copy()
-        for t in range(1, n):
-            total += values[..., t]
-        return total / n
+            return values.mean(axis=axis)
+        return np.take(np.cumsum(values, axis=axis), n - 1, axis=axis) / n
     if mode == "median":
         n = values.shape[axis]
         return np.take(np.sort(values, axis=axis), n // 2, axis=axis)

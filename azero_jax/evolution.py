@@ -84,7 +84,7 @@ from azero_jax.memory import MemoryConfig
 from azero_jax.results import PairResults
 from azero_jax.fec import FEC_SEED, FECCache, LRUTable, hash_row_arrays
 from azero_jax.hurdles import HurdleStats, hurdle_value, stage_tasks, stage_train_examples
-from azero_jax.population import Programs, as_programs
+from azero_jax.population import ProgramRows, Programs, as_programs
 from azero_jax.program import Algorithm, validate_addresses
 from azero_jax.spec import SearchSpec
 from azero_jax.tasks import Task, make_tasks
@@ -108,11 +108,12 @@ def default_child_batch_size(population_size: int, backend: str) -> int:
     return max(1, min(population_size // 10, cap))
 
 
-def _subset(programs: Programs, rows: np.ndarray) -> Programs:
-    """``programs.take(rows)``, or the batch itself when ``rows`` are all of it in order."""
+def _subset(programs: Programs, rows: np.ndarray) -> Programs | ProgramRows:
+    """The batch itself when ``rows`` are all of it in order, otherwise the rows by
+    reference (the cpu backend reads them in place; a copy cost ~0.1 us a child)."""
     if len(rows) == len(programs) and (not len(rows) or rows[-1] == len(rows) - 1):
         return programs  # rows are distinct and increasing: they are 0..n-1
-    return programs.take(rows)
+    return ProgramRows(programs, rows)
 
 
 def _key_halves(keys_hi: np.ndarray, keys_lo: np.ndarray, n: int, T: int) -> np.ndarray:
@@ -437,7 +438,8 @@ class Search:
         mode = self.spec.fitness_combination_mode
         budget = self.budget_steps(children)
         flat_budget = budget.ravel()
-        self.budget_rejections += int((budget == 0).sum())
+        if self.budget is not None:  # full budgets are never 0 (tasks have >= 10 steps)
+            self.budget_rejections += int(np.count_nonzero(flat_budget == 0))
         per_task = np.zeros((n, T), dtype=np.float64)
         flat = per_task.ravel()
         miss = np.ones(n * T, dtype=bool)  # not answered by the cache
@@ -525,7 +527,7 @@ class Search:
             steps = budget[run][:, :k]
             steps = np.minimum(steps, self._stage_steps[:k])
             stage = yield EvalRequest(
-                "stage", children.take(run), np.repeat(np.arange(len(run)), k),
+                "stage", _subset(children, run), np.repeat(np.arange(len(run)), k),
                 np.tile(np.arange(k), len(run)), steps.ravel(), self.eval_seed, ids[run])
             spent = int(np.sum(stage.train_steps))
             self.train_steps += spent

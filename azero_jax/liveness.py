@@ -225,13 +225,14 @@ def _limits(memory) -> np.ndarray:
                     dtype=np.int64)
 
 
-def keep_mask(programs, memory, label_sizes=(0,)) -> np.ndarray:
+def keep_mask(programs, memory, label_sizes=(0,), rows=None) -> np.ndarray:
     """Which instructions of a search's tensors can influence the evaluation.
 
     Args:
       programs: :class:`~azero_jax.population.Programs` ``[N, 3, L]``.
       memory: the :class:`~azero_jax.evaluator.MemoryConfig`.
       label_sizes: the label sizes K of the tasks they run on (see :func:`harness_cells`).
+      rows: only these algorithms (the others' entries stay 0); default all.
 
     Returns:
       ``[N, 3, L]`` uint8: bit :data:`KEEP` for an instruction that must run in Setup,
@@ -240,11 +241,10 @@ def keep_mask(programs, memory, label_sizes=(0,)) -> np.ndarray:
       op code or address outside the memory keeps every instruction.
     """
     N, _, L = programs.op.shape
-    starts = (np.arange(3 * N, dtype=np.int64) * L).reshape(N, 3)
+    starts, sizes = programs.offsets(rows)
     keep = np.zeros(N * 3 * L, dtype=np.uint8)
     _run(programs.op.reshape(-1), programs.in1.reshape(-1), programs.in2.reshape(-1),
-         programs.out.reshape(-1), starts, programs.size.astype(np.int64), memory,
-         label_sizes, keep)
+         programs.out.reshape(-1), starts, sizes, memory, label_sizes, keep)
     return keep.reshape(N, 3, L)
 
 

@@ -204,9 +204,19 @@ class Programs:
         mask = self.valid_mask()
         return tuple(frozenset(np.unique(self.op[:, c][mask[:, c]]).tolist()) for c in range(3))
 
-    def uses_random_ops(self) -> np.ndarray:
-        """``[N]`` whether each algorithm contains a random op."""
-        return _RANDOM[self.op].any(axis=(1, 2))  # padding is NO_OP, not random
+    def offsets(self, rows=None) -> tuple[np.ndarray, np.ndarray]:
+        """Where each function lies in the flattened fields: ``(first, sizes)``, both
+        ``[A, 3]`` int64, for every algorithm or those in ``rows`` (which kernels then
+        read in place)."""
+        L = self.length
+        rows = np.arange(len(self), dtype=np.int64) if rows is None else rows
+        first = (np.asarray(rows, dtype=np.int64)[:, None] * 3 + np.arange(3)) * L
+        return first, self.size[rows].astype(np.int64)
+
+    def uses_random_ops(self, rows=None) -> np.ndarray:
+        """``[N]`` (or ``[len(rows)]``) whether each algorithm contains a random op."""
+        op = self.op if rows is None else self.op[rows]
+        return _RANDOM[op].any(axis=(1, 2))  # padding is NO_OP, not random
 
     def costs(self) -> np.ndarray:
         """``[N, 3]`` the reference's compute cost of each function (§8; NO_OPs cost too)."""
@@ -238,10 +248,41 @@ class Programs:
             validate_addresses(self.algorithm(j), num_scalars, num_vectors, num_matrices)
 
 
+class ProgramRows:
+    """Rows of a :class:`Programs` batch, referenced rather than copied (what a search's
+    evaluation requests carry: the children that still need a run).
+
+    The cpu backend decodes the rows where they are; other consumers call
+    :meth:`materialize` (or :func:`as_programs`) for a batch of their own.
+    """
+
+    __slots__ = ("programs", "rows")
+
+    def __init__(self, programs: Programs, rows: np.ndarray):
+        self.programs = programs
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def materialize(self) -> Programs:
+        """The rows as a batch of their own (a copy)."""
+        return self.programs.take(self.rows)
+
+    def keys(self) -> tuple[np.ndarray, np.ndarray]:
+        hi, lo = self.programs.keys()
+        return hi[self.rows], lo[self.rows]
+
+    def algorithms(self, index=None) -> list[Algorithm]:
+        return self.programs.algorithms(self.rows if index is None else self.rows[index])
+
+
 def as_programs(algorithms) -> Programs:
     """``algorithms`` as :class:`Programs` (no copy if it already is)."""
     if isinstance(algorithms, Programs):
         return algorithms
+    if isinstance(algorithms, ProgramRows):
+        return algorithms.materialize()
     return Programs.from_algorithms(list(algorithms))
 
 

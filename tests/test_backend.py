@@ -1,11 +1,12 @@
 """The evaluator backends as objects (azero_jax.backend) and the pieces they share."""
 
 import numpy as np
+import pytest
 from azero_jax import backend as backend_lib
 from azero_jax import generator
 from azero_jax.evaluator import padded_pairs, used_op_sets
 from azero_jax.evolution import Search, default_child_batch_size
-from azero_jax.population import Programs
+from azero_jax.population import ProgramRows, Programs
 from azero_jax.results import PairResults
 from search_helpers import MEMORY, FakeEvaluator, small_spec
 
@@ -61,3 +62,37 @@ def test_the_jax_evaluator_pads_and_returns_the_requested_pairs_only():
     assert len(got.fitness) == 3
     np.testing.assert_allclose(got.fitness, want.fitness, rtol=1e-9)
     np.testing.assert_array_equal(got.train_steps, want.train_steps)
+
+
+@pytest.mark.parametrize("dce", [True, False])
+def test_the_cpu_backend_reads_program_rows_in_place_with_the_results_of_a_copy(dce):
+    """A search's requests reference the rows of its children (ProgramRows): the cpu
+    backend decodes them where they are; every other consumer gets a copy."""
+    from azero_jax.program import parse_algorithm
+    from azero_jax.tasks import make_tasks
+    tasks = make_tasks(small_spec().search_tasks)
+    noisy = parse_algorithm("def Setup():\n  s2 = 0.1\ndef Predict():\n"
+                            "  s3 = gaussian(0.5, 0.3)\n  s1 = dot(v0, v1)\n  s1 = s1 + s3\n"
+                            "def Learn():\n  s3 = s0 - s1\n  s3 = s2 * s3\n"
+                            "  v2 = s3 * v0\n  v1 = v1 + v2\n")
+    linear = generator.linear_model(0.01)
+    children = Programs.from_algorithms([linear, noisy] * 10)  # alternating
+    rows = np.array([19, 0, 3, 3, 12, 7])
+    a_index = np.repeat(np.arange(len(rows)), len(tasks))
+    t_index = np.tile(np.arange(len(tasks)), len(rows))
+    kwargs = dict(train_steps=np.full(len(a_index), 7), seed=5,
+                  algorithm_ids=np.arange(100, 100 + len(rows)))
+    evaluator = backend_lib.make_evaluator("cpu", tasks, memory=MEMORY, max_abs_error=100.0,
+                                           options=dict(dead_code_elimination=dce))
+    in_place = evaluator.run(ProgramRows(children, rows), a_index, t_index, **kwargs)
+    copied = evaluator.run(children.take(rows), a_index, t_index, **kwargs)
+    np.testing.assert_array_equal(in_place.fitness, copied.fitness)
+    np.testing.assert_array_equal(in_place.train_steps, copied.train_steps)
+    # The random rows draw from their own seeds, and they are not the first rows' flags.
+    random = children.uses_random_ops(rows)
+    assert random.any() and (random != children.uses_random_ops()[:len(rows)]).any()
+    assert len(set(copied.fitness[np.repeat(random, len(tasks))].tolist())) > 1
+    fn = backend_lib.make_evaluator("jax", tasks, evaluate_fn=FakeEvaluator(), memory=MEMORY,
+                                    max_abs_error=100.0)
+    seen = fn.run(ProgramRows(children, rows), a_index, t_index, **kwargs)
+    assert len(seen.fitness) == len(a_index)

@@ -25,7 +25,7 @@ from azero_jax.islands.config import IslandsConfig
 from azero_jax.islands.island import Island, IslandSpec, checkpoint_path
 from azero_jax.islands.packing import packed_sources
 from azero_jax.memory import MemoryConfig
-from azero_jax.population import Programs
+from azero_jax.population import Programs, as_programs
 from azero_jax.program import Algorithm
 from azero_jax.results import PairResults
 from azero_jax.spec import SearchSpec
@@ -142,7 +142,7 @@ class IslandGroup:
             if request.kind != "probe":  # probes keep id 0 (fingerprints are deterministic)
                 rid = rid * _ID_STRIDE + island.index % _ID_STRIDE
             ids.append(rid)
-            parts.append(request.algorithms)
+            parts.append(as_programs(request.algorithms))
             count += len(request.algorithms)
             spans.append((start, start + len(request)))
             start += len(request)
