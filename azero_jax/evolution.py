@@ -49,9 +49,11 @@ hurdle, so the hurdle is drawn from the individuals that have a stage fitness.
 ``random_search=True`` replaces steps 1-2 with fresh random algorithms of the spec's
 initial sizes (the paper's random-search baseline), with the same accounting.
 
-The evaluation itself is a generator of :class:`EvalRequest` objects
+Steps 3-6 are the search's evaluation policy, :class:`~azero_jax.search_evaluator.
+SearchEvaluator` (``Search.evaluation``, which also keeps the training-step, cache and
+hurdle counters). It makes :class:`EvalRequest` batches as a generator
 (:meth:`Search.step_requests`), so a driver can merge the requests of many islands into
-one device call; :meth:`Search.step` drives it with the local evaluator.
+one device call; :meth:`Search.step` drives them with the search's backend.
 
 Example:
     >>> from azero_jax import spec as spec_lib
@@ -79,16 +81,14 @@ from azero_jax import backend as backend_lib
 from azero_jax import evaluator as evaluator_lib
 from azero_jax import generator as generator_lib
 from azero_jax.batch_mutator import BatchMutator
-from azero_jax.evaluator import combine_fitnesses
+from azero_jax.hurdles import hurdle_value
 from azero_jax.memory import MemoryConfig
-from azero_jax.results import PairResults
-from azero_jax.fec import FEC_SEED, FECCache, LRUTable, hash_row_arrays
-from azero_jax.hurdles import HurdleStats, hurdle_value, stage_tasks, stage_train_examples
-from azero_jax.population import ProgramRows, Programs, as_programs
+from azero_jax.population import Programs, as_programs
 from azero_jax.program import Algorithm, validate_addresses
+from azero_jax.results import PairResults
+from azero_jax.search_evaluator import EvalRequest, PopulationFitness, SearchEvaluator
 from azero_jax.spec import SearchSpec
 from azero_jax.tasks import Task, make_tasks
-from azero_jax.train_budget import TrainBudget
 
 
 # cpu backend threads per search (see Search.__init__).
@@ -108,42 +108,6 @@ def default_child_batch_size(population_size: int, backend: str) -> int:
     return max(1, min(population_size // 10, cap))
 
 
-def _subset(programs: Programs, rows: np.ndarray) -> Programs | ProgramRows:
-    """The batch itself when ``rows`` are all of it in order, otherwise the rows by
-    reference (the cpu backend reads them in place; a copy cost ~0.1 us a child)."""
-    if len(rows) == len(programs) and (not len(rows) or rows[-1] == len(rows) - 1):
-        return programs  # rows are distinct and increasing: they are 0..n-1
-    return ProgramRows(programs, rows)
-
-
-def _key_halves(keys_hi: np.ndarray, keys_lo: np.ndarray, n: int, T: int) -> np.ndarray:
-    """``[n, 2T]`` uint64 words: the T pair keys of each child, for a per-child key."""
-    return np.stack([keys_hi.reshape(n, T), keys_lo.reshape(n, T)], axis=2).reshape(n, 2 * T)
-
-
-@dataclasses.dataclass
-class EvalRequest:
-    """One batched evaluation a step needs (arguments of ``evaluate_pairs``).
-
-    ``kind`` is ``"probe"`` (FEC fingerprints), ``"stage"`` (hurdle first stage) or
-    ``"full"``. ``algorithms`` is a :class:`~azero_jax.population.Programs` batch; task
-    indices refer to :attr:`Search.tasks`.
-    """
-
-    kind: str
-    algorithms: Programs
-    algorithm_index: np.ndarray
-    task_index: np.ndarray
-    train_steps: np.ndarray
-    seed: int
-    algorithm_ids: np.ndarray
-    valid_steps: int | None = None
-    record_errors: tuple[int, int] | None = None
-
-    def __len__(self):
-        return len(self.algorithm_index)
-
-
 @dataclasses.dataclass
 class Candidate:
     """The result of a search: the final candidate and some statistics."""
@@ -153,51 +117,6 @@ class Candidate:
     num_individuals: int
     train_steps: int
     elapsed_secs: float
-
-
-class _ProbeMemo:
-    """Recent programs' fingerprint words (hashed, without the budget) and probe steps.
-
-    Probes are deterministic, so an exact program seen recently (an unmutated child, a
-    copy) reuses its probe; the probe's training steps are still counted, as the
-    reference counts every fingerprint run.
-    """
-
-    def __init__(self, capacity: int, num_tasks: int):
-        self.table = LRUTable(capacity)
-        self.hi = np.zeros((capacity + 1, num_tasks), dtype=np.uint64)
-        self.lo = np.zeros((capacity + 1, num_tasks), dtype=np.uint64)
-        self.steps = np.zeros(capacity + 1, dtype=np.int64)
-
-
-class _StageMemo:
-    """First-stage (hurdle) fitnesses of recent equivalent children, in LRU order (keyed
-    by their fingerprints, or by their program without FEC)."""
-
-    def __init__(self, capacity: int):
-        self.table = LRUTable(capacity)
-        self.values = np.zeros(capacity + 1, dtype=np.float64)
-
-    def find(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-        """Each key's stage fitness (refreshed), NaN where absent."""
-        entries = self.table.find(hi, lo, refresh=True)
-        return np.where(entries >= 0, self.values[np.maximum(entries, 0)], np.nan)
-
-    def insert(self, hi: np.ndarray, lo: np.ndarray, values: np.ndarray) -> None:
-        entries = self.table.insert(hi, lo)
-        kept = entries >= 0
-        self.values[entries[kept]] = np.asarray(values)[kept]
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """The entries from least to most recent (a checkpoint's arrays)."""
-        order = self.table.order()
-        return {"hurdle_memo_key_hi": self.table.key_hi[order].copy(),
-                "hurdle_memo_key_lo": self.table.key_lo[order].copy(),
-                "hurdle_memo_values": self.values[order].copy()}
-
-    def load_arrays(self, arrays) -> None:
-        self.insert(arrays["hurdle_memo_key_hi"], arrays["hurdle_memo_key_lo"],
-                    arrays["hurdle_memo_values"])
 
 
 class Search:
@@ -248,18 +167,9 @@ class Search:
         self.mutator = BatchMutator(spec.op_lists, memory, spec.mutation_types, spec.mutate_prob,
                                     spec.size_bounds,
                                     style=getattr(spec, "mutation_style", "REFERENCE"))
-        self.budget = None
-        if spec.train_budget is not None:
-            baseline = generator_lib.hardcoded_algorithm(spec.train_budget.baseline,
-                                                         *spec.size_inits)
-            self.budget = TrainBudget(baseline, spec.train_budget.threshold_factor)
-        if spec.fec is not None:
-            for task in self.tasks:
-                if spec.fec.num_train_examples > task.total_train_steps or \
-                        spec.fec.num_valid_examples > task.num_valid:
-                    raise ValueError(f"fec asks for {spec.fec.num_train_examples} train / "
-                                     f"{spec.fec.num_valid_examples} valid examples but task "
-                                     f"{task.index} has {task.total_train_steps} / {task.num_valid}")
+        self.evaluation = SearchEvaluator(spec, seed=self.seed,
+                                          child_batch_size=self.child_batch_size,
+                                          tasks=self.tasks)
         self._initial: Programs | None = None
         initial_algorithms = []
         if spec.initial_population != "RANDOM_ALGORITHM":
@@ -273,18 +183,7 @@ class Search:
             self.backend, self.tasks, memory=memory, max_abs_error=float(spec.max_abs_error),
             op_sets=self.op_sets, options=self.evaluator_options, evaluate_fn=evaluate_fn,
             pad_to=self.child_batch_size * len(self.tasks))
-        self._full_steps = np.array([t.total_train_steps for t in self.tasks], dtype=np.int64)
-        self._task_ids = np.array([t.index for t in self.tasks], dtype=np.int64)
         self.max_train_steps = int(spec.max_train_steps)
-        self._constant_rows: dict[str, np.ndarray] = {}
-        self.eval_seed = (self.seed * 2654435761 + 12345) % (2**31 - 1)
-        hurdles = spec.hurdles
-        T = len(self.tasks)
-        if hurdles is not None:
-            self._stage_tasks = stage_tasks(hurdles, T)
-            self._stage_steps = stage_train_examples(hurdles, self._full_steps)
-            # A stage with every training example is the start of the full evaluation.
-            self._stage_is_prefix = bool((self._stage_steps >= self._full_steps).all())
         self.reset()
 
     # -- state ----------------------------------------------------------------------
@@ -302,21 +201,10 @@ class Search:
         self.next_slot = 0
         self.initialized = False
         self.num_individuals = 0
-        self.train_steps = 0
         self.elapsed_before = 0.0
         self._start_time = time.monotonic()
         self.last_printed: int | None = None
-        self.fec = (FECCache(self.spec.fec.cache_size, self.spec.fec.forget_every)
-                    if self.spec.fec is not None else None)
-        self.fec_saved_train_steps = 0
-        memo_size = 2 * max(P, self.child_batch_size)
-        self._probe_memo = (_ProbeMemo(memo_size, len(self.tasks))
-                            if self.spec.fec is not None else None)
-        self.fec_probe_train_steps = 0
-        self.hurdle_stats = HurdleStats()
-        # Stage fitness of recent equivalent children (same fingerprints, or same program).
-        self.stage_memo = _StageMemo(memo_size)
-        self.budget_rejections = 0
+        self.evaluation.reset()
         self._best: tuple[Programs, float] | None = None
 
     @property
@@ -406,220 +294,13 @@ class Search:
 
     # -- evaluation ---------------------------------------------------------------------
 
-    def _rows(self, name: str, n: int, make: Callable[[int], np.ndarray]) -> np.ndarray:
-        """The first ``n`` rows of a constant array ``make(m)`` (kept, read-only, for the
-        largest ``m`` asked so far): steps rebuild the same index arrays every time."""
-        kept = self._constant_rows.get(name)
-        if kept is None or len(kept) < n:
-            kept = make(max(n, self.child_batch_size))
-            kept.flags.writeable = False
-            self._constant_rows[name] = kept
-        return kept[:n]
-
-    def budget_steps(self, children: Programs) -> np.ndarray:
-        """``[n, T]`` budgeted training steps of each (child, task)."""
-        n = len(children)
-        if self.budget is None:
-            return self._rows("full_steps", n, lambda m: np.tile(self._full_steps, (m, 1)))
-        costs = children.costs()
-        return self.budget.budget_steps(costs[:, 0], costs[:, 1] + costs[:, 2], self._full_steps)
-
     def evaluate_requests(self, children, ids: np.ndarray, use_hurdle: bool
                           ) -> Generator[EvalRequest, PairResults, np.ndarray]:
-        """Evaluates children; yields :class:`EvalRequest` objects, returns their fitnesses.
-
-        ``children`` is a :class:`~azero_jax.population.Programs` batch (or a list of
-        Algorithms). After the call, :attr:`last_stage_fitness` holds each child's
-        first-stage fitness (NaN where unknown).
-        """
-        children = as_programs(children)
-        n, T = len(children), len(self.tasks)
-        ids = np.asarray(ids, dtype=np.int64)
-        mode = self.spec.fitness_combination_mode
-        budget = self.budget_steps(children)
-        flat_budget = budget.ravel()
-        if self.budget is not None:  # full budgets are never 0 (tasks have >= 10 steps)
-            self.budget_rejections += int(np.count_nonzero(flat_budget == 0))
-        per_task = np.zeros((n, T), dtype=np.float64)
-        flat = per_task.ravel()
-        miss = np.ones(n * T, dtype=bool)  # not answered by the cache
-        fec = self.fec
-        keys_hi = keys_lo = None
-        if fec is not None:
-            keys_hi, keys_lo = yield from self._fingerprints(children, budget)
-            misses, saved = _k().fec_lookup_pairs(*fec.arrays(), keys_hi, keys_lo,
-                                                  fec.forget_every, flat, miss, flat_budget)
-            self.fec_saved_train_steps += int(saved)
-            fec.misses += int(misses)
-        stage_fitness = np.full(n, np.nan)
-        failed = np.zeros(n, dtype=bool)
-        hurdles = self.spec.hurdles
-        k = self._stage_tasks if hurdles is not None else 0
-        pending = miss.copy()  # pairs still to be answered
-        if hurdles is not None and self._stage_is_prefix:
-            # The stage is the full evaluation of the first k tasks: run it, judge, then
-            # evaluate the remaining tasks of the children that pass.
-            task_of = np.tile(np.arange(T), n)
-            first = pending & (task_of < k)
-            yield from self._full_pairs(children, ids, first, budget, keys_hi, keys_lo, flat)
-            pending &= ~first
-            stage_fitness = np.asarray(combine_fitnesses(per_task[:, :k], mode), np.float64)
-            stage_fitness = stage_fitness.reshape(n)
-            if use_hurdle:
-                staged = np.flatnonzero(pending.reshape(n, T).any(axis=1))
-                failed[staged] = self._judge(stage_fitness[staged], budget, pending, staged)
-                pending &= ~np.repeat(failed, T)
-        elif hurdles is not None and use_hurdle:
-            staged = np.flatnonzero((pending & (flat_budget > 0)).reshape(n, T).any(axis=1))
-            if len(staged):
-                stage_fitness[staged] = yield from self._stage(children, ids, staged, budget,
-                                                               keys_hi, keys_lo)
-                failed[staged] = self._judge(stage_fitness[staged], budget, pending, staged)
-                pending &= ~np.repeat(failed, T)
-        yield from self._full_pairs(children, ids, pending, budget, keys_hi, keys_lo, flat)
-        fitness = (np.asarray(combine_fitnesses(per_task, mode), np.float64).reshape(n)
-                   if T else np.zeros(n))
-        # A failed child keeps its first-stage fitness, but never above the population's
-        # lowest full fitness: a partial measurement must not outrank full ones (the few
-        # tasks of a stage are noisy, and selection would favour the lucky failures).
-        if failed.any():
-            full = self.fitness[self.fully_evaluated]
-            floor = full.min() if len(full) else np.inf
-            fitness[failed] = np.minimum(stage_fitness[failed], floor)
-        self.last_stage_fitness = stage_fitness
-        self.last_failed = failed
-        return fitness
-
-    def _judge(self, stage_fit: np.ndarray, budget, pending, staged) -> np.ndarray:
-        """Which staged children fail the hurdle (counted in the stats)."""
-        known = self.stage_fitness[~np.isnan(self.stage_fitness)]
-        stats = self.hurdle_stats
-        stats.evaluated += len(staged)
-        if not len(known):  # no first-stage fitness yet: nothing to judge against
-            stats.passed += len(staged)
-            return np.zeros(len(staged), dtype=bool)
-        threshold = hurdle_value(known, self.spec.hurdles.percentile)
-        fails = stage_fit < threshold
-        stats.failed += int(fails.sum())
-        stats.passed += int((~fails).sum())
-        T = len(self.tasks)
-        rows = staged[fails]
-        saved = (budget[rows] * pending.reshape(-1, T)[rows]).sum()
-        stats.saved_train_steps += int(saved)
-        return fails
-
-    def _stage(self, children: Programs, ids, staged, budget, keys_hi, keys_lo):
-        """First-stage fitness of the staged children (fewer training examples on the
-        first k tasks); equivalent children seen recently reuse theirs."""
-        n, T = len(children), len(self.tasks)
-        k = self._stage_tasks
-        stats = self.hurdle_stats
-        if keys_hi is not None:  # equivalent children (same fingerprints) share a stage
-            words = _key_halves(keys_hi, keys_lo, n, T)[staged]
-            memo_hi, memo_lo = hash_row_arrays(words)
-        else:
-            memo_hi, memo_lo = children.take(staged).keys()
-        result = self.stage_memo.find(memo_hi, memo_lo)
-        todo = np.flatnonzero(np.isnan(result))
-        stats.memo_hits += len(staged) - len(todo)
-        if len(todo):
-            run = staged[todo]
-            steps = budget[run][:, :k]
-            steps = np.minimum(steps, self._stage_steps[:k])
-            stage = yield EvalRequest(
-                "stage", _subset(children, run), np.repeat(np.arange(len(run)), k),
-                np.tile(np.arange(k), len(run)), steps.ravel(), self.eval_seed, ids[run])
-            spent = int(np.sum(stage.train_steps))
-            self.train_steps += spent
-            stats.stage_train_steps += spent
-            values = np.asarray(combine_fitnesses(
-                np.asarray(stage.fitness, np.float64).reshape(len(run), k),
-                self.spec.fitness_combination_mode), np.float64).reshape(len(run))
-            result[todo] = values
-            self.stage_memo.insert(memo_hi[todo], memo_lo[todo], values)
-        return result
-
-    def _full_pairs(self, children: Programs, ids, pairs: np.ndarray, budget, keys_hi, keys_lo,
-                    per_task: np.ndarray):
-        """Full evaluations of the flagged pairs into ``per_task`` (flat ``[n * T]``; a
-        request generator). With FEC, a fingerprint repeated among them is evaluated once
-        and its later sightings are cache hits."""
-        n, T = len(children), len(self.tasks)
-        flat_budget = budget.ravel()
-        fec = self.fec
-        owner = np.empty(n * T, dtype=np.int64)
-        run = np.empty(n * T, dtype=np.int64)
-        deferred = np.empty(n * T, dtype=np.int64)
-        used = np.empty(n, dtype=np.int64)
-        remap = np.empty(n * T, dtype=np.int64)
-        if keys_hi is None:  # no FEC: no keys
-            keys_hi = keys_lo = np.zeros(0, dtype=np.uint64)
-        n_run, n_def, n_used = _k().full_plan(keys_hi, keys_lo, pairs, flat_budget, T,
-                                              fec is not None, owner, run, deferred, used, remap)
-        if n_run:
-            run, used = run[:n_run], used[:n_used]
-            full = yield EvalRequest(
-                "full", _subset(children, used), remap[:n_run], run % T, flat_budget[run],
-                self.eval_seed, ids[used])
-            self.train_steps += int(np.sum(full.train_steps))
-            per_task[run] = np.asarray(full.fitness, dtype=np.float64)
-        if fec is not None and pairs.any():
-            deferred = deferred[:n_def]
-            unanswered = _k().full_finish(*fec.arrays(), fec.forget_every, keys_hi, keys_lo,
-                                          pairs, owner, deferred, n_def, per_task)
-            # Deferred pairs were counted as misses at lookup; they are hits (an entry
-            # forgotten by an earlier sighting still answers from this step).
-            fec.hits += int(unanswered)
-            fec.misses -= n_def
-            self.fec_saved_train_steps += int(flat_budget[deferred].sum())
-
-    def _fingerprints(self, children: Programs, budget
-                      ) -> Generator[EvalRequest, PairResults, tuple[np.ndarray, np.ndarray]]:
-        """FEC keys ``(hi, lo)`` of every (child, task) pair, probing only programs not
-        probed recently."""
-        n, T = len(children), len(self.tasks)
-        fec = self.spec.fec
-        memo = self._probe_memo
-        prog_hi, prog_lo = children.keys()
-        part_hi = np.empty((n, T), dtype=np.uint64)
-        part_lo = np.empty((n, T), dtype=np.uint64)
-        probe_steps = np.empty(n, dtype=np.int64)
-        owner = np.empty(n, dtype=np.int64)
-        unique = np.empty(n, dtype=np.int64)
-        table = memo.table.arrays()
-        m = _k().probe_plan(prog_hi, prog_lo, table[0], table[1], table[3], memo.hi, memo.lo,
-                            memo.steps, part_hi, part_lo, probe_steps, owner, unique)
-        unique = unique[:m]
-        if m:
-            probe = yield EvalRequest(
-                "probe", _subset(children, unique),
-                self._rows("child_of_pair", m, lambda k: np.repeat(np.arange(k), T)
-                           .reshape(k, T)).ravel(),
-                self._rows("task_of_pair", m, lambda k: np.tile(np.arange(T), (k, 1))).ravel(),
-                self._rows("probe_steps", m, lambda k: np.full((k, T), fec.num_train_examples,
-                                                               dtype=np.int64)).ravel(),
-                FEC_SEED, np.zeros(m, dtype=np.int64), valid_steps=int(fec.num_valid_examples),
-                record_errors=(int(fec.num_train_examples), int(fec.num_valid_examples)))
-            errors = (np.ascontiguousarray(probe.train_errors, dtype=np.float64),
-                      np.ascontiguousarray(probe.num_train_errors, dtype=np.int64),
-                      np.ascontiguousarray(probe.valid_errors, dtype=np.float64),
-                      np.ascontiguousarray(probe.num_valid_errors, dtype=np.int64))
-            pair_steps = np.ascontiguousarray(probe.train_steps, dtype=np.int64)
-        else:  # every program was in the memo
-            errors = (np.zeros((0, 1)), np.zeros(0, np.int64), np.zeros((0, 1)),
-                      np.zeros(0, np.int64))
-            pair_steps = np.zeros(0, dtype=np.int64)
-        keys_hi = np.empty(n * T, dtype=np.uint64)
-        keys_lo = np.empty(n * T, dtype=np.uint64)
-        task_ids = self._rows("task_ids", m, lambda k: np.tile(self._task_ids, (k, 1))).ravel()
-        total = _k().probe_finish(*errors, task_ids, pair_steps, unique, m,
-                                  owner, *table, memo.hi, memo.lo, memo.steps, prog_hi,
-                                  prog_lo, part_hi, part_lo, probe_steps,
-                                  budget.ravel(), words_per_fingerprint(fec),
-                                  keys_hi, keys_lo)
-        self.train_steps += int(total)
-        self.fec_probe_train_steps += int(total)
-        return keys_hi, keys_lo
+        """Evaluates children for this population (a request generator; see
+        :meth:`SearchEvaluator.evaluate_requests`); returns their fitnesses."""
+        return (yield from self.evaluation.evaluate_requests(
+            children, ids, use_hurdle,
+            PopulationFitness(self.fitness, self.stage_fitness, self.fully_evaluated)))
 
     def run_request(self, request: EvalRequest) -> PairResults:
         """Runs one request with this search's evaluator (:mod:`azero_jax.backend`); the
@@ -649,8 +330,10 @@ class Search:
         children = self.initial_programs(ids) if not self.initialized else self.propose(ids)
         fitness = yield from self.evaluate_requests(children, ids, use_hurdle=self.initialized)
         slots = np.arange(self.next_slot, self.next_slot + n)
+        evaluation = self.evaluation
         self.replace_individuals(slots, children, fitness, ids,
-                                 stage_fitness=self.last_stage_fitness, failed=self.last_failed)
+                                 stage_fitness=evaluation.last_stage_fitness,
+                                 failed=evaluation.last_failed)
         self.num_individuals += n
         self.next_slot = (self.next_slot + n) % P
         if self.next_slot == 0:
@@ -718,10 +401,10 @@ class Search:
                          self.elapsed_secs)
 
     def fec_hit_rate(self) -> float:
-        if self.fec is None:
-            return 0.0
-        total = self.fec.hits + self.fec.misses
-        return self.fec.hits / total if total else 0.0
+        return self.evaluation.fec_hit_rate()
+
+    def budget_steps(self, children: Programs) -> np.ndarray:
+        return self.evaluation.budget_steps(children)
 
     def progress_record(self) -> dict:
         """The figures of a progress line (also written to the metrics log)."""
@@ -758,10 +441,25 @@ class Search:
         checkpoint_lib.load_search_state(self, state, arrays)
 
 
-def words_per_fingerprint(fec) -> int:
-    """Words hashed per fingerprint before the budget word (see
-    :func:`azero_jax.fec.fingerprint_words`)."""
-    return int(fec.num_train_examples) + int(fec.num_valid_examples) + 3
+def _evaluation_attribute(name: str, doc: str) -> property:
+    return property(lambda search: getattr(search.evaluation, name),
+                    lambda search, value: setattr(search.evaluation, name, value), doc=doc)
+
+
+# The evaluation's state, read (and restored by checkpoints) through the search as before.
+for _name, _doc in (
+        ("train_steps", "Training steps run so far (full, stage and FEC probe runs)."),
+        ("fec", "The FEC cache (None without FEC)."),
+        ("fec_saved_train_steps", "Training steps the FEC cache saved."),
+        ("fec_probe_train_steps", "Training steps of FEC fingerprint runs."),
+        ("budget_rejections", "(child, task) pairs the train budget rejected."),
+        ("hurdle_stats", "Hurdle counters (:class:`~azero_jax.hurdles.HurdleStats`)."),
+        ("stage_memo", "Recent first-stage fitnesses (hurdles)."),
+        ("budget", "The train budget (None without one)."),
+        ("eval_seed", "The seed of full and stage evaluations."),
+        ("last_stage_fitness", "The last evaluated children's first-stage fitnesses."),
+        ("last_failed", "Which of the last evaluated children failed the hurdle.")):
+    setattr(Search, _name, _evaluation_attribute(_name, _doc))
 
 
 def search(spec: SearchSpec, *, memory: MemoryConfig, seed: int = 1, **options) -> Candidate:

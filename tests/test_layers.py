@@ -16,6 +16,7 @@ LAYERS = (
                  "_eigen_order liveness jax_evaluator jax_ops cuda_evaluator auto_backend "
                  "_gpu_figures"),
     ("search", "batch_mutator _search_kernels mutator randomizer fec hurdles train_budget "
+               "search_evaluator "
                "evolution checkpoint experiment run_checks spec spec_protos protos"),
     ("islands", "islands"),
     ("paper and analysis", "baselines final_evaluation analysis datasets"),
