@@ -36,7 +36,6 @@ import time
 from absl import app, flags
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, _HERE)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("backend", "cpu", ["cpu", "jax", "cuda", "both"],

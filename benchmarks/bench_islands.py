@@ -36,17 +36,15 @@ import os
 import platform
 import resource
 import statistics
-import sys
 import time
 
 from absl import app, flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from azero_jax import islands  # noqa: E402
-from azero_jax.evaluator import MemoryConfig, resolve_backend  # noqa: E402
-from azero_jax.spec import parse_search_experiment_spec  # noqa: E402
+from azero_jax import islands
+from azero_jax.evaluator import MemoryConfig, resolve_backend
+from azero_jax.spec import parse_search_experiment_spec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("cases", ["processes", "batched"], "Which cases to run.")

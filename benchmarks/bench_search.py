@@ -46,12 +46,11 @@ import numpy as np
 from absl import app, flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from azero_jax import experiment  # noqa: E402
-from azero_jax.evaluator import MemoryConfig, PairResults, resolve_backend  # noqa: E402
-from azero_jax.evolution import Search  # noqa: E402
-from azero_jax.spec import parse_search_experiment_spec, parse_task_collection  # noqa: E402
+from azero_jax import experiment
+from azero_jax.evaluator import MemoryConfig, PairResults, resolve_backend
+from azero_jax.evolution import Search
+from azero_jax.spec import parse_search_experiment_spec, parse_task_collection
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "solve", ["host", "throughput", "share", "solve"], "What to measure.")
