@@ -1,16 +1,25 @@
 """The experiments loop of the reference's ``run_search_experiment`` (spec §6.8).
 
-Each experiment runs one search (:class:`~azero_jax.evolution.Search`) until its
-train-step budget is used up, evaluates the candidate on T_select (mean fitness, no
-FEC, no budget), keeps the best (ties go to the later experiment) and stops when the
-best select fitness exceeds ``sufficient_fitness`` or after ``max_experiments``
-(0 = unlimited). The best algorithm is finally evaluated on T_final.
+One loop, :class:`ExperimentRunner`, for a single population and for islands: each
+experiment draws its seeds from the main RNG, runs (one
+:class:`~azero_jax.evolution.Search` until its train-step budget is used up, or a run
+of islands), its candidate is evaluated on T_select (mean fitness, no FEC, no budget),
+the best is kept (ties go to the later experiment), and the loop stops when the best
+select fitness exceeds ``sufficient_fitness`` or after ``max_experiments`` (0 =
+unlimited). The best algorithm is finally evaluated on T_final.
+
+What runs inside one experiment is an :class:`Experiment` built by an
+:class:`ExperimentKind` (:class:`SingleSearchKind` here,
+:class:`~azero_jax.islands.experiments.IslandsKind` for islands): ``run(should_stop,
+on_step)`` returns an :class:`ExperimentCandidate`, and ``state_dict`` /
+``load_state_dict`` let the runner write one checkpoint (``checkpoint.npz``) holding
+the loop state and the running experiment's.
 
 Progress lines start exactly like the reference's
 (``indivs=…, elapsed_secs=…, mean=…, stdev=…, best fit=…,``) and add individuals/s,
 training steps/s and the FEC hit rate; the same figures go, one JSON object a line,
 to the metrics log. With a checkpoint directory the whole loop (the experiment
-counter, the best algorithm, the main RNG and the running search) is checkpointed
+counter, the best algorithm, the main RNG and the running experiment) is checkpointed
 periodically and resumed when restarted with the same configuration.
 
 Example:
