@@ -3,8 +3,8 @@
 Everything here runs before the search starts, so a mistake costs seconds instead of
 a search: output paths that cannot be written, a configuration whose memory the machine
 does not have, a checkpoint folder in use by another run, of the other mode (single
-population vs islands), of an older format or written with other settings. Each problem raises an
-:class:`~azero_jax.errors.AzeroError` whose message names it.
+population vs islands), of an older format or written with other settings. Each problem
+raises an :class:`~azero_jax.errors.AzeroError` whose message names it.
 
 Example:
     >>> import tempfile
@@ -32,7 +32,9 @@ LOCK_NAME = ".lock"
 CHECKPOINT = "checkpoint.npz"  # the experiments loop's, single population or islands
 OLD_ISLANDS_CHECKPOINT = "islands_run.json"  # the islands loop's before the one runner
 KIND_FIELD = "experiment_kind"
-KINDS = {"single": "a single-population run", "islands": "an islands run"}
+# The kinds of run a checkpoint may hold: what it is, and how to resume it.
+KINDS = {"single": ("a single-population run", "without island flags"),
+         "islands": ("an islands run", "with the same island flags")}
 # What the runner's checkpoint state holds that older checkpoints lack.
 RUNNER_FIELDS = (KIND_FIELD, "config_fields", "experiment")
 _GIB = 1024 ** 3
@@ -283,9 +285,7 @@ def check_mode(path: str, state: dict, kind: str) -> None:
                               "it cannot be resumed: start over with another --checkpoint_dir")
     stored = state[KIND_FIELD]
     if stored != kind:
-        what = KINDS.get(stored, f"a run of kind {stored!r}")
-        how = ("with the same island flags" if stored == "islands" else
-               "without island flags" if stored == "single" else "with the same flags")
+        what, how = KINDS.get(stored, (f"a run of kind {stored!r}", "with its own flags"))
         raise CheckpointError(f"{os.path.dirname(path) or '.'} holds {what} "
                               f"({os.path.basename(path)}); resume it {how}, or use another "
                               "--checkpoint_dir")
@@ -341,6 +341,7 @@ def check_resume(path: str, stored: dict | None, current: dict[str, str]) -> Non
             "over with another --checkpoint_dir (or delete this one)")
 
 
-__all__ = ["FolderLock", "check_mode", "check_old_format", "check_resume", "resume_fields", "fields_digest",
+__all__ = ["FolderLock", "check_mode", "check_old_format", "check_resume", "resume_fields",
+           "fields_digest",
            "check_writable_folder", "check_writable_file", "estimate_memory", "check_memory",
            "available_memory_bytes", "accelerator_memory_bytes"]

@@ -168,12 +168,11 @@ def test_a_killed_run_resumes_exactly_and_logs_no_record_twice(tmp_path, monkeyp
     assert kind.runs[0] == (1, 3)  # experiment 1 went on from its checkpointed step
     assert any(line.startswith("Resumed from ") and "experiment 2, 30 individuals" in line
                for line in lines)
-    for key in ("num_experiments", "best_select_fitness", "best_algorithm", "experiments"):
-        if key == "experiments":
-            strip = lambda es: [{k: v for k, v in e.items() if k != "elapsed_secs"} for e in es]  # noqa: E731
-            assert strip(resumed[key]) == strip(straight[key])
-        else:
-            assert resumed[key] == straight[key], key
+    for key in ("num_experiments", "best_select_fitness", "best_algorithm"):
+        assert resumed[key] == straight[key], key
+    for a, b in zip(resumed["experiments"], straight["experiments"], strict=True):
+        a.pop("elapsed_secs"), b.pop("elapsed_secs")  # the loop's wall clock
+        assert a == b
     assert (tmp_path / "b" / "metrics.jsonl").read_text() == straight_metrics
 
     # A finished run started again only reports its result.
@@ -270,3 +269,17 @@ def test_both_kinds_run_through_the_one_loop_and_checkpoint(tmp_path, with_islan
     with pytest.raises(CheckpointError, match="holds an islands run" if with_islands
                        else "holds a single-population run"):
         experiment.run_experiments(config, lambda line: None, islands=other)
+
+
+def test_stop_search_fitness_ends_an_experiment_early_but_normally():
+    """Not an interruption: the candidate is evaluated on T_select and the loop goes on."""
+    budget = small_spec(population_size=8, max_train_steps=20000)  # ~330 individuals
+    lines = []
+    summary = experiment.run_experiments(
+        _config(search=budget, max_experiments=2, stop_search_fitness=0.0), lines.append)
+    assert not summary["interrupted"] and summary["num_experiments"] == 2
+    for record in summary["experiments"]:
+        assert record["search_fitness"] > 0.0 and record["individuals"] < 100
+        assert record["select_fitness"] is not None
+    assert lines.count("Experiment done. Retrieving candidate algorithm.") == 2
+    assert not any(line.startswith("Interrupted") for line in lines)
