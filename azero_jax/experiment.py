@@ -1,16 +1,25 @@
 """The experiments loop of the reference's ``run_search_experiment`` (spec §6.8).
 
-Each experiment runs one search (:class:`~azero_jax.evolution.Search`) until its
-train-step budget is used up, evaluates the candidate on T_select (mean fitness, no
-FEC, no budget), keeps the best (ties go to the later experiment) and stops when the
-best select fitness exceeds ``sufficient_fitness`` or after ``max_experiments``
-(0 = unlimited). The best algorithm is finally evaluated on T_final.
+One loop, :class:`ExperimentRunner`, for a single population and for islands: each
+experiment draws its seeds from the main RNG, runs (one
+:class:`~azero_jax.evolution.Search` until its train-step budget is used up, or a run
+of islands), its candidate is evaluated on T_select (mean fitness, no FEC, no budget),
+the best is kept (ties go to the later experiment), and the loop stops when the best
+select fitness exceeds ``sufficient_fitness`` or after ``max_experiments`` (0 =
+unlimited). The best algorithm is finally evaluated on T_final.
+
+What runs inside one experiment is an :class:`Experiment` built by an
+:class:`ExperimentKind` (:class:`SingleSearchKind` here,
+:class:`~azero_jax.islands.experiments.IslandsKind` for islands): ``run(should_stop,
+on_step)`` returns an :class:`ExperimentCandidate`, and ``state_dict`` /
+``load_state_dict`` let the runner write one checkpoint (``checkpoint.npz``) holding
+the loop state and the running experiment's.
 
 Progress lines start exactly like the reference's
 (``indivs=…, elapsed_secs=…, mean=…, stdev=…, best fit=…,``) and add individuals/s,
 training steps/s and the FEC hit rate; the same figures go, one JSON object a line,
 to the metrics log. With a checkpoint directory the whole loop (the experiment
-counter, the best algorithm, the main RNG and the running search) is checkpointed
+counter, the best algorithm, the main RNG and the running experiment) is checkpointed
 periodically and resumed when restarted with the same configuration.
 
 Example:
@@ -32,14 +41,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import random as random_lib
 import signal
 import sys
 import time
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -54,7 +62,7 @@ from azero_jax.program import Algorithm, format_algorithm
 from azero_jax.spec import SearchSpec
 from azero_jax.tasks import TaskSpec, check_task_spec, make_tasks
 
-CHECKPOINT_NAME = "checkpoint.npz"
+CHECKPOINT_NAME = run_checks.CHECKPOINT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +90,10 @@ class ExperimentConfig:
       checkpoint_every_secs: seconds between checkpoints.
       metrics_log: JSON-lines metrics file (appended).
       max_individuals: optional cap on individuals per experiment (at a sweep boundary).
+      stop_search_fitness: end an experiment early (normally: it is then evaluated on
+        T_select) once its search fitness exceeds this; None runs every experiment to
+        its train-step budget, as the reference does. Islands use it when their own
+        ``stop_search_fitness`` is unset.
       evaluator_options: extra keyword arguments for the evaluator (e.g. ``dtype``).
     """
 
@@ -103,6 +115,7 @@ class ExperimentConfig:
     checkpoint_every_secs: float = 30.0
     metrics_log: str | None = None
     max_individuals: int | None = None
+    stop_search_fitness: float | None = None
     evaluator_options: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self):
@@ -347,25 +360,236 @@ def _seed_from_clock() -> int:
     return (time.time_ns() % (2**32 - 2)) + 1
 
 
-def run_experiments(config: ExperimentConfig, log: Callable[[str], None] = print) -> dict:
-    """Runs the experiments loop; returns the JSON summary (also written to output_dir)."""
-    return ExperimentRunner(config, log).run()
+# --------------------------------------------------------------------------------------
+# What runs inside one experiment: the protocol the runner drives.
+
+
+@dataclasses.dataclass
+class ExperimentCandidate:
+    """What one experiment hands the loop.
+
+    Attributes:
+      algorithm: the experiment's candidate (exactly, not its 6-digit text).
+      fitness: its search fitness (on the experiment's own T_search).
+      num_individuals, train_steps, elapsed_secs: the experiment's totals.
+      select_fitness: its fitness on T_select when the experiment already measured it
+        (with the ``select_tasks`` and ``draws["select_seed"]`` it was given, as
+        :func:`evaluate_on_tasks` would); None asks the runner to evaluate it. Islands
+        rank their candidates on T_select, so theirs is set.
+      origin: appended to the search-fitness line (e.g. ``" (island 2)"``).
+      record: the kind's own fields for the experiment's record in ``summary.json``
+        (e.g. FEC and hurdle counters, per-island counters and migrations).
+    """
+
+    algorithm: Algorithm
+    fitness: float
+    num_individuals: int
+    train_steps: int
+    elapsed_secs: float
+    select_fitness: float | None = None
+    origin: str = ""
+    record: dict = dataclasses.field(default_factory=dict)
+
+
+class Experiment(Protocol):
+    """One experiment of the loop, built by :meth:`ExperimentKind.make` (one per experiment).
+
+    ``run`` may be called on a freshly built experiment or on one restored with
+    ``load_state_dict``; either way it runs to the end (or until ``should_stop()``).
+    """
+
+    description: str  # logged when the experiment starts (or resumes)
+
+    def run(self, should_stop: Callable[[], bool],
+            on_step: Callable[[], None]) -> ExperimentCandidate:
+        """Runs the experiment; returns its candidate (also when stopped early).
+
+        Polls ``should_stop()`` between steps and returns soon after it says True. Calls
+        ``on_step()`` where ``state_dict()`` is consistent, so the runner can checkpoint
+        there (an experiment that checkpoints itself need not call it).
+        """
+
+    def state_dict(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """``(JSON-able state, {name: array})`` from which ``load_state_dict`` resumes.
+
+        Array names must not start with ``experiments_best`` (the loop's own arrays).
+        """
+
+    def load_state_dict(self, state: dict, arrays: dict[str, np.ndarray]) -> None:
+        """Restores what ``state_dict`` returned (raises ValueError / KeyError when it
+        does not fit)."""
+
+    @property
+    def num_individuals(self) -> int:
+        """Individuals done in the state a resume restarts from (the runner drops the
+        metrics records logged past it)."""
+
+
+class ExperimentKind(Protocol):
+    """The factory of a run's experiments: a single population or islands.
+
+    Attributes:
+      name: recorded in the checkpoint; a checkpoint of another kind is refused
+        (``"single"`` or ``"islands"``, see :data:`~azero_jax.run_checks.KINDS`).
+      islands: the islands config, or None (read by :func:`preflight` and by
+        :func:`~azero_jax.run_checks.resume_fields`).
+    """
+
+    name: str
+    islands: object | None
+
+    def make(self, index: int, draws: dict, select_tasks: tuple[TaskSpec, ...],
+             progress: Callable[[dict, str], None]) -> Experiment:
+        """Builds experiment ``index`` from the loop's draws (``search_seed``,
+        ``search_task_seed``, ``select_task_seed``, ``select_seed``), its T_select, and
+        ``progress(record, line)`` to call with each progress record and its line."""
+
+    def summary_fields(self, experiments: list[dict], last: dict | None) -> dict:
+        """Fields the kind adds to ``summary.json`` from the experiment records and the
+        last (possibly interrupted) experiment's record."""
+
+
+def search_task_specs(config: ExperimentConfig, spec: SearchSpec,
+                      draws: dict) -> tuple[TaskSpec, ...]:
+    """T_search of an experiment: the spec's, seeds re-drawn with ``randomize_task_seeds``."""
+    if config.randomize_task_seeds:
+        return randomize_task_seeds(spec.search_tasks, draws["search_task_seed"])
+    return spec.search_tasks
+
+
+class SingleSearch:
+    """One population (:class:`~azero_jax.evolution.Search`) as an :class:`Experiment`."""
+
+    description = "Running evolution experiment (on the T_search tasks)..."
+
+    def __init__(self, config: ExperimentConfig, spec: SearchSpec, draws: dict,
+                 progress: Callable[[dict, str], None] | None = None):
+        self.config = config
+        spec = spec.replace(search_tasks=search_task_specs(config, spec, draws))
+        self.search = Search(
+            spec, memory=config.memory, seed=draws["search_seed"], backend=config.backend,
+            child_batch_size=config.child_batch_size, random_search=config.random_search,
+            progress_fn=None if progress is None else
+            (lambda record: progress(record, format_progress(record))),
+            evaluator_options=dict(config.evaluator_options))
+        # The search calls its backend directly: check here what evaluate_pairs checks.
+        check_tasks_fit_memory(self.search.tasks, config.memory)
+
+    @property
+    def num_individuals(self) -> int:
+        return self.search.num_individuals
+
+    def run(self, should_stop, on_step) -> ExperimentCandidate:
+        search, target = self.search, self.config.stop_search_fitness
+        # The search's own stop rule, not an interruption: the experiment ends normally.
+        reached = (lambda: False) if target is None else \
+            (lambda: search.num_individuals > 0 and search.candidate().fitness > target)
+        candidate = search.run(max_individuals=self.config.max_individuals,
+                               should_stop=lambda: should_stop() or reached(),
+                               on_step=lambda _: on_step())
+        if not should_stop():
+            search.maybe_report(force=search.last_printed != search.num_individuals)
+        return ExperimentCandidate(
+            algorithm=candidate.algorithm, fitness=candidate.fitness,
+            num_individuals=candidate.num_individuals, train_steps=candidate.train_steps,
+            elapsed_secs=candidate.elapsed_secs, record={
+                "fec_hit_rate": search.fec_hit_rate(),
+                "fec_saved_train_steps": search.fec_saved_train_steps,
+                "budget_rejections": search.budget_rejections,
+                "child_batch_size": search.child_batch_size,
+                "hurdles": search.hurdle_stats.to_dict()})
+
+    def state_dict(self):
+        return self.search.state_dict()
+
+    def load_state_dict(self, state, arrays) -> None:
+        self.search.load_state_dict(state, arrays)
+
+
+@dataclasses.dataclass
+class SingleSearchKind:
+    """The :class:`ExperimentKind` of a single population: each experiment a
+    :class:`SingleSearch`."""
+
+    config: ExperimentConfig
+    spec: SearchSpec
+    name: str = "single"
+    islands: None = None
+
+    def make(self, index, draws, select_tasks, progress) -> SingleSearch:
+        return SingleSearch(self.config, self.spec, draws, progress)
+
+    def summary_fields(self, experiments, last) -> dict:
+        return {}
+
+
+# --------------------------------------------------------------------------------------
+# The loop.
+
+
+def run_experiments(config: ExperimentConfig, log: Callable[[str], None] = print,
+                    islands=None, *, progress_fn: Callable[[dict], None] | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> dict:
+    """Runs the experiments loop; returns the JSON summary (also written to output_dir).
+
+    Args:
+      config: the loop's configuration.
+      log: receives every line the reference binary would print.
+      islands: an :class:`~azero_jax.islands.IslandsConfig` makes every experiment a run
+        of islands (:mod:`azero_jax.islands.experiments`); None, one population.
+      progress_fn, should_stop: see :class:`ExperimentRunner`.
+    """
+    return ExperimentRunner(config, log, islands=islands, progress_fn=progress_fn,
+                            should_stop=should_stop).run()
 
 
 class ExperimentRunner:
-    """The experiments loop with its checkpoint state (see :func:`run_experiments`)."""
+    """The experiments loop, its state and its checkpoint, for any :class:`ExperimentKind`.
 
-    def __init__(self, config: ExperimentConfig, log: Callable[[str], None] = print):
+    Each experiment draws four seeds from the main RNG, is built by the kind, runs, and
+    its candidate is evaluated on T_select (unless the candidate brings its select
+    fitness); the best is kept (ties go to the later experiment). The loop stops when
+    the best select fitness exceeds ``sufficient_fitness`` or after ``max_experiments``;
+    the best is then evaluated on T_final.
+
+    The checkpoint is one file, ``checkpoint_dir/checkpoint.npz`` (written by
+    :func:`azero_jax.checkpoint.save`): the loop state (experiment counter, records, the
+    best algorithm exactly, the main RNG, the running experiment's draws) and the
+    running experiment's ``state_dict()``; its JSON records the kind, so a folder of the
+    other kind, or of an older format, is refused with one line. It is written when an
+    experiment starts, when it ends, every ``checkpoint_every_secs`` at the experiment's
+    ``on_step`` calls, and on a stop request (SIGINT / SIGTERM, or ``should_stop``).
+
+    Args:
+      config: the loop's configuration.
+      log: receives the printed lines.
+      islands: see :func:`run_experiments`; ``kind`` overrides it.
+      kind: the :class:`ExperimentKind` (default: a single population, or islands).
+      progress_fn: also called with every progress record (with its ``experiment``).
+      should_stop: polled with the signal flag; True stops the run as a signal does.
+    """
+
+    def __init__(self, config: ExperimentConfig, log: Callable[[str], None] = print, *,
+                 islands=None, kind: ExperimentKind | None = None,
+                 progress_fn: Callable[[dict], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None):
         self.config = config
         self.log = log
         self.spec = search_spec(config)
+        if kind is None and islands is not None:
+            from azero_jax.islands.experiments import IslandsKind
+            kind = IslandsKind(config, self.spec, islands)
+        self.kind = kind if kind is not None else SingleSearchKind(config, self.spec)
+        self.progress_fn = progress_fn
+        self.external_stop = should_stop or (lambda: False)
         self.seed = int(config.random_seed) or _seed_from_clock()
         self.rng = random_lib.Random(self.seed)
         self.num_experiments = 0
         self.best: tuple[Algorithm, float] | None = None
+        self.best_algorithm: Algorithm | None = None  # what the summary reports, exactly
         self.experiments: list[dict] = []
         self.current: dict | None = None  # the running experiment's drawn values
-        self.search: Search | None = None
+        self.experiment: Experiment | None = None
         self.total_elapsed_before = 0.0
         self._start = time.monotonic()
         self._last_checkpoint = time.monotonic()
@@ -380,13 +604,17 @@ class ExperimentRunner:
             return None
         return os.path.join(self.config.checkpoint_dir, CHECKPOINT_NAME)
 
-    def save_checkpoint(self) -> None:
+    def _resume_fields(self) -> dict:
+        return run_checks.resume_fields(self.config, self.spec, self.kind.islands)
+
+    def save_checkpoint(self, with_experiment: bool = True) -> None:
+        """Writes the loop state and (``with_experiment``) the running experiment's."""
         path = self.checkpoint_path
         if path is None:
             return
         state = {
-            "config_digest": self._config_digest(),
-            "config_fields": run_checks.resume_fields(self.config, self.spec),
+            run_checks.KIND_FIELD: self.kind.name,
+            "config_fields": self._resume_fields(),
             "random_seed": self.seed,
             "num_experiments": self.num_experiments,
             "experiments": self.experiments,
@@ -395,33 +623,30 @@ class ExperimentRunner:
             "current": self.current,
             "main_rng": checkpoint_lib.rng_state_to_json(self.rng.getstate()),
             "total_elapsed_secs": self.elapsed_secs,
-            "search": None,
+            "experiment": None,
             "finished": self.finished,
         }
         arrays = {}
-        if self.search is not None and self.current is not None:
-            search_state, arrays = checkpoint_lib.search_state(self.search)
-            state["search"] = search_state
+        if with_experiment and self.experiment is not None and self.current is not None:
+            state["experiment"], arrays = self.experiment.state_dict()
+            arrays = dict(arrays)
         if self.best is not None:  # exactly (the text format keeps 6 digits only)
             arrays.update(checkpoint_lib.pack_algorithms([self.best[0]], "experiments_best"))
         checkpoint_lib.save(path, state, arrays)
         self._last_checkpoint = time.monotonic()
 
     def load_checkpoint(self) -> bool:
+        """Restores the loop (and the running experiment) from the checkpoint, if any."""
         path = self.checkpoint_path
         if path is None or not os.path.exists(path):
             return False
         state, arrays = checkpoint_lib.load(path)
+        run_checks.check_mode(path, state, self.kind.name)
         if self.config.random_seed and state["random_seed"] != self.seed:
             raise CheckpointError(f"{path} was written with --random_seed={state['random_seed']}"
                                   f", this run has {self.seed}; use the same flags or another "
                                   "--checkpoint_dir")
-        run_checks.check_resume(path, state.get("config_fields"),
-                                run_checks.resume_fields(self.config, self.spec))
-        if state.get("config_digest") != self._config_digest():
-            raise CheckpointError(f"{path} was written by a run with another spec, memory, task "
-                                  "collections or search options; resume with the same flags or "
-                                  "use another --checkpoint_dir")
+        run_checks.check_resume(path, state["config_fields"], self._resume_fields())
         self.seed = int(state["random_seed"])
         self.num_experiments = int(state["num_experiments"])
         self.experiments = list(state["experiments"])
@@ -432,140 +657,122 @@ class ExperimentRunner:
         self.total_elapsed_before = float(state["total_elapsed_secs"])
         self._start = time.monotonic()
         self.current = state["current"]
-        self.finished = bool(state.get("finished", False))
-        if self.current is not None and state["search"] is not None:
-            self.search = self._make_search(self.current)
-            try:
-                checkpoint_lib.load_search_state(self.search, state["search"], arrays)
-            except (KeyError, ValueError, TypeError) as error:
-                raise CheckpointError(f"{path}: the search state does not fit this run "
-                                      f"({error})") from None
+        self.finished = bool(state["finished"])
+        if self.current is not None:
+            self.experiment = self._make_experiment()
+            if state["experiment"] is not None:
+                try:
+                    self.experiment.load_state_dict(state["experiment"], arrays)
+                except (KeyError, ValueError, TypeError) as error:
+                    raise CheckpointError(f"{path}: the experiment's state does not fit this "
+                                          f"run ({error})") from None
         if self.finished:
             self.log(f"Resumed from {path}: all {self.num_experiments} experiments were done.")
         else:
             self.log(f"Resumed from {path}: experiment {self.num_experiments + 1}, "
-                     f"{self.search.num_individuals if self.search else 0} individuals.")
+                     f"{self.experiment.num_individuals if self.experiment else 0} individuals.")
         return True
-
-    def _config_digest(self) -> str:
-        """What must not change across a resume (spec, tasks, memory, search options)."""
-        c = self.config
-        text = repr((self.spec, c.select_tasks, c.final_tasks, c.memory, c.max_experiments,
-                     c.randomize_task_seeds, c.sufficient_fitness, c.child_batch_size,
-                     c.random_search, c.max_individuals))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def elapsed_secs(self) -> float:
         return self.total_elapsed_before + (time.monotonic() - self._start)
 
-    # -- the loop -------------------------------------------------------------------------
+    # -- one experiment -------------------------------------------------------------------
 
     def _draw_experiment(self) -> dict:
         draw = lambda: self.rng.randrange(1, 2**31 - 1)  # noqa: E731
         return {"search_seed": draw(), "search_task_seed": draw(), "select_task_seed": draw(),
                 "select_seed": draw()}
 
-    def _search_task_specs(self, current: dict):
-        specs = self.spec.search_tasks
+    def _select_tasks(self) -> tuple[TaskSpec, ...]:
+        """T_select of the running experiment (seeds re-drawn with randomize_task_seeds)."""
         if self.config.randomize_task_seeds:
-            specs = randomize_task_seeds(specs, current["search_task_seed"])
-        return specs
+            return randomize_task_seeds(self.config.select_tasks, self.current["select_task_seed"])
+        return self.config.select_tasks
 
-    def _make_search(self, current: dict) -> Search:
-        spec = self.spec.replace(search_tasks=self._search_task_specs(current))
-        search = Search(spec, memory=self.config.memory, seed=current["search_seed"],
-                        backend=self.config.backend,
-                        child_batch_size=self.config.child_batch_size,
-                        random_search=self.config.random_search,
-                        progress_fn=self._progress,
-                        evaluator_options=dict(self.config.evaluator_options))
-        # The search calls its backend directly: check here what evaluate_pairs checks.
-        check_tasks_fit_memory(search.tasks, self.config.memory)
-        return search
+    def _make_experiment(self) -> Experiment:
+        return self.kind.make(self.num_experiments, self.current, self._select_tasks(),
+                              self._progress)
 
-    def _progress(self, record: dict) -> None:
-        self.log(format_progress(record))
+    def _progress(self, record: dict, line: str) -> None:
+        self.log(line)
+        record = {"experiment": self.num_experiments, **record}
         if self.config.metrics_log:
             directory = os.path.dirname(os.path.abspath(self.config.metrics_log))
             os.makedirs(directory, exist_ok=True)
             with open(self.config.metrics_log, "a") as handle:
-                handle.write(json.dumps({"experiment": self.num_experiments, **record}) + "\n")
+                handle.write(json.dumps(record) + "\n")
+        if self.progress_fn is not None:
+            self.progress_fn(record)
 
-    def _on_step(self, search: Search) -> None:
+    def _on_step(self) -> None:
         if (self.checkpoint_path is not None and
                 time.monotonic() - self._last_checkpoint >= self.config.checkpoint_every_secs):
             self.save_checkpoint()
 
+    def _record(self, candidate: ExperimentCandidate, select: float | None) -> dict:
+        """The experiment's record in ``summary.json``: the loop's fields, then the kind's."""
+        record = {
+            "experiment": self.num_experiments, "search_fitness": candidate.fitness,
+            "select_fitness": select, "individuals": candidate.num_individuals,
+            "train_steps": candidate.train_steps, "search_elapsed_secs": candidate.elapsed_secs,
+            "elapsed_secs": self.elapsed_secs,
+            "algorithm": format_algorithm(candidate.algorithm)}
+        record.update({k: v for k, v in candidate.record.items() if k not in record})
+        return record
+
+    # -- the loop -------------------------------------------------------------------------
+
     def run(self) -> dict:
         """Checks the configuration and the checkpoint folder, then runs (or resumes)."""
-        preflight(self.config, self.spec)
+        preflight(self.config, self.spec, self.kind.islands)
         folder = self.config.checkpoint_dir
         with run_checks.FolderLock(folder) if folder else contextlib.nullcontext():
-            run_checks.check_mode(folder, islands=False)
+            run_checks.check_old_format(folder)
             return self._run()
 
     def _run(self) -> dict:
         config = self.config
-        resumed = self.load_checkpoint()
-        if resumed:  # the work after the checkpoint is redone: so are its records
+        if self.load_checkpoint():  # the work after the checkpoint is redone: so are its records
             trim_metrics_log(config.metrics_log, self.num_experiments,
-                             self.search.num_individuals if self.search is not None else 0)
+                             self.experiment.num_individuals if self.experiment else 0)
         else:
             self.log(f"Random seed = {self.seed}")
         with _StopFlag() as stop:
+            should_stop = lambda: stop.requested or self.external_stop()  # noqa: E731
             while not self.finished:
                 if self.current is None:
                     self.current = self._draw_experiment()
-                    self.search = None
-                if self.search is None:
-                    self.search = self._make_search(self.current)
-                    self.log("Running evolution experiment (on the T_search tasks)...")
-                search = self.search
-                candidate = search.run(max_individuals=config.max_individuals,
-                                       should_stop=lambda: stop.requested, on_step=self._on_step)
-                if stop.requested:
-                    self.interrupted = True
-                    self.save_checkpoint()
-                    best = self.best[0] if self.best is not None else candidate.algorithm
-                    self.log("Interrupted: checkpoint saved." if self.checkpoint_path else
-                             "Interrupted.")
-                    self.log("Best algorithm so far:")
-                    self.log(format_algorithm(best).rstrip("\n"))
-                    return self._summary(final_fitness=None, best=best)
-                search.maybe_report(force=search.last_printed != search.num_individuals)
+                    self.experiment = self._make_experiment()
+                    # The draws on disk before any work: what the experiment checkpoints
+                    # by itself (islands) is resumed with the seeds it was started with.
+                    self.save_checkpoint(with_experiment=False)
+                self.log(self.experiment.description)
+                candidate = self.experiment.run(should_stop, self._on_step)
+                if should_stop():
+                    return self._interrupted(candidate)
                 self.log("Experiment done. Retrieving candidate algorithm.")
-                self.log(f"Search fitness for candidate algorithm = {candidate.fitness:.6f}")
-                select_specs = config.select_tasks
-                if config.randomize_task_seeds:
-                    select_specs = randomize_task_seeds(select_specs, self.current["select_task_seed"])
+                self.log(f"Search fitness for candidate algorithm = {candidate.fitness:.6f}"
+                         f"{candidate.origin}")
                 self.log("Evaluating candidate algorithm from experiment (on T_select tasks)... ")
-                select = evaluate_on_tasks(candidate.algorithm, select_specs, memory=config.memory,
-                                           max_abs_error=self.spec.max_abs_error,
-                                           seed=self.current["select_seed"], backend=config.backend,
-                                           **dict(config.evaluator_options))
+                select = candidate.select_fitness
+                if select is None:
+                    select = evaluate_on_tasks(
+                        candidate.algorithm, self._select_tasks(), memory=config.memory,
+                        max_abs_error=self.spec.max_abs_error, seed=self.current["select_seed"],
+                        backend=config.backend, **dict(config.evaluator_options))
+                select = float(select)
                 self.log(f"Select fitness for candidate algorithm = {select:.6f}")
-                record = {
-                    "experiment": self.num_experiments, "search_fitness": candidate.fitness,
-                    "select_fitness": select, "individuals": candidate.num_individuals,
-                    "train_steps": candidate.train_steps, "search_elapsed_secs": candidate.elapsed_secs,
-                    "elapsed_secs": self.elapsed_secs, "fec_hit_rate": search.fec_hit_rate(),
-                    "fec_saved_train_steps": search.fec_saved_train_steps,
-                    "budget_rejections": search.budget_rejections,
-                    "child_batch_size": search.child_batch_size,
-                    "hurdles": search.hurdle_stats.to_dict(),
-                    "algorithm": format_algorithm(candidate.algorithm),
-                }
                 if self.best is None or select >= self.best[1]:
                     self.best = (candidate.algorithm, select)
                     self.log("Select fitness is the best so far. ")
-                self.experiments.append(record)
-                self.current, self.search = None, None
-                stop_now = (config.sufficient_fitness > 0 and self.best[1] > config.sufficient_fitness)
+                self.experiments.append(self._record(candidate, select))
+                self.current, self.experiment = None, None
                 self.num_experiments += 1
-                if config.max_experiments and self.num_experiments >= config.max_experiments:
-                    stop_now = True
-                self.finished = stop_now
+                self.finished = (
+                    (config.sufficient_fitness > 0 and self.best[1] > config.sufficient_fitness)
+                    or bool(config.max_experiments and
+                            self.num_experiments >= config.max_experiments))
                 self.save_checkpoint()
         final = None
         if config.final_tasks:
@@ -579,11 +786,29 @@ class ExperimentRunner:
         log_found_algorithm(self.log, self.best[0])
         return self._summary(final_fitness=final)
 
-    def _summary(self, final_fitness, best: Algorithm | None = None) -> dict:
-        """The JSON summary; ``best`` overrides the best on T_select (an interrupted run's)."""
+    def _interrupted(self, candidate: ExperimentCandidate) -> dict:
+        """A stop request: checkpoint, the best so far (the loop's, else the running
+        experiment's candidate), and the summary without a final evaluation."""
+        self.interrupted = True
+        self.save_checkpoint()
+        best = self.best[0] if self.best is not None else candidate.algorithm
+        self.log("Interrupted: checkpoint saved." if self.checkpoint_path else "Interrupted.")
+        self.log("Best algorithm so far:")
+        self.log(format_algorithm(best).rstrip("\n"))
+        return self._summary(final_fitness=None, best=best,
+                             last=self._record(candidate, None))
+
+    def _summary(self, final_fitness, best: Algorithm | None = None,
+                 last: dict | None = None) -> dict:
+        """The JSON summary; ``best`` overrides the best on T_select (an interrupted run's)
+        and ``last`` is the record of an interrupted experiment."""
         best = best if best is not None else (None if self.best is None else self.best[0])
+        self.best_algorithm = best
         best_text = None if best is None else format_algorithm(best)
+        latest = last if last is not None else (self.experiments[-1] if self.experiments
+                                                else None)
         summary = {
+            "kind": self.kind.name,
             "random_seed": self.seed,
             "num_experiments": self.num_experiments,
             "interrupted": self.interrupted,
@@ -594,10 +819,10 @@ class ExperimentRunner:
             "best_algorithm": best_text,
             "memory": dataclasses.asdict(self.config.memory),
             "backend": self.config.backend,
-            "child_batch_size": (self.search.child_batch_size if self.search else
-                                 self.experiments[-1]["child_batch_size"] if self.experiments
-                                 else self.config.child_batch_size),
+            "child_batch_size": (latest or {}).get("child_batch_size",
+                                                   self.config.child_batch_size),
             "random_search": self.config.random_search,
+            **self.kind.summary_fields(self.experiments, latest),
         }
         if self.experiments:
             best_exp = max(self.experiments, key=lambda e: e["select_fitness"])

@@ -3,8 +3,8 @@
 Everything here runs before the search starts, so a mistake costs seconds instead of
 a search: output paths that cannot be written, a configuration whose memory the machine
 does not have, a checkpoint folder in use by another run, of the other mode (single
-population vs islands) or written with other settings. Each problem raises an
-:class:`~azero_jax.errors.AzeroError` whose message names it.
+population vs islands), of an older format or written with other settings. Each problem
+raises an :class:`~azero_jax.errors.AzeroError` whose message names it.
 
 Example:
     >>> import tempfile
@@ -29,8 +29,14 @@ from azero_jax.errors import CheckpointError, ConfigError
 from azero_jax.program import INSTRUCTION_DTYPE
 
 LOCK_NAME = ".lock"
-SINGLE_CHECKPOINT = "checkpoint.npz"
-ISLANDS_CHECKPOINT = "islands_run.json"
+CHECKPOINT = "checkpoint.npz"  # the experiments loop's, single population or islands
+OLD_ISLANDS_CHECKPOINT = "islands_run.json"  # the islands loop's before the one runner
+KIND_FIELD = "experiment_kind"
+# The kinds of run a checkpoint may hold: what it is, and how to resume it.
+KINDS = {"single": ("a single-population run", "without island flags"),
+         "islands": ("an islands run", "with the same island flags")}
+# What the runner's checkpoint state holds that older checkpoints lack.
+RUNNER_FIELDS = (KIND_FIELD, "config_fields", "experiment")
 _GIB = 1024 ** 3
 
 _JAX_MAX_BATCH = 8192  # pairs per device call of the JAX evaluator on an accelerator
@@ -249,16 +255,40 @@ class FolderLock:
             self.fd = None
 
 
-def check_mode(folder: str | None, islands: bool) -> None:
-    """Refuses a checkpoint folder written by the other mode (single population / islands)."""
+def check_old_format(folder: str | None) -> None:
+    """Refuses a checkpoint folder of the islands loop before the one runner.
+
+    That loop kept its state in ``islands_run.json``, a format no longer read.
+    """
     if not folder:
         return
-    if islands and os.path.exists(os.path.join(folder, SINGLE_CHECKPOINT)):
-        raise CheckpointError(f"{folder} holds a single-population run ({SINGLE_CHECKPOINT}); "
-                              "resume it without island flags, or use another --checkpoint_dir")
-    if not islands and os.path.exists(os.path.join(folder, ISLANDS_CHECKPOINT)):
-        raise CheckpointError(f"{folder} holds an islands run ({ISLANDS_CHECKPOINT}); resume "
-                              "it with the same island flags, or use another --checkpoint_dir")
+    path = os.path.join(folder, OLD_ISLANDS_CHECKPOINT)
+    if os.path.exists(path):
+        raise CheckpointError(f"{path}: an islands run of an older azero_jax (its loop state "
+                              "is no longer read); start over with another --checkpoint_dir")
+
+
+def check_mode(path: str, state: dict, kind: str) -> None:
+    """Refuses a checkpoint of an older format, or of the other kind of run.
+
+    Args:
+      path: the checkpoint (for the message).
+      state: its JSON state.
+      kind: the kind of this run, a key of :data:`KINDS`.
+
+    Raises:
+      CheckpointError: one line naming the file and what to do.
+    """
+    missing = [name for name in RUNNER_FIELDS if name not in state]
+    if missing:
+        raise CheckpointError(f"{path}: written by an older azero_jax (no {missing[0]} field); "
+                              "it cannot be resumed: start over with another --checkpoint_dir")
+    stored = state[KIND_FIELD]
+    if stored != kind:
+        what, how = KINDS.get(stored, (f"a run of kind {stored!r}", "with its own flags"))
+        raise CheckpointError(f"{os.path.dirname(path) or '.'} holds {what} "
+                              f"({os.path.basename(path)}); resume it {how}, or use another "
+                              "--checkpoint_dir")
 
 
 def _digest(value) -> str:
@@ -285,6 +315,7 @@ def resume_fields(config, spec, islands=None) -> dict[str, str]:
         "sufficient_fitness": config.sufficient_fitness,
         "child_batch_size": config.child_batch_size, "random_search": config.random_search,
         "max_individuals": config.max_individuals,
+        "stop_search_fitness": config.stop_search_fitness,
     })
     if islands is not None:
         for name in ("num_islands", "population_sizes", "task_sets", "island_task_sets",
@@ -310,6 +341,7 @@ def check_resume(path: str, stored: dict | None, current: dict[str, str]) -> Non
             "over with another --checkpoint_dir (or delete this one)")
 
 
-__all__ = ["FolderLock", "check_mode", "check_resume", "resume_fields", "fields_digest",
+__all__ = ["FolderLock", "check_mode", "check_old_format", "check_resume", "resume_fields",
+           "fields_digest",
            "check_writable_folder", "check_writable_file", "estimate_memory", "check_memory",
            "available_memory_bytes", "accelerator_memory_bytes"]

@@ -34,41 +34,53 @@ print(f"population {spec.population_size}, time limit {TIME_LIMIT_SECS} s")
 # ## Run the search
 #
 # The line below updates in place while the search runs (individuals, time, best and mean
-# fitness, FEC hit rate). Like the reference binary, an experiment that uses up its
-# training-step budget without finding a perfect learner is restarted with a new seed
-# (many experiments get stuck in a local optimum).
+# fitness, FEC hit rate). This is the binary's experiments loop
+# (`azero_jax.experiment.run_experiments`): like the reference, an experiment that does not
+# find a perfect learner is followed by another with new seeds (many experiments get stuck
+# in a local optimum), each candidate is checked on the T_select tasks, and the loop stops
+# once one is good enough there. To save time here, an experiment also ends as soon as its
+# search fitness passes 0.9999 (`stop_search_fitness`), and the whole run at the time limit.
 
 # %%
-from azero_jax.analysis import plotting
-from azero_jax.evolution import Search
+import dataclasses
 
-runs = []  # one metrics log per experiment (the binary writes the same records as JSON lines)
+from azero_jax import experiment
+from azero_jax.analysis import plotting
+
+DEMO_SELECT = """
+"""  # text of experiments/specs/demo_select.textproto, filled in by tools/build_notebooks.py
+select_tasks = spec_lib.parse_task_collection(DEMO_SELECT, "select_tasks")
+if CI:
+    select_tasks = tuple(dataclasses.replace(t, num_tasks=10) for t in select_tasks)
+config = experiment.ExperimentConfig(
+    search=spec, select_tasks=select_tasks, final_tasks=(), memory=MEMORY, random_seed=1000,
+    max_experiments=100, sufficient_fitness=0.9999, stop_search_fitness=0.9999)
+
+runs = {}  # the progress records of each experiment (the binary's --metrics_log lines)
 show = plotting.notebook_progress()
 
 
 def on_progress(record):
-    runs[-1].append(record)
+    runs.setdefault(record["experiment"], []).append(record)
     show(record)
 
 
+def log(line):
+    if not line.startswith("indivs="):  # progress lines: shown in place above
+        print(line)
+
+
 deadline = time.time() + TIME_LIMIT_SECS
-candidate = None
-for experiment in range(100):
-    runs.append([])
-    search = Search(spec, memory=MEMORY, seed=1000 + experiment, progress_fn=on_progress)
-    result = search.run(should_stop=lambda: time.time() > deadline
-                        or search.candidate().fitness > 0.9999)
-    search.maybe_report(force=True)
-    print(f"experiment {experiment}: search fitness {result.fitness:.6f} after "
-          f"{result.num_individuals} individuals in {result.elapsed_secs:.0f} s")
-    if candidate is None or result.fitness > candidate.fitness:
-        candidate = result
-    if result.fitness > 0.9999 or time.time() > deadline:
-        break
+runner = experiment.ExperimentRunner(config, log=log, progress_fn=on_progress,
+                                     should_stop=lambda: time.time() > deadline)
+summary = runner.run()
+print(f"{summary['num_experiments']} experiments done"
+      + (", stopped at the time limit" if summary["interrupted"] else ""))
 
 # %%
-fig = plotting.plot_progress(runs[-1], title="demo search: linear regression tasks "
-                            f"(experiment {len(runs) - 1})")
+last = max(runs)
+fig = plotting.plot_progress(runs[last], title="demo search: linear regression tasks "
+                            f"(experiment {last})")
 
 # %% [markdown]
 # ## The best algorithm, raw and simplified
@@ -79,7 +91,7 @@ fig = plotting.plot_progress(runs[-1], title="demo search: linear regression tas
 # %%
 from azero_jax.analysis import simplify
 
-best = candidate.algorithm
+best = runner.best_algorithm  # exactly (summary["best_algorithm"] is its 6-digit text)
 print(best)
 simplified = simplify.simplify(best)
 print(simplify.size_report(best, simplified))

@@ -177,11 +177,7 @@ def main(argv):
     except ValueError as error:  # a value the spec's own classes refuse
         raise ConfigError(str(error)) from None
     log = lambda line: print(line, flush=True)  # noqa: E731
-    islands_config = islands_config_from_flags()
-    if islands_config is None:
-        experiment.run_experiments(config, log=log)
-    else:
-        islands.run_experiments(config, islands_config, log=log)
+    experiment.run_experiments(config, log=log, islands=islands_config_from_flags())
 
 
 if __name__ == "__main__":

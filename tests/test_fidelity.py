@@ -65,8 +65,8 @@ def test_random_search_starts_from_random_algorithms_without_fec_or_hurdles():
         log=lambda _: None)
     assert runner.spec.initial_population == "RANDOM_ALGORITHM"
     assert runner.spec.fec is None and runner.spec.hurdles is None
-    runner.search = runner._make_search(runner._draw_experiment())
-    search = runner.search
+    search = experiment.SingleSearch(runner.config, runner.spec,
+                                     runner._draw_experiment()).search
     search.run(max_individuals=8)
     assert search.fec is None and search.hurdle_stats.evaluated == 0
     sizes = {a.sizes for a in search.population}
@@ -108,7 +108,8 @@ def test_the_experiments_loop_and_islands_mutate_in_the_specs_style():
     from azero_jax import islands
     paper = small_spec(population_size=8, max_train_steps=3000, mutation_style="PAPER")
     runner = experiment.ExperimentRunner(_config(search=paper), log=lambda _: None)
-    search = runner._make_search(runner._draw_experiment())
+    search = experiment.SingleSearch(runner.config, runner.spec,
+                                     runner._draw_experiment()).search
     assert search.mutator.style == "PAPER"
     # A Search built directly reads the style from its spec too.
     assert Search(paper, memory=MEMORY, seed=1, backend="cpu").mutator.style == "PAPER"
@@ -117,14 +118,14 @@ def test_the_experiments_loop_and_islands_mutate_in_the_specs_style():
                                 memory=MEMORY, backend="cpu")
     assert {island.search.mutator.style for island in group.islands} == {"PAPER"}
     plain = experiment.ExperimentRunner(_config(), log=lambda _: None)
-    assert plain._make_search(plain._draw_experiment()).mutator.style == "REFERENCE"
+    assert experiment.SingleSearch(plain.config, plain.spec, plain._draw_experiment()
+                                   ).search.mutator.style == "REFERENCE"
 
 
 @pytest.mark.slow  # a second JAX compile for the islands' shapes (~10-30 s)
 def test_islands_select_and_final_fitness_of_a_float64_jax_run_equal_the_cpu_backends(tmp_path):
     """The islands loop ranks on T_select and evaluates T_final with the evaluator options
     too (float64 on JAX equals the cpu backend)."""
-    import json
     import random
 
     import jax  # noqa: F401  (a runtime dependency: a broken install must fail here)
@@ -135,9 +136,8 @@ def test_islands_select_and_final_fitness_of_a_float64_jax_run_equal_the_cpu_bac
     summary = islands.run_experiments(
         config, islands.IslandsConfig(num_islands=2, migration_interval=10),
         log=lambda _: None)
-    with open(tmp_path / "islands_run.json") as handle:
-        state = json.load(handle)
-    algorithm = checkpoint_lib.algorithm_from_json(state["best_algorithm"])
+    _, arrays = checkpoint_lib.load(str(tmp_path / "checkpoint.npz"))
+    algorithm = checkpoint_lib.unpack_algorithms(arrays, "experiments_best")[0]
     rng = random.Random(config.random_seed)  # the loop's draws: 4 per experiment, then T_final
     select_seed = [rng.randrange(1, 2**31 - 1) for _ in range(4)][3]
     final_seed = rng.randrange(1, 2**31 - 1)

@@ -229,7 +229,7 @@ def test_killed_islands_run_resumes_loop_islands_and_server(tmp_path):
 
     resumed = kill_when_then_resume(command, _env(), past_a_checkpoint, kill_within=90,
                                     poll=0.02)
-    assert "Resumed islands run" in resumed.stdout
+    assert "Resumed from" in resumed.stdout
     summary = json.load(open(os.path.join(out, "summary.json")))
     islands = summary["experiments"][0]["islands"]
     assert [i["individuals"] for i in islands] == [8000, 8000]

@@ -66,7 +66,7 @@ def test_run_then_kill_and_resume(tmp_path):
     def checkpointed_200():
         with open(path) as handle:
             state = json.load(handle)
-        return bool(state.get("search")) and state["search"]["num_individuals"] >= 200
+        return bool(state.get("experiment")) and state["experiment"]["num_individuals"] >= 200
 
     resumed = kill_when_then_resume(command, _env(), checkpointed_200, timeout=120)
     assert "Resumed from" in resumed.stdout

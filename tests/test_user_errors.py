@@ -119,6 +119,10 @@ def probes(tmp_path_factory):
     islands_folder.mkdir()
     write(islands_folder / "islands_run.json", json.dumps({"random_seed": 3,
                                                            "num_experiments": 0}))
+    old_single = tmp / "old_single"  # a checkpoint of the loop before the one runner
+    checkpoint.save(str(old_single / "checkpoint.npz"),
+                    {"random_seed": 3, "num_experiments": 0, "config_digest": "0" * 16,
+                     "search": None, "current": None, "finished": False}, {})
     bad_cifar = tmp / "bad_cifar"
     bad_cifar.mkdir()
     for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
@@ -168,8 +172,12 @@ def probes(tmp_path_factory):
                                       ["--checkpoint_dir", "is a file"]),
         "corrupt_checkpoint": ([*base, spec_flag, f"--checkpoint_dir={corrupt}"],
                                ["checkpoint.npz", "not an azero_jax checkpoint"]),
-        "islands_folder_for_single": ([*base, spec_flag, f"--checkpoint_dir={islands_folder}"],
-                                      ["holds an islands run"]),
+        "old_islands_folder": ([*base, spec_flag, f"--checkpoint_dir={islands_folder}"],
+                               ["islands_run.json", "older azero_jax",
+                                "another --checkpoint_dir"]),
+        "old_single_checkpoint": ([*base, spec_flag, f"--checkpoint_dir={old_single}"],
+                                  ["checkpoint.npz", "older azero_jax",
+                                   "another --checkpoint_dir"]),
         "projected_folder_missing": ([*base, f"--search_experiment_spec={projected}"],
                                      ["no_such_folder"]),
         # final_evaluation
@@ -194,11 +202,12 @@ def probes(tmp_path_factory):
         "generate_data_dir_is_file": ([*GENERATE, "--dataset_name=digits",
                                        f"--data_dir={a_file}"], ["--data_dir", "is a file"]),
     }
-    before = snapshot([a_file, str(corrupt), str(islands_folder)])
+    kept = [a_file, str(corrupt), str(islands_folder), str(old_single)]
+    before = snapshot(kept)
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
         futures = {name: pool.submit(run, args) for name, (args, _) in cases.items()}
         results = {name: (future.result(), cases[name][1]) for name, future in futures.items()}
-    results["__unchanged__"] = before == snapshot([a_file, str(corrupt), str(islands_folder)])
+    results["__unchanged__"] = before == snapshot(kept)
     return results
 
 
@@ -207,7 +216,8 @@ PROBES = ["features_size_0", "features_size_huge", "population_huge", "empty_op_
           "spec_file_missing", "spec_file_is_folder", "select_missing", "hurdles_garbage",
           "hurdles_too_many_tasks", "islands_config_missing", "output_dir_is_file",
           "metrics_log_is_folder", "checkpoint_dir_under_file", "corrupt_checkpoint",
-          "islands_folder_for_single", "projected_folder_missing", "algorithm_missing",
+          "old_islands_folder", "old_single_checkpoint", "projected_folder_missing",
+          "algorithm_missing",
           "algorithm_overflow", "num_seeds_0", "corrupt_cifar", "empty_npz", "bad_pairs",
           "generate_corrupt_cifar", "generate_missing_mnist", "generate_zero_examples",
           "generate_data_dir_is_file"]
@@ -454,7 +464,7 @@ def test_sigterm_or_ctrl_c_stops_cleanly_with_checkpoint_and_best_algorithm(tmp_
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] and summary["best_algorithm"].startswith("def Setup():")
     state, _ = checkpoint.load(str(folder / "checkpoint.npz"))
-    assert state["search"]["num_individuals"] > 0
+    assert state["experiment"]["num_individuals"] > 0
 
 
 _SLOW_SAVE = textwrap.dedent("""

@@ -47,8 +47,9 @@ The package holds one concept a module (this file re-exports the public API):
 * :mod:`~azero_jax.islands.run`: :func:`run_islands`, the dispatch to the three modes;
 * :mod:`~azero_jax.islands.processes`: the worker processes and their supervisor;
 * :mod:`~azero_jax.islands.ray_actors`: the Ray actors (Ray is imported lazily);
-* :mod:`~azero_jax.islands.experiments`: the experiments loop with islands and the
-  binary's island flags.
+* :mod:`~azero_jax.islands.experiments`: islands as the experiments loop's
+  :class:`~azero_jax.experiment.ExperimentKind` (the loop is
+  :class:`~azero_jax.experiment.ExperimentRunner`'s).
 
 Example:
     >>> from azero_jax import spec as spec_lib, islands
