@@ -54,8 +54,8 @@ import numpy as np
 from azero_jax import checkpoint as checkpoint_lib
 from azero_jax import run_checks
 from azero_jax.errors import CheckpointError, ConfigError
-from azero_jax.evaluator import (MemoryConfig, check_tasks_fit_memory, evaluate_pairs,
-                                 resolve_backend)
+from azero_jax.evaluator import (MemoryConfig, check_tasks_fit_memory, combine_fitnesses,
+                                 evaluate_pairs, resolve_backend)
 from azero_jax.evolution import Search
 from azero_jax.hurdles import HurdlesConfig
 from azero_jax.program import Algorithm, format_algorithm
@@ -303,8 +303,8 @@ def mean_fitness_on_tasks(algorithms: Sequence[Algorithm], tasks, *, memory,
                   train_steps=np.array([tasks[t].total_train_steps for t in t_index],
                                        dtype=np.int64), backend=backend, **options)
     results = (evaluate_fn or evaluate_pairs)(algorithms, tasks, a_index, t_index, **kwargs)
-    return np.asarray(results.fitness, dtype=np.float64).reshape(
-        len(algorithms), len(tasks)).mean(axis=1)
+    return combine_fitnesses(np.asarray(results.fitness, dtype=np.float64).reshape(
+        len(algorithms), len(tasks)), "mean")  # the reference's CombineFitnesses
 
 
 def _check_search_setup(spec: SearchSpec, memory: MemoryConfig) -> None:
