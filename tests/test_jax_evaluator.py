@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import azero_jax as az
-from azero_jax import generator, jax_evaluator, tasks
+from azero_jax.backends.jax import jax_evaluator
+from azero_jax.core import generator, tasks
 
 MEMORY = az.MemoryConfig(4, 3, 1)
 DEMO_OPS = ("SCALAR_CONST_SET_OP", "VECTOR_INNER_PRODUCT_OP", "SCALAR_DIFF_OP",

@@ -22,9 +22,9 @@ import oracle
 from conftest import backend_kwargs
 
 import azero_jax as az
-from azero_jax import generator as generator_lib
-from azero_jax.program import Algorithm, instruction as I
-from azero_jax.tasks import Task
+from azero_jax.core import generator as generator_lib
+from azero_jax.core.program import Algorithm, instruction as I
+from azero_jax.core.tasks import Task
 
 BIG = 1e300  # "kLargeMaxAbsError": nothing but NaN/inf aborts
 FIGURE5 = os.path.join(os.path.dirname(__file__), "data", "figure5.txt")
@@ -63,7 +63,7 @@ def final_scalars(backend, results, algorithms, task, memory=(4, 3, 1), max_abs_
     """
     if backend == "jax":
         return [np.asarray(results.scalars[i]) for i in range(len(algorithms))]
-    from azero_jax import cpu_evaluator
+    from azero_jax.backends.cpu import cpu_evaluator
     return [cpu_evaluator.run_debug(a, task, az.MemoryConfig(*memory),
                                     max_abs_error=max_abs_error)["scalars"] for a in algorithms]
 
