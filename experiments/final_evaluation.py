@@ -85,7 +85,7 @@ def _read_algorithm(path: str):
             raise ConfigError(f"--algorithm_file={path}: not a text file") from None
     try:
         return az.parse_algorithm(text)
-    except az.program.ParseError as error:
+    except az.ParseError as error:
         raise ConfigError(f"--algorithm_file={path}: {error}") from None
 
 
