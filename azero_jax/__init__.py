@@ -11,22 +11,23 @@ from scratch. The main entry points:
   ranking and the final evaluation; :func:`run_islands` many islands with migration.
 
 Every problem with what a user gives (spec, data, checkpoint, configuration) raises an
-:class:`AzeroError` (see :mod:`azero_jax.errors`).
+:class:`AzeroError` (see :mod:`azero_jax.core.errors`).
 """
 
 from azero_jax import analysis, datasets  # datasets registers the projected task types
-from azero_jax import (checkpoint, errors, fec, generator, hurdles, mutator, ops, randomizer,
-                       tasks, train_budget)
-from azero_jax.errors import AzeroError
-from azero_jax.evaluator import (MemoryConfig, PairResults, combine_fitnesses, evaluate,
-                                 evaluate_pairs, flip_and_squash)
-from azero_jax.evolution import Search, search
-from azero_jax.experiment import ExperimentConfig, run_experiments
+from azero_jax.backends.evaluator import (MemoryConfig, PairResults, combine_fitnesses, evaluate,
+                                          evaluate_pairs, flip_and_squash)
+from azero_jax.core import errors, generator, ops, tasks
+from azero_jax.core.errors import AzeroError
+from azero_jax.core.program import (Algorithm, ParseError, format_algorithm, instruction,
+                                    parse_algorithm)
+from azero_jax.core.tasks import Task, TaskSpec, make_tasks
+from azero_jax.evolution import checkpoint, fec, hurdles, mutator, randomizer, train_budget
+from azero_jax.evolution.experiment import ExperimentConfig, run_experiments
+from azero_jax.evolution.regularized_evolution import Search, search
 from azero_jax.islands import IslandsConfig, run_islands
-from azero_jax.program import (Algorithm, ParseError, format_algorithm, instruction,
-                               parse_algorithm)
-from azero_jax.spec import SearchSpec, parse_search_experiment_spec, parse_task_collection
-from azero_jax.tasks import Task, TaskSpec, make_tasks
+from azero_jax.spec.search_spec import (SearchSpec, parse_search_experiment_spec,
+                                        parse_task_collection)
 
 __version__ = "0.1.0"
 

@@ -12,7 +12,7 @@ Wall-clock rates are the headline. Because a shared machine may be busy, the CPU
 rate (steps per second of this process's CPU time, i.e. per busy core) and the load
 average are recorded too. For the CPU backend ``steps_per_s`` times the backend's own
 ``evaluate_pairs`` (the evaluation loop, as the reference was timed), with dead-code
-elimination (the default, :mod:`azero_jax.liveness`); ``steps_per_s_no_dce`` (and
+elimination (the default, :mod:`azero_jax.backends.cpu.liveness`); ``steps_per_s_no_dce`` (and
 ``ratio_no_dce``) the same with every instruction executed, as the reference does;
 ``steps_per_s_api`` goes through ``azero_jax.evaluate_pairs`` (argument checks included).
 
@@ -87,7 +87,7 @@ def _git_commit() -> str:
 def _kernels_digest() -> str:
     """Short hash of the CPU kernels' source (HEAD moves with everyone's commits)."""
     import hashlib
-    from azero_jax import _cpu_kernels
+    from azero_jax.backends.cpu import _cpu_kernels
     with open(_cpu_kernels.__file__, "rb") as f:
         return hashlib.sha1(f.read()).hexdigest()[:12]
 
@@ -128,7 +128,7 @@ def run_one(az, np, workload, backend: str, batch_size: int, num_threads: int | 
         # The backend's own entry point, past azero_jax.evaluate_pairs' argument checks
         # (which validate every address in Python): the evaluation loop alone, as the
         # reference was timed.
-        from azero_jax import cpu_evaluator
+        from azero_jax.backends.cpu import cpu_evaluator
         return cpu_evaluator.evaluate_pairs(
             algorithms, tasks, a_idx[start:end], t_idx[start:end], memory=workload.memory,
             max_abs_error=100.0, seed=0, algorithm_ids=np.arange(A),
@@ -173,7 +173,7 @@ def run_one(az, np, workload, backend: str, batch_size: int, num_threads: int | 
     if backend == "cpu":
         device = f"cpu: {_cpu_model()}"
     elif backend == "cuda":
-        from azero_jax import cuda_evaluator
+        from azero_jax.backends.cuda import cuda_evaluator
         device = f"cuda: {cuda_evaluator.device_name()}"
     else:
         import jax

@@ -43,8 +43,8 @@ from absl import app, flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from azero_jax import islands
-from azero_jax.evaluator import MemoryConfig, resolve_backend
-from azero_jax.spec import parse_search_experiment_spec
+from azero_jax.backends.evaluator import MemoryConfig, resolve_backend
+from azero_jax.spec.search_spec import parse_search_experiment_spec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("cases", ["processes", "batched"], "Which cases to run.")

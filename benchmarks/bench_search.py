@@ -47,10 +47,10 @@ from absl import app, flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from azero_jax import experiment
-from azero_jax.evaluator import MemoryConfig, PairResults, resolve_backend
-from azero_jax.evolution import Search
-from azero_jax.spec import parse_search_experiment_spec, parse_task_collection
+from azero_jax.backends.evaluator import MemoryConfig, PairResults, resolve_backend
+from azero_jax.evolution import experiment
+from azero_jax.evolution.regularized_evolution import Search
+from azero_jax.spec.search_spec import parse_search_experiment_spec, parse_task_collection
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "solve", ["host", "throughput", "share", "solve"], "What to measure.")
@@ -84,7 +84,7 @@ def _read(name):
 def _hurdles():
     if FLAGS.hurdles is None:
         return None
-    from azero_jax import spec as spec_lib
+    from azero_jax.spec import search_spec as spec_lib
     return spec_lib.parse_hurdles(FLAGS.hurdles)
 
 

@@ -19,9 +19,9 @@ import time
 
 from absl import app, flags
 
-from azero_jax.evaluator import MemoryConfig
+from azero_jax.backends.evaluator import MemoryConfig
 from azero_jax.islands import IslandsConfig, run_islands
-from azero_jax.spec import parse_search_experiment_spec
+from azero_jax.spec.search_spec import parse_search_experiment_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("seeds", "1000-1007", "Seeds: a range 'a-b' or a list 'a,b,c'.")

@@ -22,8 +22,8 @@ from typing import Sequence
 
 import azero_jax as az
 from azero_jax import datasets as datasets_lib
-from azero_jax.evaluator import MemoryConfig
-from azero_jax.tasks import Task, TaskSpec, make_tasks
+from azero_jax.backends.evaluator import MemoryConfig
+from azero_jax.core.tasks import Task, TaskSpec, make_tasks
 
 DEFAULT_BENCH_DIR = os.environ.get(
     "AZERO_BENCH_DIR",

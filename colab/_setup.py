@@ -59,10 +59,11 @@ import os
 import jax
 
 import azero_jax as az
+from azero_jax.backends import evaluator
 
 CI = os.environ.get("AZERO_CI") == "1"  # tiny budgets when CI executes the notebook
-BACKEND = az.evaluator.default_backend()
-print("JAX devices:", jax.devices())
+BACKEND = evaluator.default_backend()
+print("azero_jax", az.__version__, "· JAX devices:", jax.devices())
 print("evaluator backend:", BACKEND,
       "(batched, jitted JAX on the accelerator)" if BACKEND == "jax"
       else "(compiled per-core interpreter on the CPU; no GPU found)")

@@ -20,7 +20,7 @@ from _setup import CI, az  # the set-up cells, in the notebook
 # %%
 import time
 
-from azero_jax import spec as spec_lib
+from azero_jax.spec import search_spec as spec_lib
 
 DEMO_SPEC = """
 """  # text of experiments/specs/demo_search.textproto, filled in by tools/build_notebooks.py
@@ -35,8 +35,8 @@ print(f"population {spec.population_size}, time limit {TIME_LIMIT_SECS} s")
 #
 # The line below updates in place while the search runs (individuals, time, best and mean
 # fitness, FEC hit rate). This is the binary's experiments loop
-# (`azero_jax.experiment.run_experiments`): like the reference, an experiment that does not
-# find a perfect learner is followed by another with new seeds (many experiments get stuck
+# (`azero_jax.evolution.experiment.run_experiments`): like the reference, an experiment that does
+# not find a perfect learner is followed by another with new seeds (many experiments get stuck
 # in a local optimum), each candidate is checked on the T_select tasks, and the loop stops
 # once one is good enough there. To save time here, an experiment also ends as soon as its
 # search fitness passes 0.9999 (`stop_search_fitness`), and the whole run at the time limit.
@@ -44,8 +44,8 @@ print(f"population {spec.population_size}, time limit {TIME_LIMIT_SECS} s")
 # %%
 import dataclasses
 
-from azero_jax import experiment
 from azero_jax.analysis import plotting
+from azero_jax.evolution import experiment
 
 DEMO_SELECT = """
 """  # text of experiments/specs/demo_select.textproto, filled in by tools/build_notebooks.py

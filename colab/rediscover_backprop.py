@@ -18,7 +18,7 @@ from _setup import BACKEND, CI, az  # the set-up cells, in the notebook
 # %%
 import time
 
-from azero_jax import spec as spec_lib
+from azero_jax.spec import search_spec as spec_lib
 
 ON_GPU = BACKEND == "jax"
 NUM_TASKS = 2 if CI else (10 if ON_GPU else 4)
@@ -61,7 +61,7 @@ print(f"{NUM_TASKS} teacher tasks, population {POPULATION}, time limit {TIME_LIM
 
 # %%
 from azero_jax.analysis import plotting
-from azero_jax.evolution import Search
+from azero_jax.evolution.regularized_evolution import Search
 
 records = []
 show = plotting.notebook_progress()

@@ -25,10 +25,10 @@ import time
 from absl import flags
 
 import azero_jax as az
-from azero_jax import final_evaluation as fe
-from azero_jax import run_checks
+from azero_jax.core.errors import ConfigError, run_main
 from azero_jax.datasets import HELD_OUT_PAIRS, load_dataset
-from azero_jax.errors import ConfigError, run_main
+from azero_jax.evolution import run_checks
+from azero_jax.paper import final_evaluation as fe
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("algorithm_file", os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -85,7 +85,7 @@ def _read_algorithm(path: str):
             raise ConfigError(f"--algorithm_file={path}: not a text file") from None
     try:
         return az.parse_algorithm(text)
-    except az.program.ParseError as error:
+    except az.ParseError as error:
         raise ConfigError(f"--algorithm_file={path}: {error}") from None
 
 

@@ -24,10 +24,12 @@ import sys
 
 from absl import app, flags
 
-from azero_jax import experiment, islands
-from azero_jax.errors import AzeroError, ConfigError, run_main
-from azero_jax.evaluator import MemoryConfig
-from azero_jax.spec import parse_hurdles, parse_search_experiment_spec, parse_task_collection
+from azero_jax import islands
+from azero_jax.backends.evaluator import MemoryConfig
+from azero_jax.core.errors import AzeroError, ConfigError, run_main
+from azero_jax.evolution import experiment
+from azero_jax.spec.search_spec import (parse_hurdles, parse_search_experiment_spec,
+                                        parse_task_collection)
 
 SPECS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
 DEMO_SEED = 1002  # the demo's fixed seed: solves in its first experiment
@@ -106,7 +108,7 @@ def _spec_file(name: str) -> str:
 
 
 def config_from_flags() -> experiment.ExperimentConfig:
-    """Flags -> :class:`azero_jax.experiment.ExperimentConfig`."""
+    """Flags -> :class:`azero_jax.evolution.experiment.ExperimentConfig`."""
     demo = FLAGS.search_experiment_spec is None
     if demo:
         search_text = _spec_file("demo_search.textproto")

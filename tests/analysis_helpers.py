@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from azero_jax import ops as ops_lib
-from azero_jax.program import Algorithm, as_component, instruction
+from azero_jax.core import ops as ops_lib
+from azero_jax.core.program import Algorithm, as_component, instruction
 
 MEMORY = dict(num_scalars=5, num_vectors=9, num_matrices=2)
 ALL_OPS = tuple(range(ops_lib.NUM_OPS))

@@ -25,12 +25,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import oracle  # noqa: E402  (tests/oracle.py)
 
-from azero_jax import program as program_lib  # noqa: E402
+from azero_jax.core import program as program_lib  # noqa: E402
 
 BACKENDS = ("jax", "cpu")
 
 
-BACKEND_MODULES = {"jax": "azero_jax.jax_evaluator", "cpu": "azero_jax.cpu_evaluator"}
+BACKEND_MODULES = {"jax": "azero_jax.backends.jax.jax_evaluator",
+                   "cpu": "azero_jax.backends.cpu.cpu_evaluator"}
 
 
 def require_backend(name: str) -> str:

@@ -6,9 +6,9 @@ import hashlib
 
 import numpy as np
 
-from azero_jax.evaluator import MemoryConfig, PairResults
-from azero_jax.spec import SearchSpec
-from azero_jax.tasks import TaskSpec
+from azero_jax.backends.evaluator import MemoryConfig, PairResults
+from azero_jax.core.tasks import TaskSpec
+from azero_jax.spec.search_spec import SearchSpec
 
 MEMORY = MemoryConfig(4, 3, 1)
 LINEAR_OPS = (("SCALAR_CONST_SET_OP",), ("VECTOR_INNER_PRODUCT_OP",),

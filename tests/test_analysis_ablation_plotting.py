@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import azero_jax as az
-from azero_jax import generator, parse_algorithm
+from azero_jax import parse_algorithm
 from azero_jax.analysis import ablation, plotting
 from azero_jax.analysis import export as ex
+from azero_jax.core import generator
 
 LINEAR_TASK = az.tasks.scalar_linear_regression_task(4, 200, 50, data_seed=1, param_seed=2)
 
@@ -170,7 +171,8 @@ def test_missing_matplotlib_gives_a_clear_error(monkeypatch):
 
 
 def test_load_algorithm_from_text_checkpoint_and_directory(tmp_path):
-    from azero_jax import analysis, checkpoint
+    from azero_jax import analysis
+    from azero_jax.evolution import checkpoint
     lin, nn = generator.linear_model(0.01), generator.neural_net()
     (tmp_path / "algo.txt").write_text(str(nn))
     assert analysis.load_algorithm(tmp_path / "algo.txt") == nn

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 import azero_jax as az
-from azero_jax import generator, parse_algorithm
+from azero_jax import parse_algorithm
 from azero_jax.analysis import export as ex
 from azero_jax.analysis import simplify as simp
+from azero_jax.core import generator
 from analysis_helpers import MEMORY, insert_random, random_algorithm
 
 import oracle

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import azero_jax as az
-from azero_jax import generator, parse_algorithm
+from azero_jax import parse_algorithm
 from azero_jax.analysis import simplify as simp
+from azero_jax.core import generator
 from analysis_helpers import ALL_OPS, MEMORY, insert_random, random_algorithm
 
 

@@ -1,13 +1,13 @@
-"""The evaluator backends as objects (azero_jax.backend) and the pieces they share."""
+"""The evaluator backends as objects (azero_jax.backends.backend) and the pieces they share."""
 
 import numpy as np
 import pytest
-from azero_jax import backend as backend_lib
-from azero_jax import generator
-from azero_jax.evaluator import padded_pairs, used_op_sets
-from azero_jax.evolution import Search, default_child_batch_size
-from azero_jax.population import ProgramRows, Programs
-from azero_jax.results import PairResults
+from azero_jax.backends import backend as backend_lib
+from azero_jax.backends.evaluator import padded_pairs, used_op_sets
+from azero_jax.core import generator
+from azero_jax.core.population import ProgramRows, Programs
+from azero_jax.core.results import PairResults
+from azero_jax.evolution.regularized_evolution import Search, default_child_batch_size
 from search_helpers import MEMORY, FakeEvaluator, small_spec
 
 
@@ -48,7 +48,7 @@ def test_a_cuda_search_evaluates_on_the_cuda_backend_and_takes_device_steps():
 
 
 def test_the_jax_evaluator_pads_and_returns_the_requested_pairs_only():
-    from azero_jax import tasks as tasks_lib
+    from azero_jax.core import tasks as tasks_lib
     task = tasks_lib.scalar_linear_regression_task(4, 50, 10, data_seed=1, param_seed=2)
     programs = Programs.from_algorithms([generator.linear_model(0.01),
                                          generator.linear_model(0.05)])
@@ -68,8 +68,8 @@ def test_the_jax_evaluator_pads_and_returns_the_requested_pairs_only():
 def test_the_cpu_backend_reads_program_rows_in_place_with_the_results_of_a_copy(dce):
     """A search's requests reference the rows of its children (ProgramRows): the cpu
     backend decodes them where they are; every other consumer gets a copy."""
-    from azero_jax.program import parse_algorithm
-    from azero_jax.tasks import make_tasks
+    from azero_jax.core.program import parse_algorithm
+    from azero_jax.core.tasks import make_tasks
     tasks = make_tasks(small_spec().search_tasks)
     noisy = parse_algorithm("def Setup():\n  s2 = 0.1\ndef Predict():\n"
                             "  s3 = gaussian(0.5, 0.3)\n  s1 = dot(v0, v1)\n  s1 = s1 + s3\n"

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import azero_jax as az
-from azero_jax import baselines
 from azero_jax.datasets import protocol
+from azero_jax.paper import baselines
 
 SOFTMAX_REGRESSION = """def Setup():
   s2 = 0.01

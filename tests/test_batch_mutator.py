@@ -1,6 +1,6 @@
 """The batched mutator against the reference's rules (spec §6.3-6.6).
 
-The per-child :class:`~azero_jax.mutator.Mutator` is the readable statement of the rules
+The per-child :class:`~azero_jax.evolution.mutator.Mutator` is the readable statement of the rules
 (itself tested against the spec in test_mutator.py); here the batched kernels must
 produce the same distributions: many children of fixed parents from both, compared with
 two-sample tests at fixed seeds (deterministic: a wrong probability fails every run).
@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from scipy import stats  # the test extra
 
-from azero_jax import _search_kernels as kernels
-from azero_jax import ops as ops_lib
-from azero_jax.batch_mutator import BatchMutator, action_weights
-from azero_jax.evaluator import MemoryConfig
-from azero_jax.mutator import MUTATION_TYPES, Mutator
-from azero_jax.population import Programs
-from azero_jax.program import parse_algorithm
+from azero_jax.backends.evaluator import MemoryConfig
+from azero_jax.core import ops as ops_lib
+from azero_jax.core.population import Programs
+from azero_jax.core.program import parse_algorithm
+from azero_jax.evolution import _search_kernels as kernels
+from azero_jax.evolution.batch_mutator import BatchMutator, action_weights
+from azero_jax.evolution.mutator import MUTATION_TYPES, Mutator
 
 
 MEMORY = MemoryConfig(5, 4, 3)
@@ -257,7 +257,7 @@ def test_a_child_does_not_depend_on_its_batch():
 
 
 def test_random_programs_match_the_randomizer():
-    from azero_jax.randomizer import Randomizer
+    from azero_jax.evolution.randomizer import Randomizer
     slow = Randomizer(OPS, MEMORY)
     rng = random.Random(4)
     reference = [slow.random_algorithm((5, 2, 8), rng) for _ in range(3000)]

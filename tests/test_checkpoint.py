@@ -5,11 +5,11 @@ import os
 
 import numpy as np
 
-from azero_jax import checkpoint
-from azero_jax.evolution import Search
-from azero_jax.population import Programs
-from azero_jax.fec import FECConfig
-from azero_jax.program import format_algorithm
+from azero_jax.core.population import Programs
+from azero_jax.core.program import format_algorithm
+from azero_jax.evolution import checkpoint
+from azero_jax.evolution.fec import FECConfig
+from azero_jax.evolution.regularized_evolution import Search
 from search_helpers import MEMORY, small_spec
 
 
@@ -70,7 +70,7 @@ def test_pack_unpack_algorithms_round_trip():
 
 
 def test_resume_with_hurdles_equals_uninterrupted(tmp_path):
-    from azero_jax.hurdles import HurdlesConfig
+    from azero_jax.evolution.hurdles import HurdlesConfig
     spec = small_spec(fec=FECConfig(10, 10), population_size=10, hurdles=HurdlesConfig(75.0, 10, 1))
     straight = Search(spec, memory=MEMORY, seed=24, backend="cpu", child_batch_size=5)
     for _ in range(10):
@@ -91,7 +91,7 @@ def test_resume_with_hurdles_equals_uninterrupted(tmp_path):
 
 
 def test_finished_run_is_not_extended_on_restart(tmp_path):
-    from azero_jax import experiment
+    from azero_jax.evolution import experiment
     from search_helpers import task_spec
     config = experiment.ExperimentConfig(
         search=small_spec(population_size=8, max_train_steps=3000), select_tasks=(task_spec(),),
@@ -108,7 +108,7 @@ def test_finished_run_is_not_extended_on_restart(tmp_path):
 
 def test_resume_with_another_spec_is_refused(tmp_path):
     import pytest
-    from azero_jax import experiment
+    from azero_jax.evolution import experiment
     from search_helpers import task_spec
     config = experiment.ExperimentConfig(
         search=small_spec(population_size=8, max_train_steps=2000), select_tasks=(task_spec(),),
@@ -124,7 +124,7 @@ def test_resume_with_another_spec_is_refused(tmp_path):
 
 
 def test_trim_metrics_log_drops_what_a_resumed_run_logs_again(tmp_path):
-    from azero_jax.experiment import trim_metrics_log
+    from azero_jax.evolution.experiment import trim_metrics_log
     path = tmp_path / "metrics.jsonl"
     records = [(0, 100), (0, 200), (1, 100), (1, 200), (1, 300), (2, 100)]
     path.write_text("".join(json.dumps({"experiment": e, "individuals": n}) + "\n"

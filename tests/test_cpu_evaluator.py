@@ -1,4 +1,5 @@
-"""Tests of the per-core CPU backend (``backend="cpu"``, :mod:`azero_jax.cpu_evaluator`).
+"""Tests of the per-core CPU backend (``backend="cpu"``,
+:mod:`azero_jax.backends.cpu.cpu_evaluator`).
 
 Every test names the backend it runs on. Covered: spec §13 items 1-12, 15 and 19, every
 op alone against a small NumPy reference (edge values, aliasing, generic and specialised
@@ -15,10 +16,11 @@ import numpy as np
 import pytest
 
 import azero_jax as az
-from azero_jax import cpu_evaluator, ops
-from azero_jax.evaluator import flip_and_squash
-from azero_jax.program import instruction as I
-from azero_jax.tasks import Task
+from azero_jax.backends.cpu import cpu_evaluator
+from azero_jax.backends.evaluator import flip_and_squash
+from azero_jax.core import ops
+from azero_jax.core.program import instruction as I
+from azero_jax.core.tasks import Task
 
 BACKEND = "cpu"
 BIG = 1e12
@@ -598,7 +600,7 @@ def test_w1_matches_jax_backend():
 def test_tensor_decoder_emits_the_numpy_decoders_code():
     """The compiled decoder of a search's tensors and the numpy decoder of Algorithm
     lists produce identical interpreter code, for every op and several F (NO_OPs too)."""
-    from azero_jax.population import Programs
+    from azero_jax.core.population import Programs
     from conftest import ProgramGenerator
     memory = az.MemoryConfig(5, 4, 3)
     gen = ProgramGenerator(np.random.default_rng(77))
@@ -621,7 +623,7 @@ def test_specialised_kernels_run_the_pair_body_in_their_loop():
     """The F-specialised copies write ``evaluate_pair``'s body into ``evaluate_chunk``
     (a call per pair cost 0.2 us); the rewrite falls back silently to the call, so check
     that it still applies to today's kernel source."""
-    from azero_jax import _cpu_specialize
+    from azero_jax.backends.cpu import _cpu_specialize
 
     text = _cpu_specialize._source(4)
     chunk = text[text.index("def evaluate_chunk("):]

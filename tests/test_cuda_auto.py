@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import azero_jax as az
-from azero_jax import auto_backend
-from azero_jax import evaluator as evaluator_lib
+from azero_jax.backends import auto_backend
+from azero_jax.backends import evaluator as evaluator_lib
 
 H100 = "NVIDIA H100 80GB HBM3"
 

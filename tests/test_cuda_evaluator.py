@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 import azero_jax as az
-from azero_jax import cuda_evaluator
-from azero_jax import program as program_lib
-from azero_jax.tasks import Task
+from azero_jax.backends.cuda import cuda_evaluator
+from azero_jax.core import program as program_lib
+from azero_jax.core.tasks import Task
 
 import oracle
 from conftest import NON_RANDOM_OPS, RANDOM_OPS, ProgramGenerator
@@ -232,8 +232,8 @@ def test_user_errors():
 def test_a_search_on_the_cuda_backend_follows_the_cpu_search_exactly():
     """`Search(backend="cuda")` evaluates with the cuda kernel (it once fell through to the
     JAX path): float64 gives the cpu search's populations and fitnesses bit for bit."""
-    from azero_jax import backend as backend_lib
-    from azero_jax.evolution import Search
+    from azero_jax.backends import backend as backend_lib
+    from azero_jax.evolution.regularized_evolution import Search
     from search_helpers import MEMORY, small_spec, task_spec
     spec = small_spec(search_tasks=(task_spec(num_train=10, num_valid=4, num_tasks=1),),
                       population_size=6)

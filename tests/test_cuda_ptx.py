@@ -12,7 +12,8 @@ import re
 import pytest
 
 import azero_jax as az
-from azero_jax import _eigen_order, cuda_evaluator
+from azero_jax.backends import _eigen_order
+from azero_jax.backends.cuda import cuda_evaluator
 
 pytestmark = pytest.mark.cuda
 

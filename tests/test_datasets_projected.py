@@ -7,8 +7,9 @@ import pytest
 from google.protobuf import text_format
 
 import azero_jax as az
-from azero_jax import datasets, protos
+from azero_jax import datasets
 from azero_jax.datasets import DatasetError, DatasetNotFoundError, protocol, projected
+from azero_jax.spec import protos
 
 
 # --- protos ------------------------------------------------------------------------

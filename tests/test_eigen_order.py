@@ -6,7 +6,7 @@ build) for F = 1..17, 24, 32, 33 on normal, wide-range, cancelling, constant and
 negative-zero inputs. The oracle, the CPU kernels (generic and F-specialised copies,
 through a Setup that runs every reduction op on that memory) and the JAX op functions
 must reproduce every value bit for bit (NaN matching NaN), except the matrix product
-for F = 10 and 11 (GEMM paths not modelled, see azero_jax/_eigen_order.py).
+for F = 10 and 11 (GEMM paths not modelled, see azero_jax/backends/_eigen_order.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 import oracle
 
 import azero_jax as az
-from azero_jax import _eigen_order
+from azero_jax.backends import _eigen_order
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "data", "eigen_order.npz")
 DATA = np.load(FIXTURE, allow_pickle=False)
@@ -105,7 +105,7 @@ def test_oracle_matches_eigen(F):
 
 def _cpu_memories(F, specialize):
     """Final memories of the REDUCTIONS Setup run by the CPU kernels on every case."""
-    from azero_jax import cpu_evaluator
+    from azero_jax.backends.cpu import cpu_evaluator
     algorithm = az.parse_algorithm(REDUCTIONS)
     task = az.tasks.unit_test_ones_task(F, 1, 1)
     previous = os.environ.get("AZERO_JAX_CPU_SPECIALIZE")
@@ -157,7 +157,7 @@ def test_cpu_specialised_kernels_match_eigen(F):
 def _jax_ops(F):
     """A jitted function computing every reduction op's JAX implementation."""
     import jax
-    from azero_jax import jax_ops
+    from azero_jax.backends.jax import jax_ops
 
     def run(v, w, m, m2):
         def op(code, **operands):  # the expression the JAX evaluator compiles for the op
@@ -174,7 +174,7 @@ def _jax_ops(F):
 
 @pytest.mark.parametrize("F", SIZES)
 def test_jax_ops_match_eigen(F):
-    from azero_jax import jax_evaluator as je
+    from azero_jax.backends.jax import jax_evaluator as je
     with je.x64_context("float64"):
         run = _jax_ops(F)
         for i, (v, w, m, m2, want) in enumerate(cases(F)):
@@ -207,7 +207,7 @@ def _constants(seed, count):
 
 
 def _std_of_constants_cpu(F, constants):
-    from azero_jax import cpu_evaluator
+    from azero_jax.backends.cpu import cpu_evaluator
     algorithm = az.parse_algorithm(CONSTANT_STD)
     task = az.tasks.unit_test_ones_task(F, 1, 1)
     out = []
@@ -225,8 +225,8 @@ def _std_of_constants_cpu(F, constants):
 
 def _std_of_constants_jax(F, constants):
     import jax
-    from azero_jax import jax_evaluator as je
-    from azero_jax import jax_ops
+    from azero_jax.backends.jax import jax_evaluator as je
+    from azero_jax.backends.jax import jax_ops
     with je.x64_context("float64"):
         std = jax.jit(jax.vmap(lambda v: jax_ops.op_function(54, F, v.dtype)(a=v)))
         return np.asarray(std(np.repeat(np.asarray(constants)[:, None], F, axis=1)))

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from azero_jax import generator
-from azero_jax.evolution import Search
-from azero_jax.fec import FECConfig
-from azero_jax.hurdles import HurdlesConfig
-from azero_jax.train_budget import TrainBudgetConfig
+from azero_jax.core import generator
+from azero_jax.evolution.fec import FECConfig
+from azero_jax.evolution.hurdles import HurdlesConfig
+from azero_jax.evolution.regularized_evolution import Search
+from azero_jax.evolution.train_budget import TrainBudgetConfig
 from search_helpers import MEMORY, FakeEvaluator, small_spec, task_spec
 
 
@@ -55,7 +55,7 @@ def test_cyclic_replacement_removes_the_oldest():
 
 
 def test_tournament_ties_go_to_the_earliest_draw():
-    from azero_jax import _search_kernels
+    from azero_jax.evolution import _search_kernels
     search = Search(small_spec(population_size=6, tournament_size=4), memory=MEMORY, seed=4,
                     evaluate_fn=FakeEvaluator())
     search.fitness[:] = [0.5, 0.9, 0.9, 0.1, 0.9, 0.2]
@@ -169,7 +169,7 @@ def test_hand_coded_initial_population_is_not_mutated():
 
 @pytest.mark.slow
 def test_jax_backend_compiles_once_per_kind_and_matches_cpu():
-    from azero_jax import jax_evaluator
+    from azero_jax.backends.jax import jax_evaluator
     spec = small_spec(fec=FECConfig(10, 10), population_size=16)
     before = dict(jax_evaluator.COUNTERS.traces)
     # float64 on both: in float32 a chaotic child may land in another FEC class.
@@ -199,7 +199,7 @@ def test_equivalent_children_reuse_the_first_stage():
 
 
 def test_a_search_runs_the_cpu_backend_in_one_thread_by_default(monkeypatch):
-    from azero_jax import cpu_evaluator
+    from azero_jax.backends.cpu import cpu_evaluator
     seen = []
     original = cpu_evaluator.evaluate_pairs
 
@@ -217,7 +217,7 @@ def test_a_search_runs_the_cpu_backend_in_one_thread_by_default(monkeypatch):
 def test_the_step_keys_pairs_as_fec_fingerprint_keys_does():
     """The search hashes fingerprints in compiled code (`_search_kernels.probe_finish`);
     the keys must be those of the documented function, `fec.fingerprint_keys`."""
-    from azero_jax import fec as fec_lib
+    from azero_jax.evolution import fec as fec_lib
     spec = small_spec(search_tasks=(task_spec(num_tasks=3),), population_size=8,
                       fec=FECConfig(num_train_examples=5, num_valid_examples=4))
     probes, lookups = [], []
@@ -236,7 +236,7 @@ def test_the_step_keys_pairs_as_fec_fingerprint_keys_does():
         lookups.append((keys_hi.copy(), keys_lo.copy()))
         return original(index, ent, free, meta, keys_hi, keys_lo, *rest)
 
-    import azero_jax._search_kernels as kernels
+    import azero_jax.evolution._search_kernels as kernels
     kernels.fec_lookup_pairs = spy
     try:
         search.step()  # the initial population: every child is probed

@@ -1,6 +1,6 @@
-"""The one experiments loop (:class:`azero_jax.experiment.ExperimentRunner`).
+"""The one experiments loop (:class:`azero_jax.evolution.experiment.ExperimentRunner`).
 
-A fake :class:`~azero_jax.experiment.ExperimentKind` tests the runner alone: the seeds
+A fake :class:`~azero_jax.evolution.experiment.ExperimentKind` tests the runner alone: the seeds
 it draws, the best it keeps, its stop rules, its checkpoint and an exact resume after a
 kill. Then the two real kinds, a single population and islands, through the same loop,
 and the checkpoints it refuses (the other kind, older formats) in one line.
@@ -15,10 +15,11 @@ import random
 import numpy as np
 import pytest
 
-from azero_jax import checkpoint as checkpoint_lib
-from azero_jax import experiment, generator, run_checks
-from azero_jax.errors import CheckpointError
-from azero_jax.program import format_algorithm
+from azero_jax.core import generator
+from azero_jax.core.errors import CheckpointError
+from azero_jax.core.program import format_algorithm
+from azero_jax.evolution import checkpoint as checkpoint_lib
+from azero_jax.evolution import experiment, run_checks
 from search_helpers import MEMORY, small_spec, task_spec
 
 

@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from azero_jax import ops, program
 from azero_jax.analysis import export as ex
-from azero_jax.evaluator import MemoryConfig
-from azero_jax.jax_evaluator import _ComponentExec, x64_context
+from azero_jax.backends.evaluator import MemoryConfig
+from azero_jax.backends.jax.jax_evaluator import _ComponentExec, x64_context
+from azero_jax.core import ops, program
 
 CODES = tuple(range(1, ops.NUM_OPS))  # every op but NO_OP
 FIRST_OUT = 3  # inputs live at addresses 1 and 2; op i writes its own cell FIRST_OUT + i

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from azero_jax.evaluator import PairResults
-from azero_jax.fec import FECCache, FECConfig, fingerprint_keys
+from azero_jax.backends.evaluator import PairResults
+from azero_jax.evolution.fec import FECCache, FECConfig, fingerprint_keys
 
 
 def test_lru_eviction_order():  # §13 item 16
@@ -86,8 +86,9 @@ def test_fec_config_validation():
 
 
 def test_compiled_fingerprint_hashes_equal_the_numpy_words_hashed():
-    from azero_jax.evaluator import PairResults
-    from azero_jax.fec import fingerprint_hashes, fingerprint_words, hash_row_arrays, hash_rows
+    from azero_jax.backends.evaluator import PairResults
+    from azero_jax.evolution.fec import (fingerprint_hashes, fingerprint_words, hash_row_arrays,
+                                         hash_rows)
     rng = np.random.default_rng(0)
     n = 200
     terr = rng.normal(size=(n, 7))

@@ -3,10 +3,10 @@ search as the paper's baseline, the spec's mutation style in the experiments loo
 
 import pytest
 
-from azero_jax import experiment
-from azero_jax.evolution import Search
-from azero_jax.fec import FECConfig
-from azero_jax.hurdles import HurdlesConfig
+from azero_jax.evolution import experiment
+from azero_jax.evolution.fec import FECConfig
+from azero_jax.evolution.hurdles import HurdlesConfig
+from azero_jax.evolution.regularized_evolution import Search
 from search_helpers import MEMORY, small_spec, task_spec
 
 
@@ -129,7 +129,7 @@ def test_islands_select_and_final_fitness_of_a_float64_jax_run_equal_the_cpu_bac
     import random
 
     import jax  # noqa: F401  (a runtime dependency: a broken install must fail here)
-    from azero_jax import checkpoint as checkpoint_lib
+    from azero_jax.evolution import checkpoint as checkpoint_lib
     from azero_jax import islands
     config = _config(backend="jax", evaluator_options=(("dtype", "float64"),),
                      checkpoint_dir=str(tmp_path))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import azero_jax as az
-from azero_jax import final_evaluation as fe
 from azero_jax.datasets import load_dataset
+from azero_jax.paper import final_evaluation as fe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURE6 = os.path.join(ROOT, "experiments", "algorithms", "figure6.txt")

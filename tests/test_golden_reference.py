@@ -28,9 +28,9 @@ import numpy as np
 import pytest
 
 import azero_jax as az
+from azero_jax.core.program import Algorithm, instruction
+from azero_jax.core.tasks import Task
 from azero_jax.datasets import read_reference_dataset
-from azero_jax.program import Algorithm, instruction
-from azero_jax.tasks import Task
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN_DIR = os.path.join(_REPO, "..", "shared", "golden")

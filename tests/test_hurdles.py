@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from azero_jax.evolution import Search
-from azero_jax.hurdles import HurdlesConfig, hurdle_value, stage_tasks, stage_train_examples
-from azero_jax.spec import parse_hurdles
+from azero_jax.evolution.hurdles import (HurdlesConfig, hurdle_value, stage_tasks,
+                                         stage_train_examples)
+from azero_jax.evolution.regularized_evolution import Search
+from azero_jax.spec.search_spec import parse_hurdles
 from search_helpers import MEMORY, FakeEvaluator, small_spec, task_spec
 
 

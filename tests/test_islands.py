@@ -9,11 +9,11 @@ import pytest
 from search_helpers import MEMORY, FakeEvaluator, small_spec, task_spec
 
 from azero_jax import islands
-from azero_jax.evaluator import MemoryConfig
+from azero_jax.backends.evaluator import MemoryConfig
 from azero_jax.islands import (IslandGroup, IslandsConfig, MigrationServer, island_specs,
                                parse_islands_config, run_islands)
 from azero_jax.islands.result import result_from_candidates
-from azero_jax.spec import parse_search_experiment_spec
+from azero_jax.spec.search_spec import parse_search_experiment_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPECS = os.path.join(ROOT, "experiments", "specs")
@@ -91,7 +91,7 @@ def test_all_islands_children_of_a_step_go_in_one_evaluator_call():
 
 
 def test_fec_probe_and_full_evaluation_are_one_call_each():
-    from azero_jax.fec import FECConfig
+    from azero_jax.evolution.fec import FECConfig
     fake = FakeEvaluator()
     spec = small_spec(population_size=8, fec=FECConfig(10, 10))
     g, _ = group(IslandsConfig(num_islands=3, migration_interval=0), spec=spec,
@@ -230,7 +230,7 @@ def test_lockstep_islands_receive_each_others_uploads():
 def test_without_migration_islands_are_independent_searches():
     """migration_interval = 0: W islands evolve exactly as W separate searches (same
     populations, fitnesses, ages and counters), whatever their sizes and task sets."""
-    from azero_jax.evolution import Search
+    from azero_jax.evolution.regularized_evolution import Search
     spec = small_spec(population_size=10, max_train_steps=6000)
     other = (task_spec("scalar_affine_regression_task", num_tasks=3),)
     config = IslandsConfig(num_islands=3, population_sizes=(8, 10, 12), migration_interval=0,
@@ -393,7 +393,7 @@ def test_islands_on_different_task_sets_are_compared_on_a_common_task_set():
     the linear tasks of T_select. Raw search fitness would pick island 0; ranked on
     T_select, island 1's candidate wins, and island 0's 1.0 does not trigger the stop
     (its candidate fails the threshold on T_select)."""
-    from azero_jax import experiment
+    from azero_jax.evolution import experiment
     spec = small_spec(population_size=10, max_train_steps=8000)
     ones = (task_spec("unit_test_ones_task", num_tasks=1),)
     config = IslandsConfig(num_islands=2, migration_interval=0, task_sets=(("ones", ones),),
@@ -419,7 +419,7 @@ def test_ray_server_actor_and_worker_view_speak_exchange_many():
     ``exchange_many`` and comes back packed with sources (Ray itself is an extra)."""
     from types import SimpleNamespace
 
-    from azero_jax import generator
+    from azero_jax.core import generator
     from azero_jax.islands import ray_actors
     actor = ray_actors.MigrationServerActor(seed=1)
     handle = SimpleNamespace(exchange_many=SimpleNamespace(remote=actor.exchange_many))

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from azero_jax import checkpoint as checkpoint_lib
+from azero_jax.evolution import checkpoint as checkpoint_lib
 from azero_jax.islands import IslandsConfig, checkpointed_individuals, run_islands
 
 from search_helpers import kill_when_then_resume
@@ -36,7 +36,8 @@ SHARDING_SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     sys.path.insert(0, "tests")
     from search_helpers import MEMORY, small_spec
-    from azero_jax import islands, jax_evaluator
+    from azero_jax import islands
+    from azero_jax.backends.jax import jax_evaluator
     assert jax.local_device_count() == 4, jax.local_devices()
     spec = small_spec(population_size=16)
     out = {}

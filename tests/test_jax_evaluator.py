@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import azero_jax as az
-from azero_jax import generator, jax_evaluator, tasks
+from azero_jax.backends.jax import jax_evaluator
+from azero_jax.core import generator, program, tasks
 
 MEMORY = az.MemoryConfig(4, 3, 1)
 DEMO_OPS = ("SCALAR_CONST_SET_OP", "VECTOR_INNER_PRODUCT_OP", "SCALAR_DIFF_OP",
@@ -109,7 +110,7 @@ def test_train_budget_rejection_and_step_counts(linear_tasks):
 
 def test_abort_counts_the_aborting_step():
     task = tasks.unit_test_fixed_task([[1.0]] * 5, [0, 0, 1000, 0, 0], [[1.0]] * 2, [0, 0])
-    noop = az.program.noop_algorithm(1, 1, 1)
+    noop = program.noop_algorithm(1, 1, 1)
     results = az.evaluate_pairs([noop], [task], [0], [0], memory=MEMORY, backend="jax",
                                 op_sets=OP_SETS, record_errors=(4, 2))
     assert results.fitness[0] == 0.0

@@ -1,4 +1,5 @@
-"""Tests of dead-code elimination (:mod:`azero_jax.liveness`) and its use by the cpu backend.
+"""Tests of dead-code elimination (:mod:`azero_jax.backends.cpu.liveness`) and its use by the cpu
+backend.
 
 Unit tests of each liveness rule on hand-written programs (a write kills, a partial write
 does not, state carried through Learn and across steps, the harness's own writes, random
@@ -17,11 +18,11 @@ import numpy as np
 import pytest
 
 import azero_jax as az
-from azero_jax import cpu_evaluator, liveness
 from azero_jax.analysis import simplify
-from azero_jax.population import Programs
-from azero_jax.program import instruction as I
-from azero_jax.tasks import ACCURACY, Task
+from azero_jax.backends.cpu import cpu_evaluator, liveness
+from azero_jax.core.population import Programs
+from azero_jax.core.program import instruction as I
+from azero_jax.core.tasks import ACCURACY, Task
 from conftest import ProgramGenerator
 
 MEMORY = az.MemoryConfig(6, 4, 2)

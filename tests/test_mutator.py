@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from azero_jax import generator
-from azero_jax import ops as ops_lib
-from azero_jax.evaluator import MemoryConfig
-from azero_jax.mutator import MUTATION_TYPES, Mutator, mutate_log_scale, mutation_type
-from azero_jax.program import noop_algorithm, validate_addresses
+from azero_jax.backends.evaluator import MemoryConfig
+from azero_jax.core import generator
+from azero_jax.core import ops as ops_lib
+from azero_jax.core.program import noop_algorithm, validate_addresses
+from azero_jax.evolution.mutator import MUTATION_TYPES, Mutator, mutate_log_scale, mutation_type
 
 TEST_OPS = ("NO_OP", "SCALAR_SUM_OP", "MATRIX_VECTOR_PRODUCT_OP", "VECTOR_MEAN_OP")
 ALL_OPS = tuple(range(ops_lib.NUM_OPS))
@@ -297,7 +297,7 @@ def test_paper_style_scales_every_real_constant_and_never_flips_a_deviation():
 
 
 def test_mutation_style_names():
-    from azero_jax.mutator import mutation_style
+    from azero_jax.evolution.mutator import mutation_style
     assert mutation_style(" paper ") == "PAPER" and Mutator(
         ((56,), (27,), (2,)), MemoryConfig(4, 3, 1), ["IDENTITY"]).style == "REFERENCE"
     with pytest.raises(ValueError, match="unknown mutation_style 'PAPERS'"):

@@ -1,4 +1,4 @@
-"""The op facts the op table holds (``azero_jax.ops.OpSpec``) agree with the ops' semantics.
+"""The op facts the op table holds (``azero_jax.core.ops.OpSpec``) agree with the ops' semantics.
 
 The columns are checked against what the ops compute (their JAX expressions), not
 against a second list of op numbers.
@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from azero_jax import ops
 from azero_jax.analysis import simplify
-from azero_jax.jax_ops import op_function
+from azero_jax.backends.jax.jax_ops import op_function
+from azero_jax.core import ops
 
 F = 4
 _SHAPES = {"S": (), "V": (F,), "M": (F, F)}

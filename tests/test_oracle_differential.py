@@ -52,9 +52,9 @@ import oracle
 from conftest import NON_RANDOM_OPS, ProgramGenerator, backend_kwargs, require_backend
 
 import azero_jax as az
-from azero_jax import generator as generator_lib
-from azero_jax import program as program_lib
-from azero_jax.tasks import Task
+from azero_jax.core import generator as generator_lib
+from azero_jax.core import program as program_lib
+from azero_jax.core.tasks import Task
 
 RTOL = 1e-9  # the core issue's tolerance
 ATOL = 1e-15
@@ -234,7 +234,7 @@ def backend_memories(backend, results, algorithms, tasks, a_index, t_index, memo
     """Final memory of the pairs ``wanted``: JAX's ``return_memory``, the CPU's ``run_debug``."""
     if backend == "jax":
         return {i: (results.scalars[i], results.vectors[i], results.matrices[i]) for i in wanted}
-    from azero_jax import cpu_evaluator
+    from azero_jax.backends.cpu import cpu_evaluator
     out = {}
     for i in wanted:
         debug = cpu_evaluator.run_debug(algorithms[a_index[i]], tasks[t_index[i]],

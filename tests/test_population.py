@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from azero_jax import allocator
-from azero_jax.batch_mutator import BatchMutator
-from azero_jax.evaluator import MemoryConfig
+from azero_jax.backends.evaluator import MemoryConfig
+from azero_jax.core import allocator
+from azero_jax.evolution.batch_mutator import BatchMutator
 
 MEMORY = MemoryConfig(4, 3, 1)
 OPS = ((56, 57, 27, 2), (27, 21, 3), (2, 3, 18, 23, 27))

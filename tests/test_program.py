@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 import oracle
 
 import azero_jax as az
-from azero_jax import ops as ops_lib
-from azero_jax import program as program_lib
+from azero_jax.core import ops as ops_lib
+from azero_jax.core import program as program_lib
 
 UNARY = {5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20, 21, 22, 30, 32, 33, 34, 35,
          36, 37, 38, 50, 51, 52, 53, 54, 55}

@@ -5,10 +5,10 @@ import random
 import numpy as np
 import pytest
 
-from azero_jax import ops as ops_lib
-from azero_jax.evaluator import MemoryConfig
-from azero_jax.program import noop_algorithm, validate_addresses
-from azero_jax.randomizer import Randomizer
+from azero_jax.backends.evaluator import MemoryConfig
+from azero_jax.core import ops as ops_lib
+from azero_jax.core.program import noop_algorithm, validate_addresses
+from azero_jax.evolution.randomizer import Randomizer
 
 ALL_OPS = list(range(ops_lib.NUM_OPS))
 MEMORY = MemoryConfig(5, 4, 3)

@@ -108,7 +108,7 @@ def test_hurdles_flag_is_the_spec_parser():
     sys.path.insert(0, os.path.join(ROOT, "experiments"))
     import run_search_experiment as binary
     from absl import flags
-    from azero_jax.spec import parse_hurdles
+    from azero_jax.spec.search_spec import parse_hurdles
     for text in ("num_tasks: 1 percentile: 50", ""):
         flags.FLAGS.unparse_flags()
         flags.FLAGS(["run_search_experiment", f"--hurdles={text}"])

@@ -1,12 +1,12 @@
-"""The evaluation side of a search on its own (azero_jax.search_evaluator): requests and
+"""The evaluation side of a search on its own (azero_jax.evolution.search_evaluator): requests and
 counters, driven without a Search."""
 
 import numpy as np
 
-from azero_jax import generator
-from azero_jax.fec import FECConfig
-from azero_jax.population import Programs
-from azero_jax.search_evaluator import PopulationFitness, SearchEvaluator
+from azero_jax.core import generator
+from azero_jax.core.population import Programs
+from azero_jax.evolution.fec import FECConfig
+from azero_jax.evolution.search_evaluator import PopulationFitness, SearchEvaluator
 from search_helpers import FakeEvaluator, small_spec, task_spec
 
 EMPTY = PopulationFitness(np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool))

@@ -22,9 +22,9 @@ import oracle
 from conftest import backend_kwargs
 
 import azero_jax as az
-from azero_jax import generator as generator_lib
-from azero_jax.program import Algorithm, instruction as I
-from azero_jax.tasks import Task
+from azero_jax.core import generator as generator_lib
+from azero_jax.core.program import Algorithm, format_number, instruction as I
+from azero_jax.core.tasks import Task
 
 BIG = 1e300  # "kLargeMaxAbsError": nothing but NaN/inf aborts
 FIGURE5 = os.path.join(os.path.dirname(__file__), "data", "figure5.txt")
@@ -63,7 +63,7 @@ def final_scalars(backend, results, algorithms, task, memory=(4, 3, 1), max_abs_
     """
     if backend == "jax":
         return [np.asarray(results.scalars[i]) for i in range(len(algorithms))]
-    from azero_jax import cpu_evaluator
+    from azero_jax.backends.cpu import cpu_evaluator
     return [cpu_evaluator.run_debug(a, task, az.MemoryConfig(*memory),
                                     max_abs_error=max_abs_error)["scalars"] for a in algorithms]
 
@@ -265,7 +265,7 @@ def test_item02_ones_task_rms(backend):
 def test_item03_ones_task_accuracy(backend):
     task = az.tasks.unit_test_ones_task(4, 10, 5, eval_type="accuracy")
     logits = (-3.0, 3.0, np.inf, -np.inf)
-    algorithms = [algo(f"def Setup():\n  s2 = {az.program.format_number(x)}\n"
+    algorithms = [algo(f"def Setup():\n  s2 = {format_number(x)}\n"
                        "def Predict():\n  s1 = s2 + s3\ndef Learn():\n") for x in logits]
     results = evaluate(backend, algorithms, task)
     np.testing.assert_array_equal(results.fitness, [0.0, 1.0, 1.0, 0.0])

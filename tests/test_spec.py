@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from azero_jax import spec as spec_lib
-from azero_jax.tasks import make_tasks
+from azero_jax.core.tasks import make_tasks
+from azero_jax.spec import search_spec as spec_lib
 
 SPECS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                      "experiments", "specs")
@@ -98,7 +98,7 @@ def test_hurdles_extension_and_task_params():
 
 
 def test_mutation_style_extension():
-    from azero_jax import spec_protos
+    from azero_jax.spec import spec_protos
     demo = _read("demo_search.textproto")
     assert spec_lib.parse_search_experiment_spec(demo).mutation_style == "REFERENCE"
     paper = spec_lib.parse_search_experiment_spec(demo + "mutation_style: PAPER")

@@ -5,12 +5,13 @@ import dataclasses
 
 import pytest
 
-from azero_jax import generator, spec_protos
-from azero_jax import spec as spec_lib
-from azero_jax.fec import FECConfig
-from azero_jax.hurdles import HurdlesConfig
-from azero_jax.tasks import TaskSpec
-from azero_jax.train_budget import TrainBudget, TrainBudgetConfig
+from azero_jax.core import generator
+from azero_jax.core.tasks import TaskSpec
+from azero_jax.evolution.fec import FECConfig
+from azero_jax.evolution.hurdles import HurdlesConfig
+from azero_jax.evolution.train_budget import TrainBudget, TrainBudgetConfig
+from azero_jax.spec import search_spec as spec_lib
+from azero_jax.spec import spec_protos
 
 # Python config, its proto message, and the proto names of fields spelled differently.
 PAIRS = [

@@ -2,8 +2,8 @@
 
 import pytest
 
-from azero_jax import generator
-from azero_jax.train_budget import TrainBudget, algorithm_costs, component_cost
+from azero_jax.core import generator
+from azero_jax.evolution.train_budget import TrainBudget, algorithm_costs, component_cost
 
 
 def test_reference_budget_decisions():  # §13 item 18

@@ -23,11 +23,13 @@ import time
 import numpy as np
 import pytest
 
-from azero_jax import checkpoint, errors, evaluator, run_checks
+from azero_jax.backends import evaluator
+from azero_jax.core import errors
+from azero_jax.core.errors import AzeroError, CheckpointError, ConfigError, DataError
+from azero_jax.core.program import ParseError, parse_algorithm
+from azero_jax.core.tasks import Task
 from azero_jax.datasets import errors as dataset_errors
-from azero_jax.errors import AzeroError, CheckpointError, ConfigError, DataError
-from azero_jax.program import ParseError, parse_algorithm
-from azero_jax.tasks import Task
+from azero_jax.evolution import checkpoint, run_checks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEARCH_BIN = os.path.join(ROOT, "experiments", "run_search_experiment.py")
@@ -235,7 +237,7 @@ def test_refused_runs_leave_existing_files_alone(probes):
 
 def test_a_bug_still_shows_its_traceback(tmp_path):
     script = textwrap.dedent("""
-        from azero_jax.errors import run_main
+        from azero_jax.core.errors import run_main
         def main(argv):
             raise RuntimeError("a genuine bug")
         run_main(main)
@@ -329,7 +331,7 @@ def test_vector_labels_must_be_one_hot_and_fit_memory_on_every_backend():
     with pytest.raises(DataError, match="vector labels need eval_type 'accuracy'"):
         Task(x, onehot, x, onehot)
     task = Task(x, onehot, x, onehot, eval_type="accuracy")
-    from azero_jax.generator import linear_model
+    from azero_jax.core.generator import linear_model
     for backend in ("jax", "cpu"):  # refused before any backend is imported or run
         with pytest.raises(ConfigError, match="num_vectors must be >= 3, got 1"):
             evaluator.evaluate([linear_model(0.1)], [task], num_scalars=4, num_vectors=1,
@@ -364,7 +366,7 @@ def test_read_only_output_folder_is_refused_before_the_run(tmp_path, monkeypatch
 
 
 def test_memory_estimate_counts_population_tasks_and_evaluations():
-    from azero_jax.spec import parse_search_experiment_spec
+    from azero_jax.spec.search_spec import parse_search_experiment_spec
     spec = parse_search_experiment_spec(SEARCH)
     memory = evaluator.MemoryConfig(4, 3, 1)
     estimate = run_checks.estimate_memory(spec, memory)
@@ -376,7 +378,7 @@ def test_memory_estimate_counts_population_tasks_and_evaluations():
 
 
 def test_jax_evaluations_are_checked_against_the_accelerator(monkeypatch):
-    from azero_jax.spec import parse_search_experiment_spec
+    from azero_jax.spec.search_spec import parse_search_experiment_spec
     spec = parse_search_experiment_spec(SEARCH.replace("features_size: 4", "features_size: 2000"))
     memory = evaluator.MemoryConfig(4, 3, 1)
     host = 512 * 1024**2  # less than the evaluations need, more than the rest
@@ -469,7 +471,7 @@ def test_sigterm_or_ctrl_c_stops_cleanly_with_checkpoint_and_best_algorithm(tmp_
 
 _SLOW_SAVE = textwrap.dedent("""
     import os, runpy, signal, sys
-    from azero_jax import checkpoint
+    from azero_jax.evolution import checkpoint
     save, calls = checkpoint._save, []
     def slow_save(path, state, arrays):
         calls.append(path)

@@ -10,7 +10,8 @@ Submodules (imported here as modules, so ``analysis.simplify.simplify(...)``):
   (matplotlib, an optional extra: ``pip install azero_jax[plot]``).
 
 Example:
-    >>> from azero_jax import analysis, generator
+    >>> from azero_jax import analysis
+    >>> from azero_jax.core import generator
     >>> analysis.simplify.simplify(generator.pad(generator.linear_model(), 5, 5, 5)).sizes
     (1, 1, 4)
 """
@@ -18,7 +19,7 @@ Example:
 import os
 
 from azero_jax.analysis import ablation, export, plotting, simplify
-from azero_jax.program import Algorithm, parse_algorithm
+from azero_jax.core.program import Algorithm, parse_algorithm
 
 __all__ = ["ablation", "export", "load_algorithm", "plotting", "simplify"]
 
@@ -46,7 +47,7 @@ def load_algorithm(path: str | os.PathLike) -> Algorithm:
     if not path.endswith(".npz"):
         with open(path) as handle:
             return parse_algorithm(handle.read())
-    from azero_jax import checkpoint as checkpoint_lib
+    from azero_jax.evolution import checkpoint as checkpoint_lib
     state, arrays = checkpoint_lib.load(path)
     if state.get("best_text"):
         return parse_algorithm(state["best_text"])

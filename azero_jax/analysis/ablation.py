@@ -31,11 +31,11 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from azero_jax import evaluator as evaluator_lib
-from azero_jax import ops as ops_lib
 from azero_jax.analysis.export import touched_cells
-from azero_jax.program import (COMPONENTS, Algorithm, as_component, format_instruction,
-                               noop_component)
+from azero_jax.backends import evaluator as evaluator_lib
+from azero_jax.core import ops as ops_lib
+from azero_jax.core.program import (COMPONENTS, Algorithm, as_component, format_instruction,
+                                    noop_component)
 
 TasksArg = Sequence | Callable[[int], Sequence]
 
@@ -126,7 +126,7 @@ def knock_in(recipient: Algorithm, block, component: int | str, position: int | 
       rename: optional cell renaming applied to the block, e.g. ``{"m2": "m1"}``.
 
     Example:
-        >>> from azero_jax import generator
+        >>> from azero_jax.core import generator
         >>> lin = generator.linear_model()
         >>> knock_in(lin, lin.learn[3:], "learn", rename={"v1": "v3"}).sizes
         (1, 1, 5)

@@ -18,9 +18,9 @@ given feature size (any F >= 1). :func:`run_task` runs the reference evaluation 
 (spec §4: epochs, early termination, validation with memory carried) with them.
 
 Each instruction is its op's JAX expression template (``OpSpec.jax`` in
-:mod:`azero_jax.ops`), the one the JAX evaluator compiles into its branches, and the
+:mod:`azero_jax.core.ops`), the one the JAX evaluator compiles into its branches, and the
 exported module starts with the helpers those expressions call (the source of
-:mod:`azero_jax.jax_ops`: reductions added in the reference's Eigen order, products
+:mod:`azero_jax.backends.jax.jax_ops`: reductions added in the reference's Eigen order, products
 rounded before they are added). So every op computes bit for bit what the JAX evaluator
 computes (``tests/test_export_parity.py``). Random ops draw from ``key`` (split once per
 random instruction), not from the evaluators' streams: they match in distribution only.
@@ -32,7 +32,7 @@ over its first K entries before Learn.
 
 Example:
     >>> import jax
-    >>> from azero_jax import generator
+    >>> from azero_jax.core import generator
     >>> from azero_jax.analysis.export import export
     >>> model = export(generator.linear_model(0.01), features_size=4)
     >>> state = model.init(jax.random.key(0))
@@ -50,8 +50,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from azero_jax import ops as ops_lib
-from azero_jax.program import Algorithm
+from azero_jax.core import ops as ops_lib
+from azero_jax.core.program import Algorithm
 
 _RMS, _ACC = "rms_error", "accuracy"
 
@@ -145,12 +145,12 @@ def export_source(algorithm: Algorithm, eval_type: str = _RMS, num_classes: int 
       name: a name for the module docstring.
 
     Example:
-        >>> from azero_jax import generator
+        >>> from azero_jax.core import generator
         >>> source = export_source(generator.linear_model())
         >>> [line.strip() for line in source.splitlines() if "_dot(v" in line]
         ['s1 = _dot(v1, v0)']
     """
-    from azero_jax import jax_ops
+    from azero_jax.backends.jax import jax_ops
 
     eval_type = _check_eval_type(eval_type, num_classes)
     cells = state_cells(algorithm, num_classes)
@@ -168,7 +168,7 @@ def export_source(algorithm: Algorithm, eval_type: str = _RMS, num_classes: int 
         "import jax",
         "import jax.numpy as jnp",
         "",
-        "# The helpers of azero_jax.jax_ops, which the ops' expressions call.",
+        "# The helpers of azero_jax.backends.jax.jax_ops, which the ops' expressions call.",
         jax_ops.helpers_source(),
         "",
         "# The algorithm.",
@@ -409,7 +409,7 @@ def _scan_fns(model: ExportedAlgorithm):
 
 
 def _valid_fitness(model: ExportedAlgorithm, predictions, y_valid, max_abs_error) -> float:
-    from azero_jax.evaluator import flip_and_squash
+    from azero_jax.backends.evaluator import flip_and_squash
     predictions = np.asarray(predictions, dtype=np.float64)
     if model.num_classes:
         logits = np.where(np.isnan(predictions), -np.inf, predictions)
@@ -446,13 +446,13 @@ def run_task(model: ExportedAlgorithm | Algorithm, task, key=None, max_abs_error
 
     Args:
       model: an :class:`ExportedAlgorithm` (or an Algorithm, exported for ``task``).
-      task: a :class:`azero_jax.tasks.Task`.
+      task: a :class:`azero_jax.core.tasks.Task`.
       key: a JAX key for random ops (default ``jax.random.key(0)``).
       max_abs_error: the early-termination threshold.
       dtype: used only when ``model`` is an Algorithm.
 
     Example:
-        >>> from azero_jax import generator, tasks
+        >>> from azero_jax.core import generator, tasks
         >>> task = tasks.scalar_linear_regression_task(4, 1000, 50, data_seed=1, param_seed=2)
         >>> run_task(generator.linear_model(0.01), task).fitness > 0.99
         True

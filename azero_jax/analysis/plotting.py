@@ -142,7 +142,8 @@ def plot_progress(source, axes=None, title: str | None = None, label: str | None
 
 
 def notebook_progress(every_secs: float = 0.0, out=None) -> Callable[[dict], None]:
-    """A ``progress_fn`` for :class:`azero_jax.evolution.Search`: a live one-line display.
+    """A ``progress_fn`` for :class:`azero_jax.evolution.regularized_evolution.Search`: a live
+    one-line display.
 
     In a notebook it updates one output line in place (IPython display handle);
     elsewhere it prints a line per report to ``out`` (default stdout).

@@ -69,8 +69,8 @@ import dataclasses
 
 import numpy as np
 
-from azero_jax import ops as ops_lib
-from azero_jax.program import COMPONENTS, Algorithm, as_component, noop_component
+from azero_jax.core import ops as ops_lib
+from azero_jax.core.program import COMPONENTS, Algorithm, as_component, noop_component
 
 Cell = tuple[str, int]
 PARTIAL_WRITE_OPS = frozenset(op.code for op in ops_lib.OPS if op.partial_write)

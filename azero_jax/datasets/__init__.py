@@ -1,7 +1,7 @@
 """Datasets: the reference's dataset files, image datasets, projected tasks.
 
 Importing this package registers the task types ``projected_binary_classification_task``
-and ``projected_multiclass_classification_task`` with :mod:`azero_jax.tasks`.
+and ``projected_multiclass_classification_task`` with :mod:`azero_jax.core.tasks`.
 
 Example:
     >>> from azero_jax.datasets import load_dataset, projected_binary_dataset
@@ -20,12 +20,10 @@ from azero_jax.datasets.projected import (ALL_PAIRS, HELD_OUT_PAIRS, MULTICLASS_
                                           SEARCH_PAIRS, TASK_TYPE, choose_pair_and_seed,
                                           complement_pairs, hash_mix, one_hot,
                                           projected_binary_dataset, projected_binary_task,
-                                          projected_multiclass_dataset,
-                                          projected_multiclass_task, split_counts,
-                                          write_projected_binary_datasets)
-from azero_jax.datasets.protocol import (VARIANTS, multiclass_task_spec,
-                                         reference_baseline_specs, search_task_spec,
-                                         select_task_spec, task_variant)
+                                          projected_multiclass_dataset, projected_multiclass_task,
+                                          split_counts, write_projected_binary_datasets)
+from azero_jax.datasets.protocol import (VARIANTS, multiclass_task_spec, reference_baseline_specs,
+                                         search_task_spec, select_task_spec, task_variant)
 from azero_jax.datasets.reference import (SplitDataset, parse_reference_dataset,
                                           read_reference_dataset, reference_dataset_bytes,
                                           reference_file_name, write_reference_dataset)

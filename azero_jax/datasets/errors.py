@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from azero_jax.errors import AzeroError
+from azero_jax.core.errors import AzeroError
 
 
 class DatasetError(AzeroError):

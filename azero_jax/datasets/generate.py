@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from absl import flags
 
-from azero_jax import run_checks
+from azero_jax.core.errors import ConfigError, run_main
 from azero_jax.datasets.loaders import load_dataset
 from azero_jax.datasets.projected import write_projected_binary_datasets
-from azero_jax.errors import ConfigError, run_main
+from azero_jax.evolution import run_checks
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "/tmp/binary_cifar10_data/", "Folder to write the files to.")

@@ -35,9 +35,9 @@ from typing import Sequence
 
 import numpy as np
 
+from azero_jax.core.errors import ConfigError
 from azero_jax.datasets.errors import (DatasetError, DatasetNotFoundError, require_file,
                                        require_folder)
-from azero_jax.errors import ConfigError
 
 DATASET_NAMES = ("digits", "mnist", "fashion_mnist", "cifar10")
 CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))

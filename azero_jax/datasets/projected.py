@@ -17,7 +17,7 @@ has fewer images (digits: ~290 per pair in its train part), all of them are spli
 those proportions (80/20) and a task takes what there is -- never resampled.
 
 The task type ``projected_binary_classification_task`` (registered with
-:func:`azero_jax.tasks.register_task_type`) takes the reference's fields as
+:func:`azero_jax.core.tasks.register_task_type`) takes the reference's fields as
 ``TaskSpec.params``: ``positive_class``, ``negative_class`` (both or neither),
 ``dataset_name``, ``path`` (folder of reference files or of raw dataset files),
 ``held_out_pairs``, ``min_supported_data_seed`` (0), ``max_supported_data_seed`` (10),
@@ -29,7 +29,7 @@ non-held-out pairs and then a seed in ``[min, max)`` (Abseil's uniform integer
 algorithm, so the reference's choice of file is reproduced).
 
 Example:
-    >>> from azero_jax import tasks
+    >>> from azero_jax.core import tasks
     >>> import azero_jax.datasets  # registers the task types
     >>> spec = tasks.TaskSpec("projected_binary_classification_task", 16, 8000, 2000,
     ...                       "accuracy", num_tasks=2,
@@ -48,13 +48,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from azero_jax import tasks as tasks_lib
+from azero_jax.core import tasks as tasks_lib
+from azero_jax.core.errors import ConfigError
 from azero_jax.datasets.errors import DatasetError, DatasetNotFoundError
 from azero_jax.datasets.loaders import ImageDataset, class_pair_examples, load_dataset
 from azero_jax.datasets.reference import (SplitDataset, parse_reference_dataset,
-                                          read_reference_dataset,
-                                          reference_file_name, write_reference_dataset)
-from azero_jax.errors import ConfigError
+                                          read_reference_dataset, reference_file_name,
+                                          write_reference_dataset)
 
 # The reference's recommended held-out pairs (task.proto): T_select / final tasks.
 HELD_OUT_PAIRS = ((4, 6), (3, 5), (8, 9), (3, 8), (0, 9), (2, 9), (1, 8), (3, 6), (0, 5))

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from azero_jax.core.errors import ConfigError
+from azero_jax.core.tasks import ACCURACY, TaskSpec
 from azero_jax.datasets.projected import (HELD_OUT_PAIRS, MULTICLASS_TASK_TYPE, TASK_TYPE,
                                           complement_pairs)
-from azero_jax.errors import ConfigError
-from azero_jax.tasks import ACCURACY, TaskSpec
 
 # name -> (num_train_examples, num_train_epochs)
 VARIANTS = {

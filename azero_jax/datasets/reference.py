@@ -23,9 +23,9 @@ import os
 import numpy as np
 from google.protobuf import message as message_lib
 
-from azero_jax import protos
+from azero_jax.core.errors import ConfigError
 from azero_jax.datasets.errors import DatasetError, require_file
-from azero_jax.errors import ConfigError
+from azero_jax.spec import protos
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -1,11 +1,11 @@
 """Islands with migration (paper S3 "Parallelism"): many populations, one code path.
 
-``W`` islands each run regularized evolution (:class:`~azero_jax.evolution.Search`)
-on their own population (their own ``P``, e.g. spread over ``100 <= P <= 1000``) and
-their own task set (e.g. half the islands on projected MNIST, half on CIFAR: the
-paper's 50 % dataset diversity). Every ``migration_interval`` children (tested after
-each step) an island uploads a random ``migration_fraction`` (paper: half) of its
-population, with their fitnesses, to a migration server and receives as many
+``W`` islands each run regularized evolution
+(:class:`~azero_jax.evolution.regularized_evolution.Search`) on their own population (their own
+``P``, e.g. spread over ``100 <= P <= 1000``) and their own task set (e.g. half the islands on
+projected MNIST, half on CIFAR: the paper's 50 % dataset diversity). Every ``migration_interval``
+children (tested after each step) an island uploads a random ``migration_fraction`` (paper: half) of
+its population, with their fitnesses, to a migration server and receives as many
 algorithms sampled uniformly across the latest uploads of the OTHER islands (never its
 own); they are substituted into random slots. A migrant takes the slot, and so the age
 and birth number, of the individual it replaces; it keeps its fitness when its island
@@ -48,12 +48,13 @@ The package holds one concept a module (this file re-exports the public API):
 * :mod:`~azero_jax.islands.processes`: the worker processes and their supervisor;
 * :mod:`~azero_jax.islands.ray_actors`: the Ray actors (Ray is imported lazily);
 * :mod:`~azero_jax.islands.experiments`: islands as the experiments loop's
-  :class:`~azero_jax.experiment.ExperimentKind` (the loop is
-  :class:`~azero_jax.experiment.ExperimentRunner`'s).
+  :class:`~azero_jax.evolution.experiment.ExperimentKind` (the loop is
+  :class:`~azero_jax.evolution.experiment.ExperimentRunner`'s).
 
 Example:
-    >>> from azero_jax import spec as spec_lib, islands
-    >>> from azero_jax.memory import MemoryConfig
+    >>> from azero_jax import islands
+    >>> from azero_jax.spec import search_spec as spec_lib
+    >>> from azero_jax.core.memory import MemoryConfig
     >>> spec = spec_lib.parse_search_experiment_spec(
     ...     open("experiments/specs/linear_search.textproto").read()).replace(
     ...     population_size=20, max_train_steps=60000)
@@ -69,10 +70,9 @@ from azero_jax.islands.config import (PARALLEL_MODES, IslandsConfig, assign_task
                                       spread_population_sizes)
 from azero_jax.islands.experiments import run_experiments
 from azero_jax.islands.group import IslandGroup
-from azero_jax.islands.island import (Island, IslandSpec, checkpoint_path,
-                                      checkpointed_individuals, island_specs)
-from azero_jax.islands.migration import (SERVER_CHECKPOINT, MigrationServer, open_server,
-                                         save_server)
+from azero_jax.islands.island import (Island, IslandSpec, checkpoint_path, checkpointed_individuals,
+                                      island_specs)
+from azero_jax.islands.migration import SERVER_CHECKPOINT, MigrationServer, open_server, save_server
 from azero_jax.islands.packing import (concat_packed, pack, packed_fitness, packed_sources,
                                        take_packed, unpack, with_sources)
 from azero_jax.islands.processes import split_islands

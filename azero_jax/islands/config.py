@@ -12,8 +12,8 @@ import json
 import math
 import os
 
-from azero_jax.spec import SearchSpec, parse_task_collection
-from azero_jax.tasks import TaskSpec
+from azero_jax.core.tasks import TaskSpec
+from azero_jax.spec.search_spec import SearchSpec, parse_task_collection
 
 
 PARALLEL_MODES = ("batched", "processes", "ray")

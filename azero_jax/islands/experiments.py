@@ -1,7 +1,7 @@
 """Islands in the experiments loop: each experiment a run of islands.
 
-:class:`IslandsKind` is the :class:`~azero_jax.experiment.ExperimentKind` that
-:class:`~azero_jax.experiment.ExperimentRunner` drives when given an
+:class:`IslandsKind` is the :class:`~azero_jax.evolution.experiment.ExperimentKind` that
+:class:`~azero_jax.evolution.experiment.ExperimentRunner` drives when given an
 :class:`~azero_jax.islands.config.IslandsConfig`; the loop, its checkpoint
 (``checkpoint.npz``), T_select / T_final and the summary are the runner's. Each
 experiment is an :class:`IslandsExperiment`: :func:`~azero_jax.islands.run.run_islands`
@@ -16,20 +16,20 @@ import dataclasses
 import os
 from typing import Callable
 
-from azero_jax import experiment as experiment_lib
+from azero_jax.core.tasks import TaskSpec
+from azero_jax.evolution import experiment as experiment_lib
 from azero_jax.islands.config import IslandsConfig
 from azero_jax.islands.island import checkpointed_individuals
 from azero_jax.islands.progress import format_progress
 from azero_jax.islands.run import run_islands
-from azero_jax.spec import SearchSpec
-from azero_jax.tasks import TaskSpec
+from azero_jax.spec.search_spec import SearchSpec
 
 # Fields of IslandsResult.to_json() the loop's own record already holds.
 _LOOP_FIELDS = ("algorithm", "fitness", "individuals", "train_steps", "elapsed_secs")
 
 
 class IslandsExperiment:
-    """One experiment as a run of islands (an :class:`~azero_jax.experiment.Experiment`).
+    """One experiment as a run of islands (an :class:`~azero_jax.evolution.experiment.Experiment`).
 
     Its state is the folder its islands checkpoint into: ``state_dict`` records the
     folder's name and ``load_state_dict`` checks it; the islands' own checkpoints there
@@ -90,10 +90,10 @@ class IslandsExperiment:
 
 @dataclasses.dataclass
 class IslandsKind:
-    """The :class:`~azero_jax.experiment.ExperimentKind` of islands runs.
+    """The :class:`~azero_jax.evolution.experiment.ExperimentKind` of islands runs.
 
     Attributes:
-      config: the loop's :class:`~azero_jax.experiment.ExperimentConfig`.
+      config: the loop's :class:`~azero_jax.evolution.experiment.ExperimentConfig`.
       spec: the search spec in force.
       islands: the islands config; its checkpoint interval defaults to the loop's and
         its ``stop_search_fitness`` to the loop's.
@@ -136,6 +136,6 @@ class IslandsKind:
 
 
 def run_experiments(config, islands: IslandsConfig, log: Callable[[str], None] = print) -> dict:
-    """:func:`azero_jax.experiment.run_experiments` with ``islands`` (kept for callers of
+    """:func:`azero_jax.evolution.experiment.run_experiments` with ``islands`` (kept for callers of
     ``azero_jax.islands.run_experiments``)."""
     return experiment_lib.run_experiments(config, log, islands=islands)

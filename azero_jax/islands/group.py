@@ -16,20 +16,20 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from azero_jax import backend as backend_lib
-from azero_jax import checkpoint as checkpoint_lib
-from azero_jax import evaluator as evaluator_lib
-from azero_jax import experiment as experiment_lib
-from azero_jax.evolution import Search, default_child_batch_size
+from azero_jax.backends import backend as backend_lib
+from azero_jax.backends import evaluator as evaluator_lib
+from azero_jax.core.memory import MemoryConfig
+from azero_jax.core.population import Programs, as_programs
+from azero_jax.core.program import Algorithm
+from azero_jax.core.results import PairResults
+from azero_jax.core.tasks import TaskSpec, make_tasks
+from azero_jax.evolution import checkpoint as checkpoint_lib
+from azero_jax.evolution import experiment as experiment_lib
+from azero_jax.evolution.regularized_evolution import Search, default_child_batch_size
 from azero_jax.islands.config import IslandsConfig
 from azero_jax.islands.island import Island, IslandSpec, checkpoint_path
 from azero_jax.islands.packing import packed_sources
-from azero_jax.memory import MemoryConfig
-from azero_jax.population import Programs, as_programs
-from azero_jax.program import Algorithm
-from azero_jax.results import PairResults
-from azero_jax.spec import SearchSpec
-from azero_jax.tasks import TaskSpec, make_tasks
+from azero_jax.spec.search_spec import SearchSpec
 
 
 _ID_STRIDE = 1 << 20  # algorithm_ids of island i: id * stride + i (keys random streams)
@@ -44,7 +44,7 @@ class IslandGroup:
       islands: the :class:`IslandSpec` of each island of this group.
       config: the islands config (task sets, migration settings).
       memory, backend, child_batch_size, random_search, evaluator_options: as for
-        :class:`~azero_jax.evolution.Search`.
+        :class:`~azero_jax.evolution.regularized_evolution.Search`.
       eval_seed: the evaluation seed shared by the group (islands differ by algorithm ids).
       server: an object with ``exchange_many([(island, packed), ...]) -> [packed, ...]``
         (see :meth:`~azero_jax.islands.migration.MigrationServer.exchange_many`).
@@ -165,8 +165,8 @@ class IslandGroup:
                                      record_errors=record)
 
     def _evaluator(self):
-        """The group's backend (:mod:`azero_jax.backend`), made on first use. JAX pads every
-        call to at least one step of every island (each request kind compiles once) and
+        """The group's backend (:mod:`azero_jax.backends.backend`), made on first use. JAX pads
+        every call to at least one step of every island (each request kind compiles once) and
         runs on one device unless ``config.shard``."""
         if self._backend is None:
             options = dict(self.evaluator_options)
@@ -299,7 +299,7 @@ class IslandGroup:
     def rank_fitness(self, algorithms: Sequence[Algorithm]) -> np.ndarray:
         """Mean fitness of each algorithm on the common task set (``rank_tasks``).
 
-        Each is evaluated as :func:`azero_jax.experiment.evaluate_on_tasks` would alone
+        Each is evaluated as :func:`azero_jax.evolution.experiment.evaluate_on_tasks` would alone
         (algorithm id 0, ``rank_seed``), so the value equals its T_select fitness when
         ``rank_tasks`` is T_select. Results are memoised per exact algorithm.
         """

@@ -14,11 +14,11 @@ import random as random_lib
 
 import numpy as np
 
-from azero_jax import checkpoint as checkpoint_lib
-from azero_jax.evolution import Search
+from azero_jax.evolution import checkpoint as checkpoint_lib
+from azero_jax.evolution.regularized_evolution import Search
 from azero_jax.islands.config import IslandsConfig
 from azero_jax.islands.packing import pack, packed_fitness, unpack
-from azero_jax.spec import SearchSpec
+from azero_jax.spec.search_spec import SearchSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +39,8 @@ def island_specs(config: IslandsConfig, spec: SearchSpec, seed: int) -> list[Isl
 
 
 class Island:
-    """A :class:`~azero_jax.evolution.Search` plus its migration bookkeeping."""
+    """A :class:`~azero_jax.evolution.regularized_evolution.Search` plus its migration
+    bookkeeping."""
 
     def __init__(self, island: IslandSpec, search: Search, fraction: float, interval: int):
         self.index = island.index

@@ -15,10 +15,9 @@ from typing import Sequence
 
 import numpy as np
 
-from azero_jax import checkpoint as checkpoint_lib
-from azero_jax.islands.packing import (PACK, concat_packed, pack, take_packed, unpack,
-                                       with_sources)
-from azero_jax.program import Algorithm
+from azero_jax.core.program import Algorithm
+from azero_jax.evolution import checkpoint as checkpoint_lib
+from azero_jax.islands.packing import PACK, concat_packed, pack, take_packed, unpack, with_sources
 
 
 class MigrationServer:
@@ -35,7 +34,7 @@ class MigrationServer:
     came from (the receiver keeps the fitness when both search the same tasks).
 
     Example:
-        >>> from azero_jax import generator
+        >>> from azero_jax.core import generator
         >>> server = MigrationServer(seed=1)
         >>> len(server.exchange(0, [generator.linear_model()] * 3))  # nobody else yet
         0

@@ -11,8 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from azero_jax import checkpoint as checkpoint_lib
-from azero_jax.program import Algorithm
+from azero_jax.core.program import Algorithm
+from azero_jax.evolution import checkpoint as checkpoint_lib
 
 
 PACK = "a"  # the prefix of packed migrants' arrays

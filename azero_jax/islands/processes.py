@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Sequence
 
-from azero_jax import evaluator as evaluator_lib
+from azero_jax.backends import evaluator as evaluator_lib
 from azero_jax.islands.config import IslandsConfig
 from azero_jax.islands.group import IslandGroup
 from azero_jax.islands.island import IslandSpec

@@ -37,7 +37,7 @@ def progress_record(totals: Sequence[dict], elapsed: float, num_islands: int) ->
 
 def format_progress(record: dict) -> str:
     """The search's progress line plus ``islands=W, migrations=M``."""
-    from azero_jax.experiment import format_progress as search_line
+    from azero_jax.evolution.experiment import format_progress as search_line
     return f"{search_line(record)}, islands={record['islands']}, migrations={record['migrations']}"
 
 

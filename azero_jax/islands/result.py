@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from azero_jax import checkpoint as checkpoint_lib
-from azero_jax.program import Algorithm, format_algorithm
+from azero_jax.core.program import Algorithm, format_algorithm
+from azero_jax.evolution import checkpoint as checkpoint_lib
 
 
 @dataclasses.dataclass

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Callable, Sequence
 
+from azero_jax.core.memory import MemoryConfig
+from azero_jax.core.tasks import TaskSpec
 from azero_jax.islands.config import IslandsConfig
 from azero_jax.islands.group import IslandGroup
 from azero_jax.islands.island import island_specs
@@ -17,9 +19,7 @@ from azero_jax.islands.migration import open_server, save_server
 from azero_jax.islands.processes import run_processes
 from azero_jax.islands.progress import Progress
 from azero_jax.islands.result import IslandsResult, result_from_candidates
-from azero_jax.memory import MemoryConfig
-from azero_jax.spec import SearchSpec
-from azero_jax.tasks import TaskSpec
+from azero_jax.spec.search_spec import SearchSpec
 
 
 def run_islands(spec: SearchSpec, config: IslandsConfig, *, memory: MemoryConfig, seed: int = 1,
@@ -43,7 +43,7 @@ def run_islands(spec: SearchSpec, config: IslandsConfig, *, memory: MemoryConfig
       spec: the search spec shared by the islands.
       config: the islands config.
       memory, backend, child_batch_size, random_search, evaluator_options: see
-        :class:`~azero_jax.evolution.Search`.
+        :class:`~azero_jax.evolution.regularized_evolution.Search`.
       seed: the run's seed (island seeds, the migration server and evaluation seeds).
       evaluate_fn: an ``evaluate_pairs``-compatible callable (batched mode only).
       checkpoint_dir: island checkpoints (resumed when present); processes and Ray

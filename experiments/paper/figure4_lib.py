@@ -31,14 +31,14 @@ import time
 
 import numpy as np
 
-from azero_jax import evaluator as evaluator_lib
-from azero_jax import generator
-from azero_jax.evaluator import MemoryConfig
-from azero_jax.evolution import Search
-from azero_jax.population import FIELDS, Programs
-from azero_jax.program import Algorithm, instruction as I
-from azero_jax.spec import SearchSpec
-from azero_jax.tasks import TaskSpec, make_tasks
+from azero_jax.backends import evaluator as evaluator_lib
+from azero_jax.backends.evaluator import MemoryConfig
+from azero_jax.core import generator
+from azero_jax.core.population import FIELDS, Programs
+from azero_jax.core.program import Algorithm, instruction as I
+from azero_jax.core.tasks import TaskSpec, make_tasks
+from azero_jax.evolution.regularized_evolution import Search
+from azero_jax.spec.search_spec import SearchSpec
 
 # The reference regressors' SGD learning rate: the reference code base's own hand-coded
 # linear model (LINEAR_ALGORITHM, generator.cc) uses 0.01, so "the" hand-designed

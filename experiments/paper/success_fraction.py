@@ -108,9 +108,9 @@ def config_name(text: str) -> str:
 
 
 def configured_spec(setup: Setup, items: dict):
-    from azero_jax.fec import FECConfig
-    from azero_jax.hurdles import HurdlesConfig
-    from azero_jax.spec import parse_search_experiment_spec
+    from azero_jax.evolution.fec import FECConfig
+    from azero_jax.evolution.hurdles import HurdlesConfig
+    from azero_jax.spec.search_spec import parse_search_experiment_spec
 
     spec = parse_search_experiment_spec(setup.spec_text)
     changes = {}
@@ -129,11 +129,12 @@ def run_one(setup: Setup, config: str, seed: int) -> dict:
     """One experiment: search, then the final candidate's fitness on the select tasks."""
     import numpy as np
 
-    from azero_jax import evaluator, islands
-    from azero_jax.evaluator import MemoryConfig
-    from azero_jax.evolution import Search
-    from azero_jax.spec import parse_task_collection
-    from azero_jax.tasks import make_tasks
+    from azero_jax import islands
+    from azero_jax.backends import evaluator
+    from azero_jax.backends.evaluator import MemoryConfig
+    from azero_jax.evolution.regularized_evolution import Search
+    from azero_jax.spec.search_spec import parse_task_collection
+    from azero_jax.core.tasks import make_tasks
 
     items = parse_config(config)
     spec = configured_spec(setup, items)
