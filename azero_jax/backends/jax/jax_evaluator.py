@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from azero_jax.backends.jax.jax_ops import _divide, _product, op_function
+from azero_jax.backends.jax.jax_ops import op_function, rounded_product, true_divide
 from azero_jax.core import ops as ops_lib
 from azero_jax.core.memory import MemoryConfig
 from azero_jax.core.population import Programs, used_op_sets
@@ -404,7 +404,7 @@ def _build(shape: EvalShape):
                     wrong = ((y > 0.5) != (sigmoid(s[1]) > 0.5)).astype(dt)
                     error = jnp.where(is_acc, wrong, jnp.abs(diff))
                     bad = jnp.isnan(error) | (error > max_abs_error)
-                    increment = jnp.where(is_acc, wrong, _product(diff, diff))
+                    increment = jnp.where(is_acc, wrong, rounded_product(diff, diff))
                 if rec_valid:
                     record = (epoch == 0) & ~bad & (j < rec_valid)
                     errs = jnp.where(record & (jnp.arange(rec_valid) == j), error, errs)
@@ -416,13 +416,13 @@ def _build(shape: EvalShape):
                                n_errs)
             _, mem, loss, failed, errs, n_errs = lax.while_loop(cond, body, init)
             # As the reference rounds them: a true division, no fused multiply-add.
-            mean_loss = _divide(loss, n_valid)
+            mean_loss = true_divide(loss, n_valid)
             if vector_labels:
                 fitness = jnp.where(failed, 0.0, 1 - mean_loss)
             else:
                 rms = jnp.sqrt(mean_loss)
                 squashed = jnp.where(jnp.isfinite(rms),
-                                     1 + _product(NEG_TWO_OVER_PI, jnp.arctan(rms)), 0.0)
+                                     1 + rounded_product(NEG_TWO_OVER_PI, jnp.arctan(rms)), 0.0)
                 fitness = jnp.where(failed, 0.0, jnp.where(is_acc, 1 - mean_loss, squashed))
             return mem, fitness.astype(dt), errs, n_errs
 

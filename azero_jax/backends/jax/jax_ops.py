@@ -49,7 +49,7 @@ def _one(cond, dtype):
 # association of floating-point additions as written.
 
 
-def _product(a, b):
+def rounded_product(a, b):
     """``a * b`` rounded to the dtype before any addition uses it.
 
     XLA's CPU and GPU compilers contract a product feeding an addition into one fused
@@ -107,7 +107,7 @@ def _in_order(terms, cost, contiguous=True):
     return total
 
 
-def _divide(x, n: int):
+def true_divide(x, n: int):
     """``x / n`` as a true division.
 
     XLA replaces a division by a constant (or by a broadcast scalar) with a multiplication
@@ -119,32 +119,33 @@ def _divide(x, n: int):
 
 
 def _mean(x):
-    return _divide(_in_order(x, PLAIN), x.shape[-1])
+    return true_divide(_in_order(x, PLAIN), x.shape[-1])
 
 
 def _norm(x, contiguous=True):
-    return jnp.sqrt(_in_order(_product(x, x), SQUARE, contiguous))
+    return jnp.sqrt(_in_order(rounded_product(x, x), SQUARE, contiguous))
 
 
 def _std(x):
     """One-pass population std over the last axis: ``sqrt(E[x^2] - E[x]^2)``."""
     n = x.shape[-1]
-    mean = _divide(_in_order(x, PLAIN), n)
-    return jnp.sqrt(_divide(_in_order(_product(x, x), PRODUCT), n) - _product(mean, mean))
+    mean = true_divide(_in_order(x, PLAIN), n)
+    mean_square = true_divide(_in_order(rounded_product(x, x), PRODUCT), n)
+    return jnp.sqrt(mean_square - rounded_product(mean, mean))
 
 
 def _matvec(m, x):
     """``M @ x``: row dot products for F < 8, Eigen's row-major GEMV kernel for F >= 8."""
     F = x.shape[0]
     if F < 8:
-        return _in_order(_product(m, x[None, :]), PRODUCT)
+        return _in_order(rounded_product(m, x[None, :]), PRODUCT)
     packets = F // PACKET
-    products = _product(m[:, :packets * PACKET], x[:packets * PACKET])
+    products = rounded_product(m[:, :packets * PACKET], x[:packets * PACKET])
     products = products.reshape(F, packets, PACKET)
     acc = _left_to_right(jnp.moveaxis(products, 1, 0))  # one packet accumulator per row
     total = acc[:, 0] + acc[:, 1]
     if F % PACKET:
-        total = total + _product(m[:, F - 1], x[F - 1])
+        total = total + rounded_product(m[:, F - 1], x[F - 1])
     # Eigen adds the row's sum to a zeroed destination: -0.0 becomes +0.0. (A literal
     # "0 + total" would be simplified away by XLA.)
     return jnp.where(total == 0, jnp.zeros((), total.dtype), total)
@@ -153,7 +154,7 @@ def _matvec(m, x):
 def _matmul(a, b):
     """``A @ B``: a tree per entry for F < 8, left to right (GEMM) for F >= 8."""
     F = a.shape[0]
-    products = _product(a[:, None, :], b.T[None, :, :])  # [row, column, k]
+    products = rounded_product(a[:, None, :], b.T[None, :, :])  # [row, column, k]
     if F < 8:
         return _in_order(products, PRODUCT, contiguous=False)
     total = _left_to_right(jnp.moveaxis(products, -1, 0))
@@ -162,7 +163,7 @@ def _matmul(a, b):
 
 def _dot(a, b):
     """Inner product of two vectors, added in Eigen's order."""
-    return _in_order(_product(a, b), PRODUCT)
+    return _in_order(rounded_product(a, b), PRODUCT)
 
 
 def _const_index(fraction, F):
@@ -183,8 +184,8 @@ def _gaussian(key, mean, stddev, shape, dtype):
 
 
 # The helpers exported code needs, callees before callers.
-_HELPERS = (_one, _product, _halving, _left_to_right, _in_order, _divide, _mean, _norm, _std,
-            _matvec, _matmul, _dot, _const_index, _uniform, _gaussian)
+_HELPERS = (_one, rounded_product, _halving, _left_to_right, _in_order, true_divide, _mean,
+            _norm, _std, _matvec, _matmul, _dot, _const_index, _uniform, _gaussian)
 
 # The names an expression template may use besides its operands, F and dtype.
 _NAMESPACE = {"jax": jax, "jnp": jnp, **{fn.__name__: fn for fn in _HELPERS}}
@@ -209,4 +210,5 @@ def helpers_source() -> str:
     return "\n".join(lines) + "\n\n\n" + "\n\n".join(inspect.getsource(fn) for fn in _HELPERS)
 
 
-__all__ = ["EXPORTED_CONSTANTS", "helpers_source", "op_function"]
+__all__ = ["EXPORTED_CONSTANTS", "helpers_source", "op_function", "rounded_product",
+           "true_divide"]
