@@ -86,3 +86,28 @@ def test_threshold_factor_is_checked_by_the_config():
                  lambda: TrainBudget(generator.neural_net(), 0.0)):
         with pytest.raises(ValueError, match="train_budget_threshold_factor must be > 0"):
             make()
+
+
+def test_function_defaults_are_the_spec_defaults():
+    """Functions that take a spec setting as an argument default to the spec's value (one
+    source: the constant the proto table reads), not to a second copy of it."""
+    import inspect
+
+    from azero_jax.analysis import export
+    from azero_jax.backends import evaluator
+    from azero_jax.backends.cpu import cpu_evaluator
+    from azero_jax.evolution.batch_mutator import BatchMutator
+    from azero_jax.evolution.fec import FECCache
+    from azero_jax.evolution.mutator import Mutator
+
+    def default(function, name):
+        return inspect.signature(function).parameters[name].default
+
+    spec = "SearchExperimentSpec"
+    for function in (evaluator.evaluate, evaluator.evaluate_pairs, cpu_evaluator.run_debug,
+                     export.run_task, export.validate):
+        assert default(function, "max_abs_error") == spec_protos.default(spec, "max_abs_error")
+    for cls in (Mutator, BatchMutator):
+        assert default(cls, "mutate_prob") == spec_protos.default(spec, "mutate_prob")
+    assert default(FECCache, "cache_size") == spec_protos.default("FECSpec", "cache_size")
+    assert default(FECCache, "forget_every") == spec_protos.default("FECSpec", "forget_every")

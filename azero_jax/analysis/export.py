@@ -51,6 +51,7 @@ from typing import Any, Callable
 import numpy as np
 
 from azero_jax.core import ops as ops_lib
+from azero_jax.core.results import MAX_ABS_ERROR
 from azero_jax.core.program import Algorithm
 
 _RMS, _ACC = "rms_error", "accuracy"
@@ -427,7 +428,7 @@ def _valid_fitness(model: ExportedAlgorithm, predictions, y_valid, max_abs_error
     return float(flip_and_squash(np.sqrt(np.sum(errors * errors) / len(y_valid))))
 
 
-def validate(model: ExportedAlgorithm, state, task, key, max_abs_error: float = 100.0):
+def validate(model: ExportedAlgorithm, state, task, key, max_abs_error: float = MAX_ABS_ERROR):
     """One validation pass (memory carried, as the harness does): ``(state, fitness, predictions)``."""
     _, valid_block = _scan_fns(model)
     with _x64(model.dtype):
@@ -436,8 +437,8 @@ def validate(model: ExportedAlgorithm, state, task, key, max_abs_error: float = 
     return state, _valid_fitness(model, predictions, task.y_valid, max_abs_error), predictions
 
 
-def run_task(model: ExportedAlgorithm | Algorithm, task, key=None, max_abs_error: float = 100.0,
-             dtype: str = "float32") -> TaskRun:
+def run_task(model: ExportedAlgorithm | Algorithm, task, key=None,
+             max_abs_error: float = MAX_ABS_ERROR, dtype: str = "float32") -> TaskRun:
     """Runs the reference evaluation loop (spec §4) with exported functions.
 
     Setup once; per epoch: train on the epoch's order (stop at the first NaN error or

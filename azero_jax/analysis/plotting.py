@@ -32,6 +32,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from azero_jax.core.results import MAX_ABS_ERROR
+
 METRIC_KEYS = ("individuals", "elapsed_secs", "train_steps", "mean_fitness", "stdev_fitness",
                "best_fitness", "fec_hit_rate", "hurdle", "individuals_per_sec",
                "train_steps_per_sec")
@@ -184,8 +186,9 @@ def notebook_progress(every_secs: float = 0.0, out=None) -> Callable[[dict], Non
 # Learning curves.
 
 
-def learning_curve(algorithm, task, every: int = 10, key=None, max_abs_error: float = 100.0,
-                   dtype: str = "float32", max_steps: int | None = None) -> dict:
+def learning_curve(algorithm, task, every: int = 10, key=None,
+                   max_abs_error: float = MAX_ABS_ERROR, dtype: str = "float32",
+                   max_steps: int | None = None) -> dict:
     """Trains ``algorithm`` on ``task`` (exported JAX functions) and records its progress.
 
     Training follows the harness (Setup, then Predict+Learn over the epochs' orders,

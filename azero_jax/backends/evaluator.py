@@ -40,7 +40,8 @@ from azero_jax.core.errors import ConfigError
 from azero_jax.core.memory import MemoryConfig
 from azero_jax.core.population import used_op_sets
 from azero_jax.core.program import Algorithm, validate_addresses
-from azero_jax.core.results import NEG_TWO_OVER_PI, PairResults, flip_and_squash
+from azero_jax.core.results import (MAX_ABS_ERROR, NEG_TWO_OVER_PI, PairResults,
+                                    flip_and_squash)
 from azero_jax.core.tasks import Task
 
 BACKENDS = ("auto", "jax", "cpu", "cuda")
@@ -163,7 +164,7 @@ def check_tasks_fit_memory(tasks: Sequence[Task], memory: MemoryConfig) -> None:
 
 def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task],
                    algorithm_index, task_index, *, memory: MemoryConfig,
-                   max_abs_error: float = 100.0, seed: int = 0, algorithm_ids=None,
+                   max_abs_error: float = MAX_ABS_ERROR, seed: int = 0, algorithm_ids=None,
                    train_steps=None, valid_steps: int | None = None,
                    record_errors: tuple[int, int] | None = None, backend: str = "auto",
                    dtype: str = "float32", op_sets=None, **backend_options) -> PairResults:
@@ -241,9 +242,10 @@ def evaluate_pairs(algorithms: Sequence[Algorithm], tasks: Sequence[Task],
 
 
 def evaluate(algorithms: Sequence[Algorithm] | Algorithm, tasks: Sequence[Task] | Task, *,
-             num_scalars: int, num_vectors: int, num_matrices: int, max_abs_error: float = 100.0,
-             seed: int = 0, backend: str = "auto", dtype: str = "float32",
-             algorithm_ids=None, op_sets=None, **backend_options) -> np.ndarray:
+             num_scalars: int, num_vectors: int, num_matrices: int,
+             max_abs_error: float = MAX_ABS_ERROR, seed: int = 0, backend: str = "auto",
+             dtype: str = "float32", algorithm_ids=None, op_sets=None,
+             **backend_options) -> np.ndarray:
     """Fitness of every algorithm on every task: an ``[A, T]`` float64 array.
 
     Combine the task axis with :func:`combine_fitnesses`. See :func:`evaluate_pairs`

@@ -8,6 +8,9 @@ import dataclasses
 import numpy as np
 
 NEG_TWO_OVER_PI = -0.63661977236758138243
+# The reference's default abort threshold: a step aborts when a prediction's |value| exceeds
+# it (``SearchExperimentSpec.max_abs_error``, whose default this is).
+MAX_ABS_ERROR = 100.0
 
 
 def flip_and_squash(x):

@@ -34,8 +34,8 @@ import numpy as np
 from azero_jax.core import ops as ops_lib
 from azero_jax.core.memory import MemoryConfig
 from azero_jax.core.population import Programs
-from azero_jax.evolution.mutator import (MUTATION_STYLES, MUTATION_TYPES, mutation_settings,
-                                         mutation_style)
+from azero_jax.evolution.mutator import (MUTATE_PROB, MUTATION_STYLES, MUTATION_TYPES,
+                                         mutation_settings, mutation_style)
 
 
 def _k():
@@ -105,7 +105,7 @@ class BatchMutator:
     """
 
     def __init__(self, op_lists: Sequence[Sequence[int | str]], memory: MemoryConfig,
-                 mutation_types: Sequence[str | int], mutate_prob: float = 0.9,
+                 mutation_types: Sequence[str | int], mutate_prob: float = MUTATE_PROB,
                  size_bounds: Sequence[tuple[int, int]] = ((0, 0), (0, 0), (0, 0)),
                  style: str = "REFERENCE"):
         if len(op_lists) != 3:

@@ -253,7 +253,8 @@ class FECCache:
       forget_every: erase an entry once it has been seen this many times (0 = never).
     """
 
-    def __init__(self, cache_size: int = 100000, forget_every: int = 100):
+    def __init__(self, cache_size: int = FECConfig.cache_size,
+                 forget_every: int = FECConfig.forget_every):
         if int(cache_size) <= 1:
             raise ValueError(f"fec cache_size must be > 1, got {cache_size}")
         if int(forget_every) < 0 or int(forget_every) == 1:

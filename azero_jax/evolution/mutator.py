@@ -49,6 +49,10 @@ from azero_jax.core.memory import MemoryConfig
 from azero_jax.core.program import INSTRUCTION_DTYPE, Algorithm
 from azero_jax.evolution.randomizer import Randomizer, _fraction
 
+# The reference's default probability that a child is mutated
+# (``SearchExperimentSpec.mutate_prob``, whose default this is).
+MUTATE_PROB = 0.9
+
 MUTATION_TYPES = (
     "ALTER_PARAM", "RANDOMIZE_INSTRUCTION", "RANDOMIZE_COMPONENT_FUNCTION", "IDENTITY",
     "INSERT_INSTRUCTION", "REMOVE_INSTRUCTION", "TRADE_INSTRUCTION", "RANDOMIZE_ALGORITHM",
@@ -191,7 +195,7 @@ class Mutator:
     """
 
     def __init__(self, op_lists: Sequence[Sequence[int | str]], memory: MemoryConfig,
-                 mutation_types: Sequence[str | int], mutate_prob: float = 0.9,
+                 mutation_types: Sequence[str | int], mutate_prob: float = MUTATE_PROB,
                  size_bounds: Sequence[tuple[int, int]] = ((0, 0), (0, 0), (0, 0)),
                  style: str = "REFERENCE"):
         self.randomizer = Randomizer(op_lists, memory)

@@ -34,8 +34,10 @@ from __future__ import annotations
 import dataclasses
 
 from azero_jax.core import ops as ops_lib
+from azero_jax.core.results import MAX_ABS_ERROR
 from azero_jax.core.tasks import TaskSpec as _TaskConfig
 from azero_jax.evolution.fec import FECConfig
+from azero_jax.evolution.mutator import MUTATE_PROB
 from azero_jax.spec import protos  # defines automl_zero.ScalarLabelDataset / FeatureVector
 
 FILE = "automl_zero/azero_jax_experiment.proto"
@@ -150,7 +152,7 @@ MESSAGES = {
         ("predict_size_init", 6, "int32"),
         ("learn_size_init", 7, "int32"),
         ("train_budget", 3, "TrainBudgetSpec"),
-        ("max_abs_error", 14, "double", "optional", None, 100.0),
+        ("max_abs_error", 14, "double", "optional", None, MAX_ABS_ERROR),
         ("fec", 2, "FECSpec"),
         ("fitness_combination_mode", 1, "FitnessCombinationMode", "optional", None,
          "MEAN_FITNESS_COMBINATION"),
@@ -159,7 +161,7 @@ MESSAGES = {
         ("initial_population", 4, "HardcodedAlgorithmID", "optional", None, "NO_OP_ALGORITHM"),
         ("max_train_steps", 15, "int64", "optional", None, 80000000000),
         ("allowed_mutation_types", 17, "MutationTypeList"),
-        ("mutate_prob", 18, "double", "optional", None, 0.9),
+        ("mutate_prob", 18, "double", "optional", None, MUTATE_PROB),
         ("mutate_setup_size_min", 8, "int32"),
         ("mutate_setup_size_max", 9, "int32"),
         ("mutate_predict_size_min", 10, "int32"),

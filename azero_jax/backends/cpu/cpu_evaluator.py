@@ -68,7 +68,7 @@ from azero_jax.core import ops as ops_lib
 from azero_jax.core.memory import MemoryConfig
 from azero_jax.core.population import ProgramRows, Programs
 from azero_jax.core.program import INSTRUCTION_DTYPE, Algorithm, format_instruction
-from azero_jax.core.results import PairResults
+from azero_jax.core.results import MAX_ABS_ERROR, PairResults
 from azero_jax.core.tasks import ACCURACY, Task
 
 # Per-op operand types as small integers (0 none, 1 scalar, 2 vector, 3 matrix), from ops.OPS.
@@ -615,7 +615,7 @@ def _evaluate(algorithms, tasks, algorithm_index, task_index, *, memory, max_abs
 
 
 def run_debug(algorithm: Algorithm, task: Task, memory: MemoryConfig, *,
-              max_abs_error: float = 100.0, seed: int = 0, algorithm_id: int = 0,
+              max_abs_error: float = MAX_ABS_ERROR, seed: int = 0, algorithm_id: int = 0,
               train_steps: int | None = None, valid_steps: int | None = None,
               record_errors: tuple[int, int] | None = None,
               initial_memory: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict:
