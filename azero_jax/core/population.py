@@ -32,10 +32,15 @@ from azero_jax.core import ops as ops_lib
 from azero_jax.core.program import _OPERAND_LIMITS, INSTRUCTION_DTYPE, Algorithm
 
 
-def _k():
-    """The compiled kernels, imported on first use (``import azero_jax`` stays light)."""
+def search_kernels():
+    """The compiled search kernels (:mod:`azero_jax.evolution._search_kernels`), imported on
+    first use, so that ``import azero_jax`` loads no numba; the one import of them that the
+    tensors and the search share."""
     from azero_jax.evolution import _search_kernels
     return _search_kernels
+
+
+_k = search_kernels
 
 FIELDS = ("op", "in1", "in2", "out", "d", "f0", "f1", "f2")
 FIELD_DTYPES = {name: INSTRUCTION_DTYPE[name] for name in FIELDS}

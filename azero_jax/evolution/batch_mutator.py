@@ -34,14 +34,9 @@ import numpy as np
 from azero_jax.core import ops as ops_lib
 from azero_jax.core.memory import MemoryConfig
 from azero_jax.core.population import Programs
+from azero_jax.core.population import search_kernels as _k
 from azero_jax.evolution.mutator import (MUTATE_PROB, MUTATION_STYLES, MUTATION_TYPES,
                                          mutation_settings, mutation_style)
-
-
-def _k():
-    """The compiled kernels, imported on first use (``import azero_jax`` stays light)."""
-    from azero_jax.evolution import _search_kernels
-    return _search_kernels
 
 
 def op_info(memory: MemoryConfig) -> np.ndarray:

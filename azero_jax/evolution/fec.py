@@ -35,11 +35,7 @@ from typing import Iterable
 
 import numpy as np
 
-
-def _k():
-    """The compiled kernels, imported on first use (``import azero_jax`` stays light)."""
-    from azero_jax.evolution import _search_kernels
-    return _search_kernels
+from azero_jax.core.population import search_kernels as _k
 
 
 FEC_SEED = 235732282

@@ -95,12 +95,6 @@ from azero_jax.spec.search_spec import SearchSpec
 SEARCH_THREADS = 1
 
 
-def _k():
-    """The compiled search kernels, imported on first use (``import azero_jax`` stays light)."""
-    from azero_jax.evolution import _search_kernels
-    return _search_kernels
-
-
 def default_child_batch_size(population_size: int, backend: str) -> int:
     """At most a tenth of the population (regularized evolution stays steady-state);
     large device batches come from many islands evaluated together."""

@@ -36,18 +36,13 @@ import numpy as np
 from azero_jax.backends.evaluator import combine_fitnesses
 from azero_jax.core import generator as generator_lib
 from azero_jax.core.population import ProgramRows, Programs, as_programs
+from azero_jax.core.population import search_kernels as _k
 from azero_jax.core.results import PairResults
 from azero_jax.core.tasks import Task, make_tasks
 from azero_jax.evolution.fec import FEC_SEED, FECCache, LRUTable, hash_row_arrays
 from azero_jax.evolution.hurdles import HurdleStats, hurdle_value, stage_tasks, stage_train_examples
 from azero_jax.evolution.train_budget import TrainBudget
 from azero_jax.spec.search_spec import SearchSpec
-
-
-def _k():
-    """The compiled search kernels, imported on first use (``import azero_jax`` stays light)."""
-    from azero_jax.evolution import _search_kernels
-    return _search_kernels
 
 
 def _subset(programs: Programs, rows: np.ndarray) -> Programs | ProgramRows:
