@@ -480,8 +480,9 @@ _SLOW_SAVE = textwrap.dedent("""
                 os.kill(os.getpid(), signal.{sig})
         save(path, state, arrays)
     checkpoint._save = slow_save
-    sys.argv = sys.argv[1:]
-    runpy.run_path(sys.argv[0], run_name="__main__")
+    _, _, module, *rest = sys.argv  # -c, then the binary's command: -m <module> <flags>
+    sys.argv = [module, *rest]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
 """)
 
 
