@@ -67,7 +67,7 @@ flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results", "islan
 
 
 def _spec():
-    with open(os.path.join(ROOT, "experiments", "specs", "demo_search.textproto")) as handle:
+    with open(os.path.join(ROOT, "azero_jax", "specs", "demo_search.textproto")) as handle:
         spec = parse_search_experiment_spec(handle.read())
     return spec.replace(population_size=FLAGS.population_size, max_train_steps=10**12,
                         progress_every=FLAGS.population_size)

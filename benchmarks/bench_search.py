@@ -77,7 +77,7 @@ SPECS = {"demo": ("demo_search.textproto", "demo_select.textproto", "demo_final.
 
 
 def _read(name):
-    with open(os.path.join(ROOT, "experiments", "specs", name)) as handle:
+    with open(os.path.join(ROOT, "azero_jax", "specs", name)) as handle:
         return handle.read()
 
 

@@ -41,7 +41,7 @@ def _seeds(text: str) -> list[int]:
 
 def main(argv):
     del argv
-    with open(os.path.join(ROOT, "experiments", "specs", "demo_search.textproto")) as handle:
+    with open(os.path.join(ROOT, "azero_jax", "specs", "demo_search.textproto")) as handle:
         spec = parse_search_experiment_spec(handle.read()).replace(population_size=100,
                                                                     progress_every=10**7)
     config = IslandsConfig(num_islands=16, migration_interval=FLAGS.migration_interval,

@@ -17,7 +17,7 @@ from azero_jax import analysis
 ALGORITHM_PATH = ""  # e.g. "best_algorithm.txt" or a checkpoint directory of the binary
 
 FIGURE6 = """
-"""  # text of experiments/algorithms/figure6.txt, filled in by tools/build_notebooks.py
+"""  # text of azero_jax/algorithms/figure6.txt, filled in by tools/build_notebooks.py
 algorithm = (analysis.load_algorithm(ALGORITHM_PATH) if ALGORITHM_PATH
              else az.parse_algorithm(FIGURE6))
 print(algorithm)

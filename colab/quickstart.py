@@ -13,7 +13,7 @@ from _setup import CI, az  # the set-up cells, in the notebook
 # %% [markdown]
 # ## The search spec
 #
-# The reference's `run_demo.sh` spec (`experiments/specs/demo_search.textproto`), unchanged
+# The reference's `run_demo.sh` spec (`azero_jax/specs/demo_search.textproto`), unchanged
 # except the population size and progress interval (text format, exactly as the C++ binary
 # reads it).
 
@@ -23,7 +23,7 @@ import time
 from azero_jax.spec import search_spec as spec_lib
 
 DEMO_SPEC = """
-"""  # text of experiments/specs/demo_search.textproto, filled in by tools/build_notebooks.py
+"""  # text of azero_jax/specs/demo_search.textproto, filled in by tools/build_notebooks.py
 spec = spec_lib.parse_search_experiment_spec(DEMO_SPEC)
 spec = spec.replace(population_size=100 if CI else 1000, progress_every=500 if CI else 5000)
 MEMORY = az.MemoryConfig(num_scalars=4, num_vectors=3, num_matrices=1)
@@ -48,7 +48,7 @@ from azero_jax.analysis import plotting
 from azero_jax.evolution import experiment
 
 DEMO_SELECT = """
-"""  # text of experiments/specs/demo_select.textproto, filled in by tools/build_notebooks.py
+"""  # text of azero_jax/specs/demo_select.textproto, filled in by tools/build_notebooks.py
 select_tasks = spec_lib.parse_task_collection(DEMO_SELECT, "select_tasks")
 if CI:
     select_tasks = tuple(dataclasses.replace(t, num_tasks=10) for t in select_tasks)

@@ -188,7 +188,7 @@ def test_bad_arguments():
         ex.run_task(model, task)
 
 
-# The best algorithm of a real demo search (run_search_experiment.py --random_seed=1
+# The best algorithm of a real demo search (azero-search --random_seed=1
 # --backend=cpu --max_experiments=1), raw.
 EVOLVED_DEMO = parse_algorithm("""
 def Setup():

@@ -52,11 +52,11 @@ def test_committed_notebooks_are_exactly_the_converted_sources(tmp_path):
 def test_percent_format_cells_includes_and_fills(tmp_path):
     builder = _builder()
     cells = builder.parse_percent('# %% [markdown]\n# # Title\n#\n# text\n\n# %%\nx = 1\n\n\n'
-                                  '# %%\nFIGURE6 = """\n"""  # text of experiments/algorithms/'
+                                  '# %%\nFIGURE6 = """\n"""  # text of azero_jax/algorithms/'
                                   'figure6.txt, filled in by tools/build_notebooks.py\n')
     assert [(c.cell_type, c.source) for c in cells[:2]] == [("markdown", "# Title\n\ntext"),
                                                             ("code", "x = 1")]
-    with open(os.path.join(ROOT, "experiments", "algorithms", "figure6.txt")) as handle:
+    with open(os.path.join(ROOT, "azero_jax", "algorithms", "figure6.txt")) as handle:
         assert cells[2].source == f'FIGURE6 = """\n{handle.read()}"""'
     setup = builder.read_cells(os.path.join(ROOT, "colab", "_setup.py"))
     included = builder.parse_percent('# %% include="_setup.py"\n')

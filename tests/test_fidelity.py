@@ -85,13 +85,10 @@ def test_random_search_keeps_fec_and_hurdles_when_asked():
     assert evolution == _evolution_spec().replace(hurdles=hurdles)
 
 
-def test_random_search_flags(monkeypatch):
-    import os
+def test_random_search_flags():
     import sys
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    monkeypatch.syspath_prepend(os.path.join(root, "experiments"))
-    import run_search_experiment as binary
     from absl import flags
+    from azero_jax.cli import run_search_experiment as binary
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["run_search_experiment", "--random_search", "--random_search_fec"])
     try:

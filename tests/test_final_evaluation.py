@@ -14,7 +14,7 @@ from azero_jax.datasets import load_dataset
 from azero_jax.paper import final_evaluation as fe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIGURE6 = os.path.join(ROOT, "experiments", "algorithms", "figure6.txt")
+FIGURE6 = os.path.join(ROOT, "azero_jax", "algorithms", "figure6.txt")
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_run_final_evaluation_small(figure6):
 @pytest.mark.slow
 def test_cli_runs():
     out = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "experiments", "final_evaluation.py"),
+        [sys.executable, "-m", "azero_jax.cli.final_evaluation",
          "--dataset=digits", "--pairs=0-1", "--tuning_trials=2", "--num_seeds=1",
          "--backend=cpu"], capture_output=True, text=True, timeout=600, check=True)
     assert "| figure6.txt | 3 |" in out.stdout

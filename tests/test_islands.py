@@ -16,7 +16,7 @@ from azero_jax.islands.result import result_from_candidates
 from azero_jax.spec.search_spec import parse_search_experiment_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPECS = os.path.join(ROOT, "experiments", "specs")
+SPECS = os.path.join(ROOT, "azero_jax", "specs")
 NONLINEAR_MEMORY = MemoryConfig(10, 10, 4)
 
 

@@ -22,7 +22,7 @@ from search_helpers import kill_when_then_resume
 from test_islands import NONLINEAR_MEMORY, SPECS, nonlinear_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.path.join(ROOT, "experiments", "run_search_experiment.py")
+BINARY = (sys.executable, "-m", "azero_jax.cli.run_search_experiment")
 
 
 def _env(**extra):
@@ -82,7 +82,7 @@ def _nonlinear_flags(tmp, extra=()):
         "population_size: 1000", "population_size: 50")
     select = os.path.join(SPECS, "nonlinear_select.textproto")
     out = os.path.join(tmp, "out")
-    return [sys.executable, BINARY, f"--search_experiment_spec={search}",
+    return [*BINARY, f"--search_experiment_spec={search}",
             f"--select_tasks={select}", f"--final_tasks={select}", "--random_seed=11",
             "--max_experiments=1", "--max_scalar_addresses=10", "--max_vector_addresses=10",
             "--max_matrix_addresses=4", "--backend=cpu", f"--output_dir={out}", *extra], out

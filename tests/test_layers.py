@@ -12,7 +12,8 @@ import sys
 import azero_jax
 
 # Top to bottom. ``evolution`` and ``spec`` share a layer: the spec parses into the
-# search's config types, which take their defaults from the spec's messages.
+# search's config types, which take their defaults from the spec's messages. ``cli`` (the
+# console scripts) is the bottom: nothing in the package imports it.
 LAYERS = (
     ("core", "core"),
     ("backends", "backends"),
@@ -20,6 +21,7 @@ LAYERS = (
     ("islands", "islands"),
     ("analysis and datasets", "analysis datasets"),
     ("paper", "paper"),
+    ("binaries", "cli"),
 )
 LAYER_OF = {package: depth for depth, (_, packages) in enumerate(LAYERS)
             for package in packages.split()}

@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.join(ROOT, "experiments", "paper"))
 
 import success_fraction as sf  # noqa: E402
 
-SPEC = open(os.path.join(ROOT, "experiments", "specs", "linear_search.textproto")).read()
+SPEC = open(os.path.join(ROOT, "azero_jax", "specs", "linear_search.textproto")).read()
 SETUP = sf.Setup(SPEC, None, (4, 3, 1), 200, 20, 100)
 
 

@@ -5,13 +5,11 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from search_helpers import kill_when_then_resume
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.path.join(ROOT, "experiments", "run_search_experiment.py")
-SPECS = os.path.join(ROOT, "experiments", "specs")
+BINARY = (sys.executable, "-m", "azero_jax.cli.run_search_experiment")
+SPECS = os.path.join(ROOT, "azero_jax", "specs")
 
 SEARCH = open(os.path.join(SPECS, "linear_search.textproto")).read().replace(
     "population_size: 1000", "population_size: 60").replace(
@@ -23,7 +21,7 @@ SELECT = """tasks { scalar_linear_regression_task {} features_size: 4 num_train_
 
 def _flags(tmp, name, extra=()):
     out = os.path.join(tmp, name)
-    return [sys.executable, BINARY, f"--search_experiment_spec={SEARCH}",
+    return [*BINARY, f"--search_experiment_spec={SEARCH}",
             f"--select_tasks={SELECT}", f"--final_tasks={SELECT}", "--random_seed=77",
             "--max_experiments=2", "--max_scalar_addresses=4", "--max_vector_addresses=3",
             "--max_matrix_addresses=1", "--backend=cpu", "--child_batch_size=20",
@@ -84,16 +82,15 @@ def test_run_then_kill_and_resume(tmp_path):
 
 def test_unknown_spec_field_is_a_usage_error(tmp_path):
     command, _ = _flags(str(tmp_path), "bad")
-    command[2] = "--search_experiment_spec=" + SEARCH + " max_individuals: 5"
+    command[len(BINARY)] = "--search_experiment_spec=" + SEARCH + " max_individuals: 5"
     done = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=60)
     assert done.returncode != 0
     assert "max_individuals" in done.stderr
 
 
 def test_default_flags_are_the_demo():
-    sys.path.insert(0, os.path.join(ROOT, "experiments"))
-    import run_search_experiment as binary
     from absl import flags
+    from azero_jax.cli import run_search_experiment as binary
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["run_search_experiment"])
     config = binary.config_from_flags()
@@ -105,9 +102,8 @@ def test_default_flags_are_the_demo():
 
 
 def test_hurdles_flag_is_the_spec_parser():
-    sys.path.insert(0, os.path.join(ROOT, "experiments"))
-    import run_search_experiment as binary
     from absl import flags
+    from azero_jax.cli import run_search_experiment as binary
     from azero_jax.spec.search_spec import parse_hurdles
     for text in ("num_tasks: 1 percentile: 50", ""):
         flags.FLAGS.unparse_flags()

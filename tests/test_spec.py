@@ -8,7 +8,7 @@ from azero_jax.core.tasks import make_tasks
 from azero_jax.spec import search_spec as spec_lib
 
 SPECS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                     "experiments", "specs")
+                     "azero_jax", "specs")
 
 
 def _read(name):

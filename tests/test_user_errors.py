@@ -32,8 +32,8 @@ from azero_jax.datasets import errors as dataset_errors
 from azero_jax.evolution import checkpoint, run_checks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SEARCH_BIN = os.path.join(ROOT, "experiments", "run_search_experiment.py")
-FINAL_BIN = os.path.join(ROOT, "experiments", "final_evaluation.py")
+SEARCH_BIN = ("-m", "azero_jax.cli.run_search_experiment")
+FINAL_BIN = ("-m", "azero_jax.cli.final_evaluation")
 GENERATE = ["-m", "azero_jax.datasets.generate"]
 
 SEARCH = """search_tasks { tasks { scalar_linear_regression_task {} features_size: 4
@@ -105,7 +105,7 @@ def probes(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("probes")
     spec = write(tmp / "search.textproto", SEARCH)
     select = write(tmp / "select.textproto", SELECT)
-    base = [SEARCH_BIN, f"--select_tasks={select}", f"--final_tasks={select}", "--backend=cpu",
+    base = [*SEARCH_BIN, f"--select_tasks={select}", f"--final_tasks={select}", "--backend=cpu",
             "--random_seed=3", *MEMORY_FLAGS]
 
     def spec_with(old, new):
@@ -159,7 +159,7 @@ def probes(tmp_path_factory):
         "spec_file_missing": ([*base, f"--search_experiment_spec={tmp}/nope.textproto"],
                               ["nope.textproto", "no such file"]),
         "spec_file_is_folder": ([*base, f"--search_experiment_spec={tmp}"], ["is a folder"]),
-        "select_missing": ([SEARCH_BIN, spec_flag, "--backend=cpu"],
+        "select_missing": ([*SEARCH_BIN, spec_flag, "--backend=cpu"],
                            ["--select_tasks and --final_tasks are required"]),
         "hurdles_garbage": ([*base, spec_flag, "--hurdles=foo bar"], ["hurdles", "'foo'"]),
         "hurdles_too_many_tasks": ([*base, spec_flag, "--hurdles=num_tasks: 5"],
@@ -183,15 +183,15 @@ def probes(tmp_path_factory):
         "projected_folder_missing": ([*base, f"--search_experiment_spec={projected}"],
                                      ["no_such_folder"]),
         # final_evaluation
-        "algorithm_missing": ([FINAL_BIN, f"--algorithm_file={tmp}/none.txt"],
+        "algorithm_missing": ([*FINAL_BIN, f"--algorithm_file={tmp}/none.txt"],
                               ["--algorithm_file", "no such file"]),
-        "algorithm_overflow": ([FINAL_BIN, f"--algorithm_file={overflow}"],
+        "algorithm_overflow": ([*FINAL_BIN, f"--algorithm_file={overflow}"],
                                ["line 2", "address out of range"]),
-        "num_seeds_0": ([FINAL_BIN, "--num_seeds=0"], ["--num_seeds must be >= 1"]),
-        "corrupt_cifar": ([FINAL_BIN, "--dataset=cifar10", f"--dataset_dir={bad_cifar}"],
+        "num_seeds_0": ([*FINAL_BIN, "--num_seeds=0"], ["--num_seeds must be >= 1"]),
+        "corrupt_cifar": ([*FINAL_BIN, "--dataset=cifar10", f"--dataset_dir={bad_cifar}"],
                           ["data_batch_1.bin", "truncated or malformed"]),
-        "empty_npz": ([FINAL_BIN, f"--dataset={tmp}/empty.npz"], ["empty.npz", "empty"]),
-        "bad_pairs": ([FINAL_BIN, "--pairs=3-3"], ["--pairs"]),
+        "empty_npz": ([*FINAL_BIN, f"--dataset={tmp}/empty.npz"], ["empty.npz", "empty"]),
+        "bad_pairs": ([*FINAL_BIN, "--pairs=3-3"], ["--pairs"]),
         # datasets.generate
         "generate_corrupt_cifar": ([*GENERATE, "--dataset_name=cifar10",
                                     f"--dataset_dir={bad_cifar}", f"--data_dir={tmp}/gen"],
@@ -253,7 +253,7 @@ def test_a_bug_still_shows_its_traceback(tmp_path):
 def _search_command(tmp, *extra):
     spec = write(tmp / "search.textproto", SEARCH)
     select = write(tmp / "select.textproto", SELECT)
-    return [SEARCH_BIN, f"--search_experiment_spec={spec}", f"--select_tasks={select}",
+    return [*SEARCH_BIN, f"--search_experiment_spec={spec}", f"--select_tasks={select}",
             f"--final_tasks={select}", "--backend=cpu", "--random_seed=3", *MEMORY_FLAGS,
             *extra]
 
@@ -435,7 +435,7 @@ LONG = SEARCH.replace("max_train_steps: 6000", "max_train_steps: 100000000")
 def _long_command(tmp, *extra):
     spec = write(tmp / "long.textproto", LONG)
     select = write(tmp / "select.textproto", SELECT)
-    return [SEARCH_BIN, f"--search_experiment_spec={spec}", f"--select_tasks={select}",
+    return [*SEARCH_BIN, f"--search_experiment_spec={spec}", f"--select_tasks={select}",
             f"--final_tasks={select}", "--backend=cpu", "--random_seed=3", *MEMORY_FLAGS,
             *extra]
 
@@ -480,8 +480,9 @@ _SLOW_SAVE = textwrap.dedent("""
                 os.kill(os.getpid(), signal.{sig})
         save(path, state, arrays)
     checkpoint._save = slow_save
-    sys.argv = sys.argv[1:]
-    runpy.run_path(sys.argv[0], run_name="__main__")
+    _, _, module, *rest = sys.argv  # -c, then the binary's command: -m <module> <flags>
+    sys.argv = [module, *rest]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
 """)
 
 

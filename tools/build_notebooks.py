@@ -12,7 +12,8 @@ Colab machine that has nothing but the notebook:
   source alone;
 * a line ``NAME = """`` followed by ``"""  # text of PATH, filled in by
   tools/build_notebooks.py`` gets the text of the repository file PATH between the quotes
-  (the Figure 6 algorithm and the demo spec are written once, under ``experiments/``).
+  (the Figure 6 algorithm and the demo spec are written once, as package data under
+  ``azero_jax/algorithms/`` and ``azero_jax/specs/``).
 
 The conversion is ours, not jupytext's: it is a page of code on ``nbformat`` (already in
 the ``test`` and ``notebooks`` extras), needs no new dependency, and jupytext has neither

@@ -26,12 +26,12 @@ Example:
     >>> import azero_jax as az
     >>> from azero_jax.evolution import experiment
     >>> from azero_jax.spec import search_spec as spec_lib
-    >>> text = open("experiments/specs/linear_search.textproto").read()
+    >>> text = open("azero_jax/specs/linear_search.textproto").read()
     >>> config = experiment.ExperimentConfig(
     ...     search=spec_lib.parse_search_experiment_spec(text).replace(
     ...         population_size=20, max_train_steps=30000),
     ...     select_tasks=spec_lib.parse_task_collection(
-    ...         open("experiments/specs/linear_select.textproto").read().replace("10000", "100")),
+    ...         open("azero_jax/specs/linear_select.textproto").read().replace("10000", "100")),
     ...     final_tasks=(), memory=az.MemoryConfig(4, 3, 1), random_seed=5, backend="cpu")
     >>> result = experiment.run_experiments(config, log=lambda line: None)
     >>> result["num_experiments"]
@@ -183,7 +183,7 @@ def random_search_spec(spec: SearchSpec, *, fec: bool = False,
     Example:
         >>> from azero_jax.spec import search_spec as spec_lib
         >>> s = spec_lib.parse_search_experiment_spec(
-        ...     open("experiments/specs/demo_search.textproto").read())
+        ...     open("azero_jax/specs/demo_search.textproto").read())
         >>> r = random_search_spec(s)
         >>> r.initial_population, r.fec, r.hurdles, r.size_inits == s.size_inits
         ('RANDOM_ALGORITHM', None, None, True)

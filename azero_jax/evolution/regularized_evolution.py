@@ -59,7 +59,7 @@ Example:
     >>> from azero_jax.spec import search_spec as spec_lib
     >>> from azero_jax.core.memory import MemoryConfig
     >>> from azero_jax.evolution.regularized_evolution import Search
-    >>> s = spec_lib.parse_search_experiment_spec(open("experiments/specs/linear_search.textproto").read())
+    >>> s = spec_lib.parse_search_experiment_spec(open("azero_jax/specs/linear_search.textproto").read())
     >>> search = Search(s.replace(population_size=20, max_train_steps=20000),
     ...                 memory=MemoryConfig(4, 3, 1), seed=1, backend="cpu")
     >>> result = search.run()
@@ -462,7 +462,7 @@ def search(spec: SearchSpec, *, memory: MemoryConfig, seed: int = 1, **options) 
     Example:
         >>> import azero_jax as az
         >>> from azero_jax.spec.search_spec import parse_search_experiment_spec
-        >>> spec = parse_search_experiment_spec(open("experiments/specs/linear_search.textproto").read())
+        >>> spec = parse_search_experiment_spec(open("azero_jax/specs/linear_search.textproto").read())
         >>> result = search(spec.replace(population_size=10, max_train_steps=10000),
         ...                 memory=az.MemoryConfig(4, 3, 1), seed=3, backend="cpu")
         >>> 0.0 <= result.fitness <= 1.0

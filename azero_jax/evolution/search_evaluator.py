@@ -17,7 +17,7 @@ Example:
     >>> from azero_jax.core.population import Programs
     >>> from azero_jax.evolution.search_evaluator import SearchEvaluator, PopulationFitness
     >>> s = spec_lib.parse_search_experiment_spec(
-    ...     open("experiments/specs/linear_search.textproto").read())
+    ...     open("azero_jax/specs/linear_search.textproto").read())
     >>> evaluation = SearchEvaluator(s, seed=1, child_batch_size=10)
     >>> requests = evaluation.evaluate_requests(
     ...     Programs.from_algorithms([generator.linear_model(0.01)]), np.arange(1), False,

@@ -56,7 +56,7 @@ Example:
     >>> from azero_jax.spec import search_spec as spec_lib
     >>> from azero_jax.core.memory import MemoryConfig
     >>> spec = spec_lib.parse_search_experiment_spec(
-    ...     open("experiments/specs/linear_search.textproto").read()).replace(
+    ...     open("azero_jax/specs/linear_search.textproto").read()).replace(
     ...     population_size=20, max_train_steps=60000)
     >>> config = islands.IslandsConfig(num_islands=3, migration_interval=40)
     >>> result = islands.run_islands(spec, config, memory=MemoryConfig(4, 3, 1), seed=1,

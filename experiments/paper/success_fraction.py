@@ -20,8 +20,8 @@ to add experiments; experiments already there (same configuration and seed) are 
 Example (the demo spec, FEC on vs. off)::
 
     python experiments/paper/success_fraction.py \
-        --spec=experiments/specs/demo_search.textproto \
-        --select_tasks=experiments/specs/demo_select.textproto --memory=4,3,1 \
+        --spec=azero_jax/specs/demo_search.textproto \
+        --select_tasks=azero_jax/specs/demo_select.textproto --memory=4,3,1 \
         --population_size=100 --max_individuals=20000 --threshold=0.9 \
         --configs="fec=on" --configs="fec=off" --num_experiments=30 --num_workers=2 \
         --results=docs/success_fraction.json

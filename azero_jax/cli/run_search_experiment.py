@@ -1,17 +1,18 @@
 r"""Runs AutoML-Zero search experiments: the reference's ``run_search_experiment``.
 
-With no flags it runs the reference's run_demo.sh spec (``experiments/specs/demo_*``,
-memory 4/3/1) with a fixed seed and stops once a linear regressor is found
+With no flags it runs the reference's run_demo.sh spec (``azero_jax/specs/demo_*``, shipped
+in the package; memory 4/3/1) with a fixed seed and stops once a linear regressor is found
 (select fitness > 0.9999). The reference's flags take the same text-format protos:
 
-  python experiments/run_search_experiment.py \
-    --search_experiment_spec="$(cat experiments/specs/linear_search.textproto)" \
-    --select_tasks="$(cat experiments/specs/linear_select.textproto)" \
-    --final_tasks="$(cat experiments/specs/linear_select.textproto)" \
+  azero-search \
+    --search_experiment_spec="$(cat azero_jax/specs/linear_search.textproto)" \
+    --select_tasks="$(cat azero_jax/specs/linear_select.textproto)" \
+    --final_tasks="$(cat azero_jax/specs/linear_select.textproto)" \
     --random_seed=100021 --max_experiments=1
 
-A flag value that names an existing file is read from that file. Ctrl-C or SIGTERM
-stops at the next step, saves a checkpoint (with --checkpoint_dir) and the summary, and
+(``azero-search`` is the console script; ``python -m azero_jax.cli.run_search_experiment``
+is the same.) A flag value that names an existing file is read from that file. Ctrl-C or
+SIGTERM stops at the next step, saves a checkpoint (with --checkpoint_dir) and the summary, and
 prints the best algorithm; a second one aborts (a save in progress still completes).
 A mistake in the flags, specs, data or checkpoint folder prints one line
 ``error: <message>`` and exits with status 2.
@@ -26,12 +27,12 @@ from absl import app, flags
 
 from azero_jax import islands
 from azero_jax.backends.evaluator import MemoryConfig
-from azero_jax.core.errors import AzeroError, ConfigError, run_main
+from azero_jax.cli import bundled, run_binary
+from azero_jax.core.errors import AzeroError, ConfigError
 from azero_jax.evolution import experiment
 from azero_jax.spec.search_spec import (parse_hurdles, parse_search_experiment_spec,
                                         parse_task_collection)
 
-SPECS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
 DEMO_SEED = 1002  # the demo's fixed seed: solves in its first experiment
 
 FLAGS = flags.FLAGS
@@ -103,7 +104,7 @@ def _text(value: str | None, flag: str) -> str | None:
 
 
 def _spec_file(name: str) -> str:
-    with open(os.path.join(SPECS, name)) as handle:
+    with open(bundled("specs", name)) as handle:
         return handle.read()
 
 
@@ -182,5 +183,10 @@ def main(argv):
     experiment.run_experiments(config, log=log, islands=islands_config_from_flags())
 
 
+def run() -> None:
+    """The ``azero-search`` console script: absl parses ``sys.argv``."""
+    run_binary(main, __name__)
+
+
 if __name__ == "__main__":
-    run_main(main)
+    run()

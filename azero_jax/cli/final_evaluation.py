@@ -6,12 +6,15 @@ the dataset's test images with --num_seeds seeds, at full input dimension, next 
 logistic regression and a 2-layer ReLU network (optax SGD) tuned with the same number
 of trials. Prints a markdown table; --output writes it (and --json the raw figures).
 
-  python experiments/final_evaluation.py \
-    --algorithm_file=experiments/algorithms/figure6.txt --dataset=digits \
+  azero-final-evaluation \
+    --algorithm_file=azero_jax/algorithms/figure6.txt --dataset=digits \
     --num_seeds=5 --tuning_trials=100
 
-Datasets other than digits need --dataset_dir: the CIFAR-10 binary version
-(cifar-10-binary.tar.gz, unpacked), or the four MNIST / Fashion-MNIST IDX files.
+(``azero-final-evaluation`` is the console script; ``python -m
+azero_jax.cli.final_evaluation`` is the same; the default --algorithm_file is the Figure 6
+algorithm shipped in the package.) Datasets other than digits need --dataset_dir: the
+CIFAR-10 binary version (cifar-10-binary.tar.gz, unpacked), or the four MNIST /
+Fashion-MNIST IDX files.
 A missing or malformed file or a bad flag prints one line ``error: <message>`` and exits
 with status 2, before any tuning starts.
 """
@@ -19,20 +22,19 @@ with status 2, before any tuning starts.
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 from absl import flags
 
 import azero_jax as az
-from azero_jax.core.errors import ConfigError, run_main
+from azero_jax.cli import bundled, run_binary
+from azero_jax.core.errors import ConfigError
 from azero_jax.datasets import HELD_OUT_PAIRS, load_dataset
 from azero_jax.evolution import run_checks
 from azero_jax.paper import final_evaluation as fe
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("algorithm_file", os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                   "algorithms", "figure6.txt"),
+flags.DEFINE_string("algorithm_file", bundled("algorithms", "figure6.txt"),
                     "Algorithm in the reference text format.")
 flags.DEFINE_string("dataset", "digits", "digits | mnist | fashion_mnist | cifar10 | a .npz path.")
 flags.DEFINE_string("dataset_dir", None, "Folder with the downloaded dataset files.")
@@ -124,5 +126,10 @@ def main(argv):
                                     seconds=elapsed) + "\n")
 
 
+def run() -> None:
+    """The ``azero-final-evaluation`` console script: absl parses ``sys.argv``."""
+    run_binary(main, __name__)
+
+
 if __name__ == "__main__":
-    run_main(main)
+    run()
