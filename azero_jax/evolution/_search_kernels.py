@@ -510,14 +510,7 @@ def random_programs(op, in1, in2, out, d, f0, f1, f2, size, ids, seed, init_size
             size[j, c] = init_sizes[c]
             for i in range(init_sizes[c]):
                 if op_counts[c] == 0:
-                    op[j, c, i] = 0
-                    in1[j, c, i] = 0
-                    in2[j, c, i] = 0
-                    out[j, c, i] = 0
-                    d[j, c, i] = 0.0
-                    f0[j, c, i] = 0.0
-                    f1[j, c, i] = 0.0
-                    f2[j, c, i] = 0.0
+                    _clear_entry(op, in1, in2, out, d, f0, f1, f2, j, c, i)
                 else:
                     code = _random_op(op_lists, op_counts, c, st)
                     _write_random(op, in1, in2, out, d, f0, f1, f2, j, c, i, code, info, st)
