@@ -92,6 +92,25 @@ def test_counts_resume_and_add_up(tmp_path, monkeypatch):
     assert f"| linear_backprop | {second['rs_acceptable']} / 120 |" in table
 
 
+def test_records_are_saved_in_batches_and_a_stop_saves_the_finished_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(figure4, "SAVE_EVERY_SECS", 1e9)  # no save before the end
+    real = figure4._results
+
+    def stopped_after_three(jobs, num_workers):
+        for count, record in enumerate(real(jobs, num_workers), 1):
+            yield record
+            if count == 3:
+                raise KeyboardInterrupt  # what a stop does to the loop
+    monkeypatch.setattr(figure4, "_results", stopped_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, budget=160)  # 4 experiments a method
+    data = json.load(open(tmp_path / figure4.RESULTS_NAME))
+    entry = data["task_types"]["linear_backprop"]
+    assert len(entry["experiments"]["rs"]) + len(entry["experiments"]["evolution"]) == 3
+    assert data["summary"]["linear_backprop"]["rs_evaluations"] == 40 * len(
+        entry["experiments"]["rs"])
+
+
 def test_other_settings_are_refused(tmp_path):
     _run(tmp_path, budget=0)
     with pytest.raises(ValueError, match="other settings"):

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import sys
+import time
 
 from absl import app, flags
 
@@ -31,6 +32,7 @@ import figure4_lib  # noqa: E402
 import paper_common  # noqa: E402
 
 RESULTS_NAME = "figure4_results.json"
+SAVE_EVERY_SECS = 30.0
 FORMAT = 1
 
 FLAGS = flags.FLAGS
@@ -154,13 +156,32 @@ def run(task_type: str, budget: int, results_dir: str, num_workers: int = 1,
             for pair in zip(claims["rs"], claims["evolution"])
             for method, index in zip(figure4_lib.METHODS, pair)]
     summary = summarize(task_type, entry)
-    for record in _results(jobs, num_workers):
-        with locked_results(results_dir) as data:
-            entry = entry_for(data, task_type, config)
-            entry["experiments"][record["method"]].append(record)
-            summary = summarize(task_type, entry)
-            data.setdefault("summary", {})[task_type] = summary
-        log(progress_line(summary))
+    finished = []  # records not yet in the file
+    last_save = time.monotonic()
+
+    def save():
+        nonlocal summary, last_save
+        if finished:
+            with locked_results(results_dir) as data:
+                entry = entry_for(data, task_type, config)
+                for record in finished:
+                    entry["experiments"][record["method"]].append(record)
+                summary = summarize(task_type, entry)
+                data.setdefault("summary", {})[task_type] = summary
+            finished.clear()
+        last_save = time.monotonic()
+
+    # Records are saved in batches: the file holds every experiment's record (megabytes
+    # after a few thousand), and rewriting it for each one kept the main process as busy
+    # as a worker. A stop saves what has finished; a kill loses at most SAVE_EVERY_SECS.
+    try:
+        for record in _results(jobs, num_workers):
+            finished.append(record)
+            if time.monotonic() - last_save >= SAVE_EVERY_SECS:
+                save()
+                log(progress_line(summary))
+    finally:
+        save()
     log(progress_line(summary))
     return summary
 
